@@ -1,0 +1,63 @@
+"""Plain data types that flow through the ROS-free pipeline (no ROS imports here).
+
+Coordinates are pixels of the full-resolution source image; boxes are (x, y, w, h) floats with
+(x, y) the top-left corner. Probabilities are float32 arrays in the model's label order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face found by a detector.
+
+    box: (x, y, w, h) in source-image pixels. score: detector confidence 0..1.
+    landmarks: float32[5, 2] (right eye, left eye, nose, right mouth, left mouth) or None.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray | None = None
+
+
+@dataclass
+class FaceResult:
+    """A tracked face with its smoothed expression, ready to publish."""
+
+    face_id: str                      # stable while tracked, e.g. "f3"
+    box: tuple[float, float, float, float]
+    expression: str                   # argmax of `probabilities`, canonical label word
+    confidence: float                 # probabilities[argmax], 0..1
+    probabilities: np.ndarray         # float32[K], smoothed, sums to 1, model label order
+    raw_probabilities: np.ndarray     # float32[K], this frame's classifier output
+    valence: float                    # -1..1 (labels.CIRCUMPLEX weighted by probabilities)
+    arousal: float                    # -1..1
+    detection_score: float            # 0..1
+
+
+@dataclass(frozen=True)
+class Command:
+    """An HRI command decided by the command mapper."""
+
+    command: str                      # e.g. STOP, PAUSE, CONFIRM, HOLD
+    priority: int                     # 0..255, higher wins (STOP highest)
+    source_face_id: str = ''
+    expression: str = ''
+    confidence: float = 0.0
+    heartbeat: bool = False           # True: periodic repeat of the current command
+    stamp: float = 0.0                # seconds (the frame stamp or clock time that produced it)
+
+
+@dataclass
+class FrameResult:
+    """Everything the pipeline computed for one frame."""
+
+    stamp: float                      # seconds, copied from the input
+    labels: tuple[str, ...]           # class order of every probabilities array
+    faces: list[FaceResult] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)   # commands to publish for this frame
+    timing_ms: dict[str, float] = field(default_factory=dict)  # detect, preprocess, infer, track, total
+    num_detections: int = 0           # raw detections this frame (faces holds confirmed tracks only)

