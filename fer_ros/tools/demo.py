@@ -1,0 +1,120 @@
+"""`make demo`: the real node, a camera process streaming the repository's face photos, and this
+process printing what the node publishes. Exits 0 when the node published expressions and commands.
+
+    scripts/with_ros.sh python -m fer_ros.tools.demo [--seconds 6] [--faces 2] [--transport raw]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import rclpy
+from rclpy.node import Node
+
+from fer_ros.msg import FaceExpressionArray, HriCommand
+
+
+def _install_exe(name: str) -> str:
+    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+        exe = Path(prefix) / 'lib' / 'fer_ros' / name
+        if exe.exists():
+            return str(exe)
+    sys.exit(f'demo: {name} not found under AMENT_PREFIX_PATH; run `make setup` and use scripts/with_ros.sh')
+
+
+class DemoPrinter(Node):
+    def __init__(self, print_period_s: float) -> None:
+        super().__init__('fer_demo')
+        self.print_period_s = print_period_s
+        self.frames = 0
+        self.latencies_ms: list[float] = []
+        self.last_print: dict[str, tuple[float, str]] = {}
+        self.commands = 0
+        self.create_subscription(FaceExpressionArray, 'expressions', self.on_expressions, 10)
+        self.create_subscription(HriCommand, 'command', self.on_command, 10)
+
+    def on_expressions(self, msg: FaceExpressionArray) -> None:
+        now = time.time()
+        self.frames += 1
+        self.latencies_ms.append((now - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)) * 1000)
+        for face in msg.faces:
+            last_time, last_expr = self.last_print.get(face.face_id, (0.0, ''))
+            if face.expression != last_expr or now - last_time >= self.print_period_s:
+                self.last_print[face.face_id] = (now, face.expression)
+                top = sorted(zip(msg.labels, face.probabilities), key=lambda kv: -kv[1])[:3]
+                print(f'face {face.face_id:>3}  {face.expression:<9} {face.confidence:.2f}   '
+                      f'box=({face.roi.x_offset},{face.roi.y_offset},{face.roi.width}x{face.roi.height})  '
+                      f'top3: ' + ', '.join(f'{k} {v:.2f}' for k, v in top), flush=True)
+
+    def on_command(self, msg: HriCommand) -> None:
+        self.commands += 1
+        if not msg.heartbeat:
+            print(f'>>> COMMAND {msg.command:<8} priority {msg.priority:>3}  from face '
+                  f'{msg.source_face_id or "-"} ({msg.expression or "no face"}, {msg.confidence:.2f})', flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--seconds', type=float, default=6.0, help='camera stream length (default 6)')
+    ap.add_argument('--faces', type=int, default=2, help='faces per frame (default 2)')
+    ap.add_argument('--rate', type=float, default=30.0, help='camera rate in Hz (default 30)')
+    ap.add_argument('--transport', choices=('raw', 'compressed'), default='raw')
+    ap.add_argument('--model', default='', help="model path ('' = default)")
+    ap.add_argument('--print-period', type=float, default=1.0, help='reprint an unchanged face every N s')
+    args = ap.parse_args(argv)
+
+    rclpy.init()
+    printer = DemoPrinter(args.print_period)
+    node = subprocess.Popen([_install_exe('fer_node'), '--ros-args', '-p', f'image_transport:={args.transport}',
+                             '-p', f'model_path:={args.model}'])
+    camera = None
+    try:
+        print('demo: waiting for fer_node ...', flush=True)
+        deadline = time.monotonic() + 60
+        image_topic = '/image/compressed' if args.transport == 'compressed' else '/image'
+        while printer.count_subscribers(image_topic) == 0 or printer.count_publishers('/expressions') == 0:
+            rclpy.spin_once(printer, timeout_sec=0.1)
+            if node.poll() is not None:
+                print(f'demo: fer_node exited with code {node.returncode}', file=sys.stderr)
+                return 1
+            if time.monotonic() > deadline:
+                print('demo: fer_node did not come up within 60 s', file=sys.stderr)
+                return 1
+        print(f'demo: streaming {args.seconds:.0f} s of 640x480 frames with {args.faces} face(s) at '
+              f'{args.rate:.0f} Hz ({args.transport})', flush=True)
+        camera = subprocess.Popen([_install_exe('fer_camera'), '--ros-args', '-p', f'rate_hz:={args.rate}',
+                                   '-p', f'duration_s:={args.seconds}', '-p', f'num_faces:={args.faces}',
+                                   '-p', f'transport:={args.transport}', '-p', 'distinct_frames:=1'])
+        while camera.poll() is None:
+            rclpy.spin_once(printer, timeout_sec=0.05)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            rclpy.spin_once(printer, timeout_sec=0.05)
+    finally:
+        for proc in (camera, node):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        printer.destroy_node()
+        rclpy.try_shutdown()
+    if printer.frames == 0:
+        print('demo: FAILED, no expressions received', file=sys.stderr)
+        return 1
+    lat = sorted(printer.latencies_ms)
+    print(f'demo: {printer.frames} frames processed ({printer.frames / args.seconds:.1f}/s), latency image stamp '
+          f'-> expressions received: median {statistics.median(lat):.1f} ms, max {lat[-1]:.1f} ms; '
+          f'{printer.commands} command messages', flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Helpers for tests that run the real node and camera as separate processes over real DDS.
+
+The pytest process is the third process: an rclpy node (Collector) that subscribes to the node's
+outputs. Discovery is waited for through the ROS graph (matched endpoints), never by sleeping.
+Requires the colcon install tree (run tests through `make test` / scripts/with_ros.sh).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+INSTALL = REPO / 'install' / 'fer_ros'
+NODE_EXE = INSTALL / 'lib' / 'fer_ros' / 'fer_node'
+CAMERA_EXE = INSTALL / 'lib' / 'fer_ros' / 'fer_camera'
+LISTENER_EXE = INSTALL / 'lib' / 'fer_ros' / 'fer_listener'
+PARAMS_FILE = INSTALL / 'share' / 'fer_ros' / 'config' / 'fer.yaml'
+
+
+def ros_available() -> str:
+    """'' when the ROS tests can run here, else the reason they cannot."""
+    if not NODE_EXE.exists():
+        return f'{NODE_EXE} missing: build with `make setup` (colcon)'
+    try:
+        import rclpy  # noqa: F401
+        from fer_ros.msg import FaceExpressionArray  # noqa: F401
+    except ImportError as exc:
+        return f'rclpy or the generated fer_ros.msg not importable ({exc}); run via `make test`'
+    return ''
+
+
+requires_ros = pytest.mark.skipif(bool(ros_available()), reason=ros_available() or 'ok')
+
+
+def ros_args(params: dict | None = None, remaps: dict | None = None, params_file: Path | None = None) -> list[str]:
+    args = ['--ros-args']
+    if params_file:
+        args += ['--params-file', str(params_file)]
+    for key, value in (params or {}).items():
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, (list, tuple)):
+            value = '[' + ','.join(f"'{v}'" if isinstance(v, str) else str(v) for v in value) + ']'
+        args += ['-p', f'{key}:={value}']
+    for old, new in (remaps or {}).items():
+        args += ['-r', f'{old}:={new}']
+    return args
+
+
+class Proc:
+    """A child process with its output captured to a file (read with .output())."""
+
+    def __init__(self, cmd: list[str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, 'wb')
+        self.popen = subprocess.Popen([str(c) for c in cmd], stdout=self._log, stderr=subprocess.STDOUT,
+                                      cwd=str(log_path.parent), env=os.environ.copy())
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors='replace')
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+
+def start_node(tmp_path: Path, params: dict | None = None, remaps: dict | None = None, name: str = 'node') -> Proc:
+    return Proc([NODE_EXE] + ros_args(params, remaps, PARAMS_FILE), tmp_path / f'{name}.log')
+
+
+def start_camera(tmp_path: Path, params: dict | None = None, remaps: dict | None = None,
+                 name: str = 'camera') -> Proc:
+    return Proc([CAMERA_EXE] + ros_args(params, remaps), tmp_path / f'{name}.log')
+
+
+class Collector:
+    """In-process rclpy node recording expressions, commands and diagnostics with receive times."""
+
+    def __init__(self, namespace: str = '/') -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+
+        from fer_ros.msg import FaceExpressionArray, HriCommand
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node('test_collector', namespace=namespace, context=self.context)
+        self.expressions: list[tuple[float, object]] = []   # (time.time() at receipt, msg)
+        self.commands: list[tuple[float, object]] = []
+        self.diagnostics: list[tuple[float, object]] = []
+        self._lock = threading.Lock()
+        self.node.create_subscription(FaceExpressionArray, 'expressions', self._rec(self.expressions), 100)
+        self.node.create_subscription(HriCommand, 'command', self._rec(self.commands), 100)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._rec(self.diagnostics), 100)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._running = True
+        self._thread.start()
+
+    def publisher(self, msg_type, topic: str, reliable: bool = True):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+        return self.node.create_publisher(msg_type, topic, qos)
+
+    def _rec(self, store):
+        def callback(msg):
+            with self._lock:
+                store.append((time.time(), msg))
+        return callback
+
+    def _spin(self):
+        while self._running and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def wait_for(self, predicate, timeout: float, proc: Proc | None = None, what: str = 'condition') -> None:
+        """Wait until predicate() is true; fail with the node's log if it is not or the node died."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            if proc is not None and proc.popen.poll() is not None:
+                pytest.fail(f'{what}: node exited with {proc.popen.returncode}:\n{proc.output()[-3000:]}')
+            time.sleep(0.05)
+        log = proc.output()[-3000:] if proc else ''
+        pytest.fail(f'timed out after {timeout} s waiting for {what}\n{log}')
+
+    def wait_node_ready(self, proc: Proc, image_topic: str = '/image', timeout: float = 30.0) -> None:
+        """The node is up when it subscribes to the image topic and publishes expressions."""
+        self.wait_for(lambda: self.node.count_subscribers(image_topic) > 0
+                      and self.node.count_publishers(self.node.resolve_topic_name('expressions')) > 0,
+                      timeout, proc, f'fer_node to subscribe to {image_topic}')
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.expressions), list(self.commands), list(self.diagnostics)
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(timeout=2)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def diag_values(diag_msg) -> dict[str, str]:
+    """The fer_node status's key/values of a DiagnosticArray."""
+    for status in diag_msg.status:
+        if 'expression recognition' in status.name:
+            return {kv.key: kv.value for kv in status.values} | {'_level': status.level, '_message': status.message}
+    return {}

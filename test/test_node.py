@@ -1,0 +1,286 @@
+"""fer_node as a real process: camera process -> node process -> this process, over real DDS."""
+from __future__ import annotations
+
+import signal
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from ros_harness import Collector, diag_values, requires_ros, start_camera, start_node
+
+pytestmark = [pytest.mark.ros, requires_ros]
+
+
+@pytest.fixture
+def collector():
+    c = Collector()
+    yield c
+    c.close()
+
+
+def _stamp(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def _latest_diag(collector):
+    _, _, diags = collector.snapshot()
+    for _, msg in reversed(diags):
+        values = diag_values(msg)
+        if values:
+            return values
+    return {}
+
+
+def _run_stream(tmp_path, collector, node_params=None, camera_params=None, seconds=2.5):
+    node = start_node(tmp_path, node_params)
+    try:
+        collector.wait_node_ready(node, '/image/compressed' if (node_params or {}).get('image_transport') == 'compressed'
+                                  else '/image')
+        camera = start_camera(tmp_path, {'rate_hz': 30.0, 'duration_s': seconds, 'frame_id': 'cam_test',
+                                         **(camera_params or {})})
+        assert camera.popen.wait(seconds + 30) == 0, camera.output()
+        # all frames published; give the node time to finish the last one and publish diagnostics
+        collector.wait_for(lambda: diag_values(collector.snapshot()[2][-1][1]).get('frames_processed', '0') != '0'
+                           if collector.snapshot()[2] else False, 10, node, 'diagnostics')
+        time.sleep(1.5)
+        return node, camera.output()
+    except BaseException:
+        node.stop()
+        raise
+
+
+def test_expressions_for_every_processed_frame_with_input_header(tmp_path, collector):
+    start = time.time()
+    node, camera_log = _run_stream(tmp_path, collector)
+    try:
+        exprs, commands, _ = collector.snapshot()
+        diag = _latest_diag(collector)
+        processed = int(diag['frames_processed'])
+        assert processed >= 10, diag
+        assert len(exprs) == processed, f'{len(exprs)} expression arrays for {processed} processed frames'
+        stamps = [_stamp(m) for _, m in exprs]
+        assert all(m.header.frame_id == 'cam_test' for _, m in exprs)
+        assert stamps == sorted(stamps) and start - 1 < stamps[0] and stamps[-1] < time.time()
+        # the still face keeps one id once confirmed
+        ids = {f.face_id for _, m in exprs for f in m.faces}
+        assert len(ids) == 1, ids
+        faces = [f for _, m in exprs for f in m.faces]
+        assert len(faces) >= processed - 3            # published after min_hits (2) confirmations
+        face = faces[-1]
+        labels = list(exprs[-1][1].labels)
+        assert len(face.probabilities) == len(labels) == 7
+        assert abs(sum(face.probabilities) - 1) < 1e-3
+        assert face.expression == labels[int(np.argmax(face.probabilities))]
+        assert face.roi.width > 50 and face.roi.height > 50
+        assert -1 <= face.valence <= 1 and -1 <= face.arousal <= 1
+        # commands follow the mapping of the packaged commands.yaml
+        from fer_ros.core.commands import load_command_config
+        config = load_command_config(None)
+        changes = [m for _, m in commands if not m.heartbeat]
+        assert changes, 'no command published'
+        for msg in changes:
+            if msg.command != 'HOLD' and msg.expression:
+                assert msg.command == config.command_for(msg.expression), msg
+                assert msg.source_face_id in ids
+        assert int(diag['frames_received']) == processed + int(diag['frames_dropped']) + \
+            int(diag.get('out_of_order', '0')) + int(diag.get('decode_errors', '0'))
+    finally:
+        assert node.stop() == 0
+
+
+@pytest.mark.parametrize('node_reliability,camera_reliability', [
+    ('best_effort', 'reliable'), ('reliable', 'reliable')])
+def test_reliable_cameras_640x480(tmp_path, collector, node_reliability, camera_reliability):
+    node, _ = _run_stream(tmp_path, collector, {'reliability': node_reliability},
+                          {'reliability': camera_reliability}, seconds=1.5)
+    try:
+        exprs, _, _ = collector.snapshot()
+        assert len(exprs) >= 10
+        assert any(m.faces for _, m in exprs)
+    finally:
+        node.stop()
+
+
+def test_compressed_transport(tmp_path, collector):
+    node, _ = _run_stream(tmp_path, collector, {'image_transport': 'compressed'},
+                          {'transport': 'compressed'}, seconds=1.5)
+    try:
+        exprs, _, _ = collector.snapshot()
+        assert len(exprs) >= 10 and any(m.faces for _, m in exprs)
+    finally:
+        node.stop()
+
+
+def test_five_faces_get_distinct_stable_ids(tmp_path, collector):
+    node, _ = _run_stream(tmp_path, collector, camera_params={'num_faces': 5}, seconds=2.0)
+    try:
+        exprs, _, _ = collector.snapshot()
+        last = exprs[-1][1]
+        assert len(last.faces) == 5
+        assert len({f.face_id for f in last.faces}) == 5
+        ids = {f.face_id for _, m in exprs for f in m.faces}
+        assert len(ids) == 5, f'ids changed on still faces: {sorted(ids)}'
+    finally:
+        node.stop()
+
+
+def _good_image(collector, stamp_s: float, frame_id='bad_test'):
+    from fer_ros.core.sample_frames import sample_frame
+    from fer_ros.ros.convert import bgr_to_image
+    from std_msgs.msg import Header
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = int(stamp_s), int((stamp_s % 1) * 1e9)
+    return bgr_to_image(sample_frame(1, size=(640, 480), seed=0)[0], header)
+
+
+def test_bad_raw_frames_are_reported_and_skipped(tmp_path, collector):
+    from sensor_msgs.msg import Image
+    node = start_node(tmp_path)
+    try:
+        collector.wait_node_ready(node)
+        pub = collector.publisher(Image, 'image', reliable=True)
+        collector.wait_for(lambda: pub.get_subscription_count() > 0, 10, node, 'node to match the test publisher')
+        t0 = time.time()
+        good = _good_image(collector, t0)
+        unknown = _good_image(collector, t0 + 0.1)
+        unknown.encoding = 'bayer_weird16'
+        short = _good_image(collector, t0 + 0.2)
+        short.data = bytes(short.data)[: short.step * 10]
+        empty = Image(header=_good_image(collector, t0 + 0.3).header, height=0, width=0, encoding='bgr8', step=0)
+        huge = Image(header=_good_image(collector, t0 + 0.4).header, height=8000, width=8000, encoding='mono8',
+                     step=8000, data=b'\x00' * 16)   # header claims 8000x8000; rejected before any copy
+        older = _good_image(collector, t0 - 0.5)        # out of order in time
+        after = _good_image(collector, t0 + 1.0)
+        for msg in (good, unknown, short, empty, huge, older, after):
+            pub.publish(msg)
+            time.sleep(0.25)   # one at a time, so the latest-frame slot drops none of them
+        collector.wait_for(lambda: any(abs(_stamp(m) - (t0 + 1.0)) < 1e-3 for _, m in collector.snapshot()[0]),
+                           10, node, 'the good frame after the bad ones')
+        time.sleep(1.2)
+        diag = _latest_diag(collector)
+        assert node.popen.poll() is None, 'node died'
+        assert int(diag['decode_errors']) == 4, diag
+        assert int(diag['out_of_order']) == 1, diag
+        assert diag['_level'] == 1  # WARN
+        published = sorted(round(_stamp(m) - t0, 3) for _, m in collector.snapshot()[0])
+        assert published == [0.0, 1.0]
+        log = node.output()
+        assert 'unsupported encoding' in log and 'bayer_weird16' in log
+    finally:
+        assert node.stop() == 0
+
+
+def test_bad_compressed_frames_are_reported_and_skipped(tmp_path, collector):
+    from sensor_msgs.msg import CompressedImage
+    from fer_ros.core.sample_frames import sample_frame
+    node = start_node(tmp_path, {'image_transport': 'compressed'})
+    try:
+        collector.wait_node_ready(node, '/image/compressed')
+        pub = collector.publisher(CompressedImage, 'image/compressed')
+        collector.wait_for(lambda: pub.get_subscription_count() > 0, 10, node, 'node to match the test publisher')
+        jpeg = cv2.imencode('.jpg', sample_frame(1, size=(640, 480), seed=0)[0])[1].tobytes()
+        big = cv2.imencode('.jpg', np.full((8000, 8000, 3), 127, np.uint8))[1].tobytes()
+        t0 = time.time()
+        frames = [(b'', 'jpeg'), (jpeg[: len(jpeg) // 3] + b'garbage' * 10, 'jpeg'), (b'\x00' * 500, 'png'),
+                  (big, 'jpeg'), (jpeg, 'jpeg')]
+        for i, (data, fmt) in enumerate(frames):
+            msg = CompressedImage(format=fmt, data=data)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = int(t0 + i), 0
+            pub.publish(msg)
+            time.sleep(0.5 if data is big else 0.25)
+        collector.wait_for(lambda: len(collector.snapshot()[0]) >= 1, 10, node, 'the good frame')
+        time.sleep(1.2)
+        diag = _latest_diag(collector)
+        assert node.popen.poll() is None
+        # the truncated JPEG may decode partially (libjpeg pads it); every other bad one must be rejected
+        assert int(diag['decode_errors']) >= 3, diag
+        assert 'empty CompressedImage' in node.output()
+        assert _stamp(collector.snapshot()[0][-1][1]) == int(t0 + 4)
+    finally:
+        node.stop()
+
+
+def test_camera_disappears_and_comes_back(tmp_path, collector):
+    node = start_node(tmp_path)
+    try:
+        collector.wait_node_ready(node)
+        for run in range(2):
+            cam = start_camera(tmp_path, {'rate_hz': 20.0, 'duration_s': 1.0}, name=f'camera{run}')
+            assert cam.popen.wait(30) == 0
+            collector.wait_for(lambda: len(collector.snapshot()[0]) >= 10 * (run + 1), 10, node,
+                               f'expressions from camera run {run}')
+        assert node.popen.poll() is None
+    finally:
+        node.stop()
+
+
+def test_debug_image_published_when_subscribed(tmp_path, collector):
+    from sensor_msgs.msg import Image
+    got = []
+    collector.node.create_subscription(Image, 'debug_image', got.append, 5)
+    node, _ = _run_stream(tmp_path, collector, seconds=1.0)
+    try:
+        assert got, 'no debug image'
+        assert (got[-1].width, got[-1].height, got[-1].encoding) == (640, 480, 'bgr8')
+        assert got[-1].header.frame_id == 'cam_test'
+    finally:
+        node.stop()
+
+
+@pytest.mark.parametrize('params,exit_code,needle', [
+    ({'model_path': '/nonexistent/model.onnx'}, 1, '/nonexistent/model.onnx'),
+    ({'detection_threshold': 1.5}, 2, 'detection_threshold'),
+    ({'backend': 'cuda_magic'}, 2, 'backend'),
+])
+def test_bad_start_parameters_fail_fast(tmp_path, params, exit_code, needle):
+    node = start_node(tmp_path, params)
+    assert node.popen.wait(30) == exit_code, node.output()
+    assert needle in node.output()
+    assert 'Traceback' not in node.output()
+
+
+def test_corrupt_model_fails_at_start(tmp_path):
+    bad = tmp_path / 'corrupt.onnx'
+    bad.write_bytes(b'this is not an onnx model' * 10)
+    node = start_node(tmp_path, {'model_path': str(bad)})
+    assert node.popen.wait(30) == 1, node.output()
+    assert str(bad) in node.output()
+
+
+def test_parameters_at_run_time(tmp_path, collector):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    node = start_node(tmp_path)
+    try:
+        collector.wait_node_ready(node)
+        client = collector.node.create_client(SetParameters, '/fer_node/set_parameters')
+        assert client.wait_for_service(timeout_sec=10)
+
+        def set_param(name, value):
+            if isinstance(value, float):
+                pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+            else:
+                pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+            future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
+            collector.wait_for(future.done, 10, node, f'set {name}')
+            return future.result().results[0]
+
+        ok = set_param('detection_threshold', 0.7)
+        assert ok.successful, ok.reason
+        bad = set_param('detection_threshold', 1.5)
+        assert not bad.successful and 'detection_threshold' in bad.reason
+        ro = set_param('backend', 'torch')
+        assert not ro.successful
+        assert node.popen.poll() is None
+    finally:
+        node.stop()
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_clean_shutdown(tmp_path, collector, sig):
+    node = start_node(tmp_path)
+    collector.wait_node_ready(node)
+    assert node.stop(sig) == 0, node.output()
+    assert 'Traceback' not in node.output()
