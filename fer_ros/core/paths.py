@@ -57,3 +57,18 @@ def default_model_path() -> str:
     except FileNotFoundError as exc:
         raise FileNotFoundError(f'{exc}. Run `make setup` to convert the default model, '
                                 'or pass a model path.') from None
+
+
+def find_executable(name: str) -> str:
+    """An installed fer_ros executable (lib/fer_ros/NAME under an ament prefix), e.g. 'fer_node'.
+
+    Raises:
+        FileNotFoundError: not installed; build with `make setup` and source install/setup.bash.
+    """
+    prefixes = [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
+    for prefix in prefixes:
+        exe = Path(prefix) / 'lib' / PACKAGE / name
+        if exe.is_file():
+            return str(exe)
+    raise FileNotFoundError(f'{name} not found in lib/{PACKAGE} of AMENT_PREFIX_PATH ({prefixes}); '
+                            'run `make setup` and source install/setup.bash (or use scripts/with_ros.sh)')

@@ -6,26 +6,17 @@ process printing what the node publishes. Exits 0 when the node published expres
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import rclpy
 from rclpy.node import Node
 
+from fer_ros.core.paths import find_executable
 from fer_ros.msg import FaceExpressionArray, HriCommand
-
-
-def _install_exe(name: str) -> str:
-    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
-        exe = Path(prefix) / 'lib' / 'fer_ros' / name
-        if exe.exists():
-            return str(exe)
-    sys.exit(f'demo: {name} not found under AMENT_PREFIX_PATH; run `make setup` and use scripts/with_ros.sh')
 
 
 class DemoPrinter(Node):
@@ -71,7 +62,7 @@ def main(argv=None) -> int:
 
     rclpy.init()
     printer = DemoPrinter(args.print_period)
-    node = subprocess.Popen([_install_exe('fer_node'), '--ros-args', '-p', f'image_transport:={args.transport}',
+    node = subprocess.Popen([find_executable('fer_node'), '--ros-args', '-p', f'image_transport:={args.transport}',
                              '-p', f'model_path:={args.model}'])
     camera = None
     try:
@@ -88,7 +79,7 @@ def main(argv=None) -> int:
                 return 1
         print(f'demo: streaming {args.seconds:.0f} s of 640x480 frames with {args.faces} face(s) at '
               f'{args.rate:.0f} Hz ({args.transport})', flush=True)
-        camera = subprocess.Popen([_install_exe('fer_camera'), '--ros-args', '-p', f'rate_hz:={args.rate}',
+        camera = subprocess.Popen([find_executable('fer_camera'), '--ros-args', '-p', f'rate_hz:={args.rate}',
                                    '-p', f'duration_s:={args.seconds}', '-p', f'num_faces:={args.faces}',
                                    '-p', f'transport:={args.transport}', '-p', 'distinct_frames:=1'])
         while camera.poll() is None:

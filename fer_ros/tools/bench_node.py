@@ -1,0 +1,154 @@
+"""`make bench-node`: the node under a real camera stream, measured from a third process.
+
+Three processes on this machine: fer_camera (640x480 bgr8 at --rate Hz), fer_node (default model,
+ONNX Runtime) and this one, which subscribes to `expressions` and /diagnostics. Reports processed
+frames/s, latency from the image stamp to receipt of `expressions` (median, p90, p99), drops, and
+with --soak-seconds the node's resident memory over a long run and the drop-counter consistency.
+
+    scripts/with_ros.sh python -m fer_ros.tools.bench_node [--seconds 20] [--faces 1 5]
+        [--soak-seconds 600] [--json bench/bench_node.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+
+from fer_ros.core.paths import find_executable
+from fer_ros.msg import FaceExpressionArray
+
+
+class Probe(Node):
+    def __init__(self) -> None:
+        super().__init__('fer_bench_probe')
+        self.receipts: list[tuple[float, float, int]] = []   # (receipt time, stamp, faces)
+        self.diag: dict[str, str] = {}
+        self.create_subscription(FaceExpressionArray, 'expressions', self.on_expr, 100)
+        self.create_subscription(DiagnosticArray, '/diagnostics', self.on_diag, 10)
+
+    def on_expr(self, msg) -> None:
+        self.receipts.append((time.time(), msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, len(msg.faces)))
+
+    def on_diag(self, msg) -> None:
+        for status in msg.status:
+            if 'expression recognition' in status.name:
+                self.diag = {kv.key: kv.value for kv in status.values}
+
+
+def _spin_until(probe, predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        rclpy.spin_once(probe, timeout_sec=0.05)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f'timed out waiting for {what}')
+
+
+def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: float = 0.0) -> dict:
+    node = subprocess.Popen([find_executable('fer_node'), '--ros-args', '-p', 'backend:=onnxruntime'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    camera = None
+    try:
+        _spin_until(probe, lambda: probe.count_subscribers('/image') > 0, 60, 'fer_node')
+        proc = psutil.Process(node.pid)
+        probe.receipts.clear()
+        probe.diag = {}
+        camera = subprocess.Popen([find_executable('fer_camera'), '--ros-args', '-p', f'rate_hz:={rate}',
+                                   '-p', f'duration_s:={seconds}', '-p', f'num_faces:={faces}'],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rss: list[tuple[float, float]] = []
+        t0 = time.monotonic()
+        next_rss = t0
+        while camera.poll() is None:
+            rclpy.spin_once(probe, timeout_sec=0.05)
+            if rss_period and time.monotonic() >= next_rss:
+                rss.append((time.monotonic() - t0, proc.memory_info().rss / 2**20))
+                next_rss += rss_period
+        end = time.monotonic() + 2.5       # the last frame and one more diagnostics message
+        while time.monotonic() < end:
+            rclpy.spin_once(probe, timeout_sec=0.05)
+    finally:
+        for p in (camera, node):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                p.wait(10)
+    # drop the first second (warm-up: discovery, first inference, arena allocation)
+    stamps = np.array([s for _, s, _ in probe.receipts])
+    keep = stamps >= stamps.min() + 1.0 if stamps.size else stamps.astype(bool)
+    latency = np.array([(r - s) * 1000 for r, s, _ in probe.receipts])[keep]
+    span = stamps[keep].max() - stamps[keep].min() if keep.sum() > 1 else float('nan')
+    d = probe.diag
+    result = {
+        'faces': faces, 'camera_rate_hz': rate, 'seconds': seconds,
+        'expressions_received': len(probe.receipts),
+        'processed_fps': float((keep.sum() - 1) / span) if span == span and span > 0 else 0.0,
+        'latency_ms': {f'p{q}': float(np.percentile(latency, q)) for q in (50, 90, 99)} if latency.size else {},
+        'mean_faces_per_frame': float(np.mean([f for _, _, f in probe.receipts])) if probe.receipts else 0.0,
+        'node_diagnostics': {k: d.get(k) for k in ('frames_received', 'frames_processed', 'frames_dropped',
+                                                   'decode_errors', 'out_of_order', 'pipeline_errors')},
+    }
+    if d:
+        received, processed, dropped = (int(d[k]) for k in ('frames_received', 'frames_processed', 'frames_dropped'))
+        errors = sum(int(d.get(k, 0)) for k in ('decode_errors', 'out_of_order'))
+        result['drop_counter_consistent'] = received == processed + dropped + errors
+        result['published_equals_processed'] = len(probe.receipts) == processed
+    if rss:
+        warm = [m for t, m in rss if t >= min(30.0, seconds / 4)]
+        result['rss_mb'] = {'first': rss[0][1], 'after_warmup': warm[0] if warm else rss[0][1], 'last': rss[-1][1],
+                            'max': max(m for _, m in rss), 'samples': len(rss)}
+        result['rss_growth_after_warmup_mb'] = result['rss_mb']['last'] - result['rss_mb']['after_warmup']
+    return result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--seconds', type=float, default=20.0, help='stream length per case (default 20)')
+    ap.add_argument('--faces', type=int, nargs='+', default=[1, 5])
+    ap.add_argument('--rate', type=float, default=30.0)
+    ap.add_argument('--soak-seconds', type=float, default=0.0, help='add a soak run of this length (e.g. 600)')
+    ap.add_argument('--json', help='write all figures here')
+    args = ap.parse_args(argv)
+
+    rclpy.init()
+    probe = Probe()
+    results = {'machine': f'{platform.node()} {os.cpu_count()} cores', 'date': time.strftime('%Y-%m-%d %H:%M'),
+               'cases': []}
+    try:
+        for faces in args.faces:
+            print(f'bench-node: {faces} face(s), {args.seconds:.0f} s at {args.rate:.0f} Hz ...', flush=True)
+            case = run_case(probe, faces, args.seconds, args.rate)
+            results['cases'].append(case)
+            lat = case['latency_ms']
+            print(f"  processed {case['processed_fps']:.1f} frames/s; latency stamp->expressions median "
+                  f"{lat.get('p50', float('nan')):.1f} ms, p90 {lat.get('p90', float('nan')):.1f}, p99 "
+                  f"{lat.get('p99', float('nan')):.1f}; node: {case['node_diagnostics']}", flush=True)
+        if args.soak_seconds > 0:
+            print(f'bench-node: soak {args.soak_seconds:.0f} s, 1 face at {args.rate:.0f} Hz ...', flush=True)
+            soak = run_case(probe, 1, args.soak_seconds, args.rate, rss_period=5.0)
+            results['soak'] = soak
+            print(f"  RSS {soak['rss_mb']}; growth after warm-up {soak['rss_growth_after_warmup_mb']:.1f} MB; "
+                  f"drop counter consistent: {soak.get('drop_counter_consistent')}; node: {soak['node_diagnostics']}",
+                  flush=True)
+    finally:
+        probe.destroy_node()
+        rclpy.try_shutdown()
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump(results, f, indent=2)
+        print(f'bench-node: wrote {args.json}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The parameter table, config/fer.yaml and launch/fer.launch.py agree (no ROS needed)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fer_ros.ros import params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_fer_yaml_is_rendered_from_the_parameter_table():
+    text = (REPO / 'config' / 'fer.yaml').read_text()
+    assert text == params.render_yaml(), 'config/fer.yaml is stale: python -m fer_ros.ros.params > config/fer.yaml'
+    values = yaml.safe_load(text)['fer_node']['ros__parameters']
+    assert values == {p.name: p.default for p in params.PARAMETERS}
+    assert params.validate_all(values) == values
+
+
+def _launch_parameter_arguments() -> dict:
+    tree = ast.parse((REPO / 'launch' / 'fer.launch.py').read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', '') == 'PARAMETER_ARGUMENTS':
+            return ast.literal_eval(node.value)
+    raise AssertionError('PARAMETER_ARGUMENTS not found in launch/fer.launch.py')
+
+
+def test_every_launch_argument_sets_a_declared_parameter_with_a_valid_default():
+    arguments = _launch_parameter_arguments()
+    assert arguments
+    for launch_name, (param_name, default, _) in arguments.items():
+        assert param_name in params.PARAMETERS_BY_NAME, f'launch argument {launch_name} sets unknown {param_name}'
+        definition = params.PARAMETERS_BY_NAME[param_name]
+        value = {'true': True, 'false': False}.get(default, default) if isinstance(definition.default, bool) else default
+        assert definition.validate(type(definition.default)(value)) == definition.default
+
+
+def test_launch_file_builds_where_launch_ros_imports():
+    pytest.importorskip('launch_ros', reason='launch_ros is not installable from PyPI; runs on a ROS 2 install')
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('fer_launch', REPO / 'launch' / 'fer.launch.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    assert description.entities
+
+
+@pytest.mark.parametrize('name,value,needle', [
+    ('detection_threshold', 1.5, 'detection_threshold'),
+    ('backend', 'cuda', 'backend'),
+    ('max_faces', 2.5, 'max_faces'),
+    ('publish_debug_image', 'yes', 'publish_debug_image'),
+])
+def test_bad_values_name_the_parameter(name, value, needle):
+    with pytest.raises(params.ParameterError, match=needle):
+        params.validate_all({name: value})
+
+
+def test_unknown_parameter_is_rejected():
+    with pytest.raises(params.ParameterError, match='unknown'):
+        params.validate_all({'detection_treshold': 0.5})
