@@ -45,6 +45,8 @@ def ros_args(params: dict | None = None, remaps: dict | None = None, params_file
     for key, value in (params or {}).items():
         if isinstance(value, bool):
             value = str(value).lower()
+        elif value == '':
+            value = "''"          # rcl cannot parse an empty override
         elif isinstance(value, (list, tuple)):
             value = '[' + ','.join(f"'{v}'" if isinstance(v, str) else str(v) for v in value) + ']'
         args += ['-p', f'{key}:={value}']

@@ -18,7 +18,7 @@ The mapper turns the per-frame, per-face smoothed expressions (``FaceResult``) i
 - **Latching.** Commands with ``release_s`` (STOP, PAUSE, HOLD by default) are latched: besides
   pre-emption they only end when, for ``release_s`` without interruption, a face is visible and no
   running rule maps to them. On release the highest-priority candidate follows, or **PROCEED** when
-  there is none. So STOP is never cleared by one noisy frame, nor by the operator leaving the view.
+  there is none and no expression is still confirming (then its confirmation decides). So STOP is never cleared by one noisy frame, nor by the operator leaving the view.
 - **Anti-chatter.** Besides the confidence hysteresis, a change (except to STOP) waits until
   ``min_dwell_s`` after the previous change.
 - **Time.** Stamps are seconds on one clock for ``update`` and ``tick`` (frame stamps; the node's
@@ -74,7 +74,7 @@ def _number(path: str, value: Any, low: float, high: float | None = None, low_op
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise CommandConfigError(path, f'must be a number, got {value!r}')
     if value < low or (low_open and value == low) or (high is not None and value > high):
-        bounds = f"{low}..{high}" if high is not None else (f'> {low}' if low_open else f'>= {low}')
+        bounds = f'{low:g}..{high:g}' if high is not None else (f'> {low:g}' if low_open else f'>= {low:g}')
         raise CommandConfigError(path, f'must be {"in " if high is not None else ""}{bounds}, got {value!r}')
     return float(value)
 
@@ -110,6 +110,16 @@ class CommandSpec:
         return self.release_s is not None
 
 
+def _check_expression(expression: Any) -> None:
+    if expression not in EXPRESSIONS:
+        hint = ''
+        try:
+            hint = f" (did you mean '{canonical(str(expression))}'?)"
+        except ValueError:
+            pass
+        raise CommandConfigError(f'rules.{expression}', f'unknown expression{hint}; known: {list(EXPRESSIONS)}')
+
+
 @dataclass(frozen=True)
 class Rule:
     """One expression's mapping (``rules.<expression>``), with the effective thresholds."""
@@ -121,13 +131,7 @@ class Rule:
 
     def __post_init__(self) -> None:
         where = f'rules.{self.expression}'
-        if self.expression not in EXPRESSIONS:
-            hint = ''
-            try:
-                hint = f" (did you mean '{canonical(self.expression)}'?)"
-            except ValueError:
-                pass
-            raise CommandConfigError(where, f'unknown expression{hint}; known: {list(EXPRESSIONS)}')
+        _check_expression(self.expression)
         _number(f'{where}.min_confidence', self.min_confidence, 0.0, 1.0)
         _number(f'{where}.confirm_s', self.confirm_s, 0.0)
 
@@ -174,10 +178,6 @@ class CommandConfig:
         if not stop.latched:
             raise CommandConfigError('commands.STOP.release_s', 'required: STOP is latched and released only after '
                                                                 'this long without a face showing it')
-        if self.commands[HOLD].min_confidence != CommandSpec.min_confidence or \
-                self.commands[HOLD].confirm_s != CommandSpec.confirm_s:
-            raise CommandConfigError('commands.HOLD', 'HOLD is raised by hold_timeout_s, not by an expression: '
-                                                      'min_confidence/confirm_s do not apply')
         for expression, rule in self.rules.items():
             if rule.expression != expression:
                 raise CommandConfigError(f'rules.{expression}', f'entry is for {rule.expression!r}')
@@ -201,7 +201,13 @@ class CommandConfig:
                         'STOP must be confirmed fastest')
 
     def priority(self, command: str) -> int:
+        """Priority 0..255 of a declared command word (KeyError for an undeclared one)."""
         return self.commands[command].priority
+
+    def command_for(self, expression: str) -> str | None:
+        """The command an expression maps to, or None (no change, or not listed)."""
+        rule = self.rules.get(expression)
+        return rule.command if rule is not None else None
 
 
 def parse_command_config(data: Any, source: str = 'commands.yaml') -> CommandConfig:
@@ -209,7 +215,7 @@ def parse_command_config(data: Any, source: str = 'commands.yaml') -> CommandCon
 
     Raises:
         CommandConfigError (a ValueError): the message names ``source`` and the bad key, e.g.
-            ``commands.yaml: rules.scared.min_confidence: must be in 0.0..1.0, got 1.5``.
+            ``commands.yaml: rules.scared.min_confidence: must be in 0..1, got 1.5``.
     """
     try:
         return _parse(data, source)
@@ -218,8 +224,9 @@ def parse_command_config(data: Any, source: str = 'commands.yaml') -> CommandCon
 
 
 def _mapping(path: str, value: Any, known: tuple[str, ...] | None) -> dict:
+    """``value`` must be a mapping whose keys are all in ``known`` (any keys when None); '' = top level."""
     if not isinstance(value, dict):
-        raise CommandConfigError(path, f'must be a mapping, got {type(value).__name__}')
+        raise CommandConfigError(path or '(top level)', f'must be a mapping, got {type(value).__name__}')
     if known is not None:
         for key in value:
             if key not in known:
@@ -228,7 +235,7 @@ def _mapping(path: str, value: Any, known: tuple[str, ...] | None) -> dict:
 
 
 def _parse(data: Any, source: str) -> CommandConfig:
-    top = _mapping('(top level)', data, _TOP_KEYS)
+    top = _mapping('', data, _TOP_KEYS)
     version = top.get('version', 1)
     if version != 1 or isinstance(version, bool):
         raise CommandConfigError('version', f'unsupported version {version!r}; this fer_ros reads version 1')
@@ -256,6 +263,7 @@ def _parse(data: Any, source: str) -> CommandConfig:
     rules: dict[str, Rule] = {}
     for expression, entry in _mapping('rules', top['rules'], None).items():
         where = f'rules.{expression}'
+        _check_expression(expression)
         entry = _mapping(where, entry, _RULE_KEYS)
         if 'command' not in entry:
             raise CommandConfigError(f'{where}.command', 'missing (use null for no change)')
@@ -373,7 +381,7 @@ class CommandMapper:
         if not self._accept(stamp):
             return []
         s, cfg = self._s, self.config
-        if s.last_frame is not None and stamp - s.last_frame > cfg.hold_timeout_s:
+        if s.last_frame is not None and stamp - s.last_frame >= cfg.hold_timeout_s:
             self._forget_evidence()
         s.last_frame = stamp
         if faces:
@@ -411,7 +419,7 @@ class CommandMapper:
         if not self._accept(stamp):
             return []
         s = self._s
-        if s.last_frame is not None and stamp - s.last_frame > self.config.hold_timeout_s:
+        if s.last_frame is not None and stamp - s.last_frame >= self.config.hold_timeout_s:
             self._forget_evidence()
         return self._decide(stamp, None)
 
@@ -487,7 +495,9 @@ class CommandMapper:
             elif self._latched(current.command):
                 release_s = cfg.commands[current.command].release_s
                 if frame and s.release_since is not None and stamp - s.release_since >= release_s:
-                    target = best or self._proceed(faces)
+                    # An expression still confirming will decide what follows: no PROCEED just before it.
+                    pending = any(run.onset is not None for run in s.runs.values())
+                    target = best or (None if pending else self._proceed(faces))
             elif best is not None and not self._supported(current.command, bool(faces) if frame else False):
                 target = best
 
@@ -507,5 +517,7 @@ class CommandMapper:
         return []
 
     def _proceed(self, faces: list[FaceResult]) -> _Candidate:
+        # The face in view is named, but no expression: a Command's expression is always one that maps to
+        # the command (PROCEED comes from the release time, not from an expression).
         face = max(faces, key=lambda f: f.confidence)
-        return _Candidate(PROCEED, self.config.priority(PROCEED), face.face_id, face.expression, face.confidence)
+        return _Candidate(PROCEED, self.config.priority(PROCEED), face.face_id)

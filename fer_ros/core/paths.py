@@ -1,6 +1,6 @@
 """Where packaged files live: the source checkout, a pip install, or a colcon/ament install.
 
-Search order for a data file NAME in folder KIND ('config' or 'models'):
+Search order for a data file NAME in folder KIND ('config', 'models' or 'assets'):
 1. the source checkout: <repo root>/<KIND>/NAME (this file is <repo>/fer_ros/core/paths.py);
 2. every ament prefix: $AMENT_PREFIX_PATH entries /share/fer_ros/<KIND>/NAME.
 """
@@ -38,6 +38,11 @@ def find_config_file(name: str) -> str:
         FileNotFoundError: not found; the message lists every place searched.
     """
     return _find('config', name)
+
+
+def find_asset(name: str) -> str:
+    """Path of a packaged asset (face photos in assets/); raises FileNotFoundError like find_config_file."""
+    return _find('assets', name)
 
 
 def default_model_path() -> str:

@@ -8,9 +8,10 @@ real, sustained change still comes through after a few frames.
 Methods (``SmoothingConfig.method``):
 
 - ``'ema'``: exponential moving average, ``s_t = alpha * p_t + (1 - alpha) * s_{t-1}``, ``s_0 = p_0``.
-  A one-frame outlier moves the state by at most ``alpha`` of the way; with the default 0.4 a class
-  needs > 0.5 / 0.4 of the previous winner's margin to win in a single frame (in practice two to three
-  consistent frames flip the expression).
+  A one-frame outlier moves the state ``alpha`` of the way: to win in one frame, a class must beat
+  the current winner in that frame by more than ``(1 - alpha) / alpha`` times (1.5x with the default
+  0.4) the winner's smoothed lead. A confident, sustained change flips the expression on its second
+  frame (e.g. 0.8 happy -> 0.8 scared).
 - ``'window'``: mean of the last ``window`` probability vectors (all frames weigh the same; a one-frame
   outlier has weight ``1 / window``).
 - ``'none'``: the current frame as is.

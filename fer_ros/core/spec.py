@@ -89,7 +89,18 @@ def read_onnx_spec(path: str) -> ModelSpec:
         sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     except Exception as exc:  # ORT raises its own exception types
         raise ValueError(f'{path}: not a loadable ONNX model ({exc})') from exc
-    meta = sess.get_modelmeta().custom_metadata_map
+    return spec_from_metadata(sess.get_modelmeta().custom_metadata_map, path)
+
+
+def spec_from_metadata(meta: dict[str, str], source: str) -> ModelSpec:
+    """The ModelSpec in a model's metadata map (ONNX custom metadata, a TensorRT engine's sidecar...).
+
+    Raises:
+        ValueError: no ``fer_ros`` entry, or one that is not a valid ModelSpec; the message names ``source``.
+    """
     if METADATA_KEY not in meta:
-        raise ValueError(f'{path}: ONNX metadata has no {METADATA_KEY!r} entry; export it with fer-export')
-    return ModelSpec.from_json(meta[METADATA_KEY])
+        raise ValueError(f'{source}: model metadata has no {METADATA_KEY!r} entry; export it with fer-export')
+    try:
+        return ModelSpec.from_json(meta[METADATA_KEY])
+    except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f'{source}: invalid {METADATA_KEY!r} metadata: {exc}') from exc

@@ -62,8 +62,10 @@ def main(argv=None) -> int:
 
     rclpy.init()
     printer = DemoPrinter(args.print_period)
-    node = subprocess.Popen([find_executable('fer_node'), '--ros-args', '-p', f'image_transport:={args.transport}',
-                             '-p', f'model_path:={args.model}'])
+    node_cmd = [find_executable('fer_node'), '--ros-args', '-p', f'image_transport:={args.transport}']
+    if args.model:
+        node_cmd += ['-p', f'model_path:={args.model}']
+    node = subprocess.Popen(node_cmd)
     camera = None
     try:
         print('demo: waiting for fer_node ...', flush=True)

@@ -1,0 +1,136 @@
+"""ONNX Runtime backend: the default on CPU; uses the TensorRT / CUDA execution providers when the
+installed onnxruntime has them (onnxruntime-gpu), else the CPU provider.
+
+Reads the ModelSpec from the session's own metadata (key ``fer_ros``), so the file alone defines
+labels, input size, channels and normalisation. Needs only numpy + onnxruntime (never torch).
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from fer_ros.backends.base import Backend, BackendError
+from fer_ros.core.spec import ModelSpec, spec_from_metadata
+
+log = logging.getLogger(__name__)
+
+CPU = 'CPUExecutionProvider'
+GPU_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of float[N, K] -> float32[N, K]."""
+    z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def check_batch(batch: np.ndarray, spec: ModelSpec, who: str) -> np.ndarray:
+    """Validate a classifier batch against ``spec``; returns it as C-contiguous float32[N, C, H, W].
+
+    Raises:
+        ValueError: wrong rank, dtype, empty batch, or C/H/W different from the spec.
+    """
+    want = (spec.channels, spec.height, spec.width)
+    if not isinstance(batch, np.ndarray) or batch.ndim != 4 or tuple(batch.shape[1:]) != want or batch.shape[0] < 1:
+        got = list(batch.shape) if isinstance(batch, np.ndarray) else type(batch).__name__
+        raise ValueError(f'{who}.infer expects float32[N>=1, {want[0]}, {want[1]}, {want[2]}], got {got}')
+    if batch.dtype != np.float32:
+        raise ValueError(f'{who}.infer expects float32, got {batch.dtype}')
+    return np.ascontiguousarray(batch)
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an ONNX classifier exported with fer_ros metadata.
+
+    Args:
+        model_path: the .onnx file.
+        providers: ONNX Runtime execution providers in order of preference; None = TensorRT, CUDA
+            (those present in this onnxruntime build) then CPU. Requested providers this build lacks
+            are dropped with one warning.
+        intra_op_threads: CPU threads for one inference; None = 1. The default model needs ~10 MFLOP
+            per face, too little to gain from a second thread on a small machine, and ONNX Runtime's
+            spinning worker threads would steal the CPU the face detector and ROS need.
+    Raises:
+        BackendError: missing file, not loadable, no/invalid fer_ros metadata, or an input shape that
+            contradicts the metadata.
+    """
+
+    name = 'onnxruntime'
+
+    def __init__(self, model_path: str, providers: list[str] | tuple[str, ...] | None = None,
+                 intra_op_threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        if intra_op_threads is not None and intra_op_threads < 1:
+            raise ValueError(f'intra_op_threads must be >= 1, got {intra_op_threads}')
+        if not os.path.isfile(model_path):
+            raise BackendError(f'ONNX model not found: {model_path}')
+        self.model_path = model_path
+        available = ort.get_available_providers()
+        if providers is None:
+            wanted = [p for p in GPU_PROVIDERS if p in available] + [CPU]
+        else:
+            missing = [p for p in providers if p not in available]
+            wanted = [p for p in providers if p in available] or [CPU]
+            if missing:
+                log.warning('onnxruntime %s lacks %s; using %s', ort.__version__, ', '.join(missing), ', '.join(wanted))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = intra_op_threads or 1
+        options.inter_op_num_threads = 1
+        # spinning threads burn a core between calls; the detector and the node need it
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        options.log_severity_level = 3  # ORT's own warnings (e.g. a missing CUDA library) are summarised below
+        try:
+            self._session = ort.InferenceSession(model_path, sess_options=options, providers=wanted)
+        except Exception as exc:  # ORT raises its own exception types
+            raise BackendError(f'{model_path}: ONNX Runtime cannot load it ({exc})') from exc
+        self.providers = tuple(self._session.get_providers())
+        if wanted[0] not in self.providers:
+            # e.g. onnxruntime-gpu whose CUDA/cuDNN libraries are missing: ORT silently uses the CPU
+            log.warning('%s: execution provider %s did not start; running on %s', model_path, wanted[0],
+                        ', '.join(self.providers))
+        try:
+            self.spec = spec_from_metadata(self._session.get_modelmeta().custom_metadata_map, model_path)
+        except ValueError as exc:
+            raise BackendError(str(exc)) from exc
+        inputs = self._session.get_inputs()
+        if [i.name for i in inputs] != [self.spec.input_name]:
+            raise BackendError(f'{model_path}: inputs {[i.name for i in inputs]} != metadata input_name '
+                               f'{self.spec.input_name!r}')
+        shape = inputs[0].shape
+        want = [self.spec.channels, self.spec.height, self.spec.width]
+        if len(shape) != 4 or any(isinstance(s, int) and s != w for s, w in zip(shape[1:], want)):
+            raise BackendError(f'{model_path}: input shape {shape} contradicts its metadata [N, {want[0]}, {want[1]}, {want[2]}]')
+        # a model exported with a fixed batch size is run in chunks of that size
+        self._fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        self._output_names = [self.spec.output_name]
+        if self.spec.output_name not in [o.name for o in self._session.get_outputs()]:
+            raise BackendError(f'{model_path}: no output named {self.spec.output_name!r} (metadata output_name)')
+        self.device = 'GPU (' + self.providers[0] + ')' if self.providers[0] != CPU else 'CPU'
+        log.info('onnxruntime %s: %s on %s', ort.__version__, os.path.basename(model_path), ', '.join(self.providers))
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = check_batch(batch, self.spec, type(self).__name__)
+        if self._fixed_batch is None:
+            out = self._run(batch)
+        else:
+            out = np.concatenate([self._run_padded(batch[i:i + self._fixed_batch])
+                                  for i in range(0, len(batch), self._fixed_batch)])
+        if out.ndim != 2 or out.shape != (len(batch), self.spec.num_classes):
+            raise BackendError(f'{self.model_path}: output shape {out.shape}, expected ({len(batch)}, {self.spec.num_classes})')
+        return softmax(out) if self.spec.output == 'logits' else out.astype(np.float32, copy=False)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run(self._output_names, {self.spec.input_name: batch})[0]
+
+    def _run_padded(self, chunk: np.ndarray) -> np.ndarray:
+        n = len(chunk)
+        if n < self._fixed_batch:
+            chunk = np.concatenate([chunk, np.zeros((self._fixed_batch - n, *chunk.shape[1:]), np.float32)])
+        return self._run(chunk)[:n]

@@ -1,0 +1,181 @@
+"""The ROS-free perception pipeline: one BGR frame in, tracked per-face expressions and HRI commands out.
+
+    detect (bounded input size) -> square crops (model's size/channels/normalisation)
+    -> ONE batched inference call for all faces -> tracker (stable ids + smoothing) -> command mapper
+
+The node, fer-infer, the bag evaluator and the benchmarks all run this class, so they measure and
+publish exactly the same thing. Importing it loads neither torch nor any backend library; the backend
+is loaded by ``create_backend`` when the Pipeline is built.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer_ros.backends import BACKENDS, Backend, create_backend
+from fer_ros.core.commands import CommandMapper, load_command_config
+from fer_ros.core.detection import DetectorConfig, FaceDetector, check_bgr, create_detector
+from fer_ros.core.paths import default_model_path
+from fer_ros.core.preprocess import MAX_MARGIN, crop_faces
+from fer_ros.core.smoothing import SmoothingConfig
+from fer_ros.core.spec import ModelSpec
+from fer_ros.core.tracking import FaceTracker, TrackerConfig
+from fer_ros.core.types import Command, Detection, FrameResult
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the pipeline needs (validated on construction).
+
+    model_path: classifier file; '' = fer_ros.core.paths.default_model_path() (the converted
+        mini-Xception, or $FER_ROS_MODEL). backend: 'auto' | 'onnxruntime' | 'tensorrt' | 'torch'.
+    commands_path: expression -> command YAML; '' = the packaged config/commands.yaml.
+    crop_margin: the square crop's side is the face box's longer side * (1 + crop_margin), 0..2.
+    """
+
+    model_path: str = ''
+    backend: str = 'auto'
+    detector: DetectorConfig = DetectorConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    smoothing: SmoothingConfig = SmoothingConfig()
+    commands_path: str = ''
+    crop_margin: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f'PipelineConfig.backend must be one of {BACKENDS}, got {self.backend!r}')
+        if not isinstance(self.crop_margin, (int, float)) or not 0.0 <= self.crop_margin <= MAX_MARGIN:
+            raise ValueError(f'PipelineConfig.crop_margin must be in 0..{MAX_MARGIN}, got {self.crop_margin!r}')
+        for name, cls in (('detector', DetectorConfig), ('tracker', TrackerConfig), ('smoothing', SmoothingConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f'PipelineConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}')
+
+
+@dataclass
+class FrameAnalysis:
+    """Stateless per-frame result: detections and this frame's (unsmoothed) classifier output."""
+
+    detections: list[Detection]
+    probabilities: np.ndarray                 # float32[N, K], model label order, rows sum to 1
+    timing_ms: dict[str, float] = field(default_factory=dict)   # detect, preprocess, infer
+
+
+def analyze_frame(bgr: np.ndarray, detector: FaceDetector, backend: Backend, margin: float) -> FrameAnalysis:
+    """Detect and classify every face of one frame (stateless; used by Pipeline and fer-infer).
+
+    Args:
+        bgr: uint8[H, W, 3] BGR frame.
+        margin: square crop margin (see fer_ros.core.preprocess.square_box).
+    Returns:
+        FrameAnalysis with float32[N, K] probabilities (one batched inference call for all N faces)
+        and timing_ms {'detect', 'preprocess', 'infer'} (milliseconds).
+    Raises:
+        ValueError: ``bgr`` is not a non-empty uint8[H, W, 3] array.
+    """
+    check_bgr(bgr, 'analyze_frame')
+    spec = backend.spec
+    t0 = time.perf_counter()
+    detections = detector.detect(bgr)
+    t1 = time.perf_counter()
+    if detections:
+        batch = crop_faces(bgr, [d.box for d in detections], spec, margin)
+        t2 = time.perf_counter()
+        probabilities = backend.infer(batch)
+        t3 = time.perf_counter()
+    else:
+        probabilities = np.zeros((0, spec.num_classes), np.float32)
+        t2 = t3 = t1
+    return FrameAnalysis(detections, probabilities,
+                         {'detect': (t1 - t0) * 1e3, 'preprocess': (t2 - t1) * 1e3, 'infer': (t3 - t2) * 1e3})
+
+
+class Pipeline:
+    """detect -> crop -> one batched inference -> track/smooth -> commands.
+
+    Args:
+        config: see PipelineConfig.
+        backend: an already-built backend (tests, benchmarks); None = create_backend(config.model_path,
+            config.backend).
+        detector: an already-built detector; None = create_detector(config.detector).
+    Raises:
+        FileNotFoundError: no model (and no default model), or a missing commands file.
+        BackendError: the model cannot be loaded. ValueError: invalid configuration.
+    Not thread-safe: call process/tick/reset from one thread or under one lock.
+    """
+
+    def __init__(self, config: PipelineConfig | None = None, *, backend: Backend | None = None,
+                 detector: FaceDetector | None = None) -> None:
+        self.config = config = config or PipelineConfig()
+        if not isinstance(config, PipelineConfig):
+            raise ValueError(f'config must be a PipelineConfig, got {type(config).__name__}')
+        self._backend = backend or create_backend(config.model_path or default_model_path(), config.backend)
+        self._detector = detector or create_detector(config.detector)
+        self._tracker = FaceTracker(config.tracker, config.smoothing, self._backend.labels)
+        self._mapper = CommandMapper(load_command_config(config.commands_path or None))
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self._backend.spec
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self._backend.labels
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def backend_name(self) -> str:
+        return self._backend.name
+
+    @property
+    def detector_name(self) -> str:
+        return self._detector.name
+
+    def set_detector_config(self, config: DetectorConfig) -> None:
+        """Change detector settings at run time (thresholds in place; a new detector if the kind changes)."""
+        if not isinstance(config, DetectorConfig):
+            raise ValueError(f'config must be a DetectorConfig, got {type(config).__name__}')
+        if config.kind == self._detector.name:
+            self._detector.config = config
+        else:
+            self._detector = create_detector(config)
+
+    def analyze(self, bgr: np.ndarray) -> FrameAnalysis:
+        """Detect and classify every face of one frame (no tracking, no state); see ``analyze_frame``."""
+        return analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin)
+
+    def process(self, bgr: np.ndarray, stamp: float) -> FrameResult:
+        """One frame through the whole pipeline.
+
+        Args:
+            bgr: uint8[H, W, 3] BGR frame. stamp: frame time in seconds (the image header's stamp).
+        Returns:
+            FrameResult: confirmed tracked faces, commands to publish now, timing_ms {'detect',
+            'preprocess', 'infer', 'track' (tracker + command mapper), 'total'}, num_detections.
+        """
+        t0 = time.perf_counter()
+        analysis = self.analyze(bgr)
+        t1 = time.perf_counter()
+        faces = self._tracker.update(analysis.detections, analysis.probabilities, stamp)
+        commands = self._mapper.update(faces, stamp)
+        t2 = time.perf_counter()
+        timing = dict(analysis.timing_ms, track=(t2 - t1) * 1e3, total=(t2 - t0) * 1e3)
+        return FrameResult(stamp=float(stamp), labels=self.labels, faces=faces, commands=commands,
+                           timing_ms=timing, num_detections=len(analysis.detections))
+
+    def tick(self, stamp: float) -> list[Command]:
+        """Advance the command mapper's clock without a frame (HOLD, heartbeats); call a few times a second."""
+        return self._mapper.tick(stamp)
+
+    def reset(self) -> None:
+        """Forget tracks and command state (e.g. after a clock jump or a bag restart)."""
+        self._tracker.reset()
+        self._mapper.reset()
+
+    def close(self) -> None:
+        """Release the backend's resources."""
+        self._backend.close()

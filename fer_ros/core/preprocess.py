@@ -1,0 +1,104 @@
+"""Face crops -> the classifier's input batch, driven entirely by the model's ModelSpec.
+
+Every face of a frame becomes one row of ONE float32[N, C, H, W] batch:
+1. ``square_box``: a square centred on the face box, side = longer box side * (1 + margin), so a
+   margin of 0.2 adds 10 % of the face size on each side (the `fer` library's Haar crop + 10 px is
+   about the same for a 100 px face).
+2. The part of the square inside the image is cut out; the part outside (faces at the frame border) is
+   filled by replicating the edge pixels, so the face keeps its position and scale in the crop
+   instead of being stretched or shifted.
+3. Resize to spec.width x spec.height (INTER_AREA when shrinking, INTER_LINEAR when enlarging),
+   then BGR -> gray (spec.channels == 1) or BGR -> RGB (spec.channels == 3).
+4. x = (pixel / 255 - spec.mean[c]) / spec.std[c], NCHW.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from fer_ros.core.spec import ModelSpec
+
+MAX_MARGIN = 2.0
+
+
+def square_box(box: Sequence[float], margin: float) -> tuple[int, int, int]:
+    """The square crop window of a face box.
+
+    Args:
+        box: (x, y, w, h) in image pixels, w and h > 0.
+        margin: 0..2; the side is max(w, h) * (1 + margin).
+    Returns:
+        (x0, y0, side) integers; may extend past the image (x0 < 0, x0 + side > width, ...).
+    Raises:
+        ValueError: margin out of range or a box with w <= 0 or h <= 0.
+    """
+    if not 0.0 <= margin <= MAX_MARGIN:
+        raise ValueError(f'margin must be in 0..{MAX_MARGIN}, got {margin}')
+    x, y, w, h = (float(v) for v in box)
+    if not (w > 0 and h > 0):
+        raise ValueError(f'face box {tuple(box)} has no area')
+    side = max(1, round(max(w, h) * (1.0 + margin)))
+    cx, cy = x + w / 2.0, y + h / 2.0
+    return round(cx - side / 2.0), round(cy - side / 2.0), side
+
+
+def crop_square(bgr: np.ndarray, box: Sequence[float], margin: float) -> np.ndarray:
+    """uint8[side, side, 3]: the square window of ``box``; outside-the-image parts replicate the edge.
+
+    Raises:
+        ValueError: the window does not overlap the image at all (or as in ``square_box``).
+    """
+    x0, y0, side = square_box(box, margin)
+    height, width = bgr.shape[:2]
+    cx0, cy0 = max(x0, 0), max(y0, 0)
+    cx1, cy1 = min(x0 + side, width), min(y0 + side, height)
+    if cx1 <= cx0 or cy1 <= cy0:
+        raise ValueError(f'face box {tuple(box)} lies outside the {width}x{height} image')
+    crop = bgr[cy0:cy1, cx0:cx1]
+    top, left = cy0 - y0, cx0 - x0
+    bottom, right = y0 + side - cy1, x0 + side - cx1
+    if top or left or bottom or right:
+        crop = cv2.copyMakeBorder(crop, top, bottom, left, right, cv2.BORDER_REPLICATE)
+    return crop
+
+
+_COLOR = {1: cv2.COLOR_BGR2GRAY, 3: cv2.COLOR_BGR2RGB}
+
+
+def crop_faces(bgr: np.ndarray, boxes: Sequence[Sequence[float]], spec: ModelSpec, margin: float = 0.2) -> np.ndarray:
+    """All faces of a frame as one classifier batch.
+
+    Args:
+        bgr: uint8[H, W, 3] BGR frame.
+        boxes: N face boxes (x, y, w, h) in frame pixels.
+        spec: the model's input contract (size, channels, mean/std).
+        margin: see ``square_box``.
+    Returns:
+        float32[N, spec.channels, spec.height, spec.width], C-contiguous; (0, C, H, W) when N == 0.
+    Raises:
+        ValueError: bad frame, margin or box.
+    """
+    if not isinstance(bgr, np.ndarray) or bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
+        desc = f'{bgr.dtype}{list(bgr.shape)}' if isinstance(bgr, np.ndarray) else type(bgr).__name__
+        raise ValueError(f'crop_faces expects a uint8[H, W, 3] BGR frame, got {desc}')
+    size = (spec.width, spec.height)
+    crops = np.empty((len(boxes), spec.height, spec.width, spec.channels), np.uint8)
+    for i, box in enumerate(boxes):
+        crop = crop_square(bgr, box, margin)
+        shrinking = crop.shape[0] >= spec.height and crop.shape[1] >= spec.width
+        resized = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        # colour conversion after the resize: fewer pixels, and both steps are linear
+        crops[i] = cv2.cvtColor(resized, _COLOR[spec.channels]).reshape(spec.height, spec.width, spec.channels)
+    return normalize(crops, spec)
+
+
+def normalize(crops: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """uint8[N, H, W, C] (gray or RGB) -> float32[N, C, H, W] with (pixel / 255 - mean) / std."""
+    scale = (1.0 / (255.0 * np.asarray(spec.std, np.float32))).reshape(1, -1, 1, 1)
+    shift = (np.asarray(spec.mean, np.float32) / np.asarray(spec.std, np.float32)).reshape(1, -1, 1, 1)
+    batch = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
+    batch *= scale
+    batch -= shift
+    return batch

@@ -1,0 +1,111 @@
+"""fer-infer: facial expressions of the faces in image files, one JSON object per image on stdout.
+
+    fer-infer [--model PATH] [--backend auto|onnxruntime|tensorrt|torch] [--detector yuface|haar] IMAGE...
+
+Each line is {"image", "faces": [{"box": [x, y, w, h], "expression", "confidence",
+"probabilities": {label: p}}], "timing_ms": {"detect", "preprocess", "infer", "total"}} with faces in
+detector-score order, boxes in image pixels, probabilities of this single image (no smoothing).
+A file that is missing, empty or not a decodable image gives {"image", "error"} instead; the other
+files are still processed and the exit status is 1 at the end. A model that cannot be loaded is
+reported on stderr with exit status 2. Logs go to stderr, so stdout is pure JSON lines.
+Never imports torch unless --backend torch (a .pt checkpoint) is asked for.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+import cv2
+import numpy as np
+
+from fer_ros.backends import BACKENDS, BackendError, create_backend
+from fer_ros.core.detection import DETECTOR_KINDS, DetectorConfig, create_detector
+from fer_ros.core.paths import default_model_path
+from fer_ros.core.pipeline import analyze_frame
+
+
+def read_image(path: str) -> np.ndarray:
+    """uint8[H, W, 3] BGR from an image file.
+
+    Raises:
+        ValueError: missing, empty or undecodable file (the message says which).
+    """
+    if not os.path.isfile(path):
+        raise ValueError('no such file')
+    if os.path.getsize(path) == 0:
+        raise ValueError('empty file')
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise ValueError(f'cannot read: {exc.strerror or exc}') from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f'not a decodable image ({data.size} bytes)')
+    return image
+
+
+def face_json(detection, probabilities: np.ndarray, labels: tuple[str, ...]) -> dict:
+    best = int(np.argmax(probabilities))
+    return {
+        'box': [int(round(v)) for v in detection.box],
+        'expression': labels[best],
+        'confidence': round(float(probabilities[best]), 4),
+        'probabilities': {label: round(float(p), 4) for label, p in zip(labels, probabilities)},
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='fer-infer', description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('images', nargs='+', metavar='IMAGE', help='image files (JPEG, PNG, ...)')
+    parser.add_argument('--model', default='', help='classifier (.onnx, TensorRT engine or .pt checkpoint); '
+                        'default: the converted mini-Xception (or $FER_ROS_MODEL)')
+    parser.add_argument('--backend', default='auto', choices=BACKENDS)
+    parser.add_argument('--detector', default='yuface', choices=DETECTOR_KINDS)
+    parser.add_argument('--max-side', type=int, default=DetectorConfig.max_side,
+                        help='detection runs on a copy downscaled to this longer side (default %(default)s)')
+    parser.add_argument('--min-face', type=int, default=DetectorConfig.min_face_size, help='min face size, pixels')
+    parser.add_argument('--threshold', type=float, default=DetectorConfig.confidence_threshold,
+                        help='detector confidence threshold 0..1 (default %(default)s)')
+    parser.add_argument('--max-faces', type=int, default=DetectorConfig.max_faces)
+    parser.add_argument('--margin', type=float, default=0.2, help='crop margin (default %(default)s)')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format='fer-infer: %(levelname)s: %(message)s')
+    try:
+        detector = create_detector(DetectorConfig(kind=args.detector, max_side=args.max_side,
+                                                  min_face_size=args.min_face, confidence_threshold=args.threshold,
+                                                  max_faces=args.max_faces))
+        if not 0.0 <= args.margin <= 2.0:
+            raise ValueError(f'--margin must be in 0..2, got {args.margin}')
+        backend = create_backend(args.model or default_model_path(), args.backend)
+    except (ValueError, FileNotFoundError, BackendError, RuntimeError) as exc:
+        print(f'fer-infer: {exc}', file=sys.stderr)
+        return 2
+    labels = backend.labels
+    failed = 0
+    for path in args.images:
+        try:
+            image = read_image(path)
+        except ValueError as exc:
+            failed += 1
+            print(json.dumps({'image': path, 'error': str(exc)}), flush=True)
+            continue
+        result = analyze_frame(image, detector, backend, args.margin)
+        timing = {k: round(v, 3) for k, v in result.timing_ms.items()}
+        timing['total'] = round(sum(result.timing_ms.values()), 3)
+        faces = [face_json(d, p, labels) for d, p in zip(result.detections, result.probabilities)]
+        print(json.dumps({'image': path, 'faces': faces, 'timing_ms': timing}), flush=True)
+    if failed:
+        print(f'fer-infer: {failed} of {len(args.images)} file(s) could not be read', file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
