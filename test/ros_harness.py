@@ -65,7 +65,8 @@ class Proc:
                                       cwd=str(log_path.parent), env=os.environ.copy())
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors='replace')
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> int:

@@ -358,3 +358,20 @@ def test_clock_reset_keeps_a_latched_stop_and_restarts_timers(clock, config):
     changes = clock.frames(1.0, [face('neutral')])
     assert [c.command for c in changes] == ['PROCEED']
     assert changes[0].stamp - 5.0 >= config.commands['STOP'].release_s
+
+
+def test_the_timeline_in_docs_commands_md(config):
+    """docs/commands.md shows this exact run (10 Hz frames); keep both in step."""
+    mapper = CommandMapper(config)
+    script = [(0.0, 1.0, 'happy'), (1.0, 2.0, 'neutral'), (2.0, 2.1, 'scared'), (2.1, 2.8, 'neutral'),
+              (2.8, 3.5, 'scared'), (3.5, 5.5, 'neutral'), (5.5, 9.0, None), (9.0, 10.0, 'neutral')]
+    emitted = []
+    for step in range(100):
+        t = step / 10
+        expression = next(e for a, b, e in script if a - 1e-9 <= t < b - 1e-9)
+        for c in mapper.update([face(expression)] if expression else [], t):
+            emitted.append((round(t, 1), c.command, c.heartbeat))
+    assert emitted == [(0.6, 'CONFIRM', False), (1.6, 'CONFIRM', True), (2.6, 'CONFIRM', True),
+                       (3.0, 'STOP', False), (4.0, 'STOP', True), (5.0, 'PROCEED', False),
+                       (6.0, 'PROCEED', True), (7.0, 'PROCEED', True), (7.4, 'HOLD', False),
+                       (8.4, 'HOLD', True), (9.4, 'HOLD', True), (9.5, 'PROCEED', False)]

@@ -31,7 +31,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
 from fer_ros.core import paths
-from fer_ros.core.image_codec import decode_compressed, decode_image, encode_compressed, encode_image
+from fer_ros.core.image_codec import (DEFAULT_MAX_PIXELS, decode_compressed, decode_image, encode_compressed,
+                                      encode_image)
 
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
@@ -163,6 +164,10 @@ class _AnyReaderSource:
             return
         for conn, log_ns, data in self.reader.messages(connections=conns):
             yield conn.topic, conn.msgtype, log_ns, data
+
+    @property
+    def typestore(self):
+        return self.reader.typestore
 
     def deserialize(self, raw: bytes, msgtype: str):
         return self.reader.deserialize(raw, msgtype)
@@ -508,7 +513,11 @@ class BagReader:
 
     def deserialize(self, data: bytes, msgtype: str):
         """CDR bytes from ``messages(deserialize=False)`` -> message object."""
-        return self._source.deserialize(data, msgtype)
+        return self._source.typestore.deserialize_cdr(data, msgtype)
+
+    def serialize(self, msg, msgtype: str) -> bytes:
+        """Message object (from ``messages()``) -> CDR bytes, for republishing."""
+        return bytes(self._source.typestore.serialize_cdr(msg, msgtype))
 
     def close(self) -> None:
         self._source.close()
@@ -575,15 +584,38 @@ def stamp_ns(msg) -> int:
     return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
-def decode_image_message(msgtype: str, msg) -> np.ndarray:
+def decode_image_message(msgtype: str, msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Image or CompressedImage message object -> uint8[H, W, 3] BGR.
 
     Raises:
         fer_ros.core.image_codec.ImageDecodeError: the message does not decode (text says why).
     """
     if msgtype == COMPRESSED_IMAGE:
-        return decode_compressed(msg.format, msg.data)
-    return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+        return decode_compressed(msg.format, msg.data, max_pixels=max_pixels)
+    return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian,
+                        max_pixels=max_pixels)
+
+
+class StampClock:
+    """The stamp each frame is processed with: its header stamp, unless that is not after the previous
+    frame's (zero or repeated stamps from a driver, a clock jump back), in which case the previous stamp
+    advanced by the log-time gap. Offline and live mode both use it, so they see the same stamps and the
+    live node's outputs (which copy the stamp) match frames one to one.
+    """
+
+    def __init__(self) -> None:
+        self._prev: int | None = None
+        self._prev_log = 0
+        self.replaced = 0      # frames whose header stamp was not used
+
+    def effective(self, header_ns: int, log_ns: int) -> int:
+        if self._prev is None or header_ns > self._prev:
+            out = header_ns
+        else:
+            out = self._prev + max(1, log_ns - self._prev_log)
+            self.replaced += 1
+        self._prev, self._prev_log = out, log_ns
+        return out
 
 
 def image_message(typestore, bgr: np.ndarray, stamp: int, frame_id: str, fmt: str = 'raw',
@@ -608,5 +640,5 @@ def image_message(typestore, bgr: np.ndarray, stamp: int, frame_id: str, fmt: st
 
 
 __all__ = ['BagError', 'TopicNotFoundError', 'UnsupportedMessageTypeError', 'TopicInfo', 'BagMessage',
-           'Damage', 'BagReader', 'BagWriter', 'make_typestore', 'fer_message_types', 'stamp_ns',
+           'Damage', 'BagReader', 'BagWriter', 'StampClock', 'make_typestore', 'fer_message_types', 'stamp_ns',
            'decode_image_message', 'image_message', 'IMAGE', 'COMPRESSED_IMAGE', 'IMAGE_TYPES', 'STORAGES']

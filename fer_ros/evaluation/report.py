@@ -78,6 +78,14 @@ class RunInfo:
     extra: dict = field(default_factory=dict)   # mode-specific figures (live: rates, drops, diagnostics)
 
 
+def command_time(rec: FrameRecord, command) -> float:
+    """Seconds from the bag start at which ``command`` (attached to ``rec``) was decided: the frame's time
+    shifted by the command's own stamp (timer commands come after their frame)."""
+    if not command.stamp:
+        return rec.t_s
+    return rec.t_s + (command.stamp - rec.stamp_ns * 1e-9)
+
+
 def frame_rows(records: Sequence[FrameRecord], labels: Labels | None) -> list[dict]:
     """Per-frame CSV rows (see module docstring); scoring decisions are made here and only here."""
     rows = []
@@ -145,7 +153,7 @@ def build_report(records: Sequence[FrameRecord], labels: Labels | None, info: Ru
     conf = confusion_from_rows(rows)
     labelled_frames = {r['frame'] for r in scored}
     stage_values = _stage_values(records)
-    commands = [(rec.t_s, c) for rec in ok for c in rec.result.commands]
+    commands = [(command_time(rec, c), c) for rec in ok for c in rec.result.commands]
     duration = records[-1].t_s - records[0].t_s if len(records) > 1 else 0.0
     report = {
         'tool': 'fer-eval-bag',
@@ -300,7 +308,7 @@ def _timeline(records: Sequence[FrameRecord], labels: Labels | None, path: Path)
             continue
         for face in rec.result.faces:
             face_points.setdefault(face.face_id, []).append((rec.t_s, face.expression))
-        commands += [(rec.t_s, c.command, c.heartbeat) for c in rec.result.commands]
+        commands += [(command_time(rec, c), c.command, c.heartbeat) for c in rec.result.commands]
     t_end = records[-1].t_s if records else 0.0
     dts = [b.t_s - a.t_s for a, b in zip(records, records[1:]) if b.t_s > a.t_s]
     frame_dt = float(sorted(dts)[len(dts) // 2]) if dts else 0.1

