@@ -375,3 +375,16 @@ def test_the_timeline_in_docs_commands_md(config):
                        (3.0, 'STOP', False), (4.0, 'STOP', True), (5.0, 'PROCEED', False),
                        (6.0, 'PROCEED', True), (7.0, 'PROCEED', True), (7.4, 'HOLD', False),
                        (8.4, 'HOLD', True), (9.4, 'HOLD', True), (9.5, 'PROCEED', False)]
+
+
+def test_reset_keeping_the_command_keeps_a_latched_stop(clock, config):
+    clock.frames(0.5, [face('scared')])
+    clock.mapper.reset(keep_command=True)
+    clock.t = 1.0                                            # e.g. the node saw its clock jump back
+    assert clock.frames(1.0, [face('neutral')]) == []        # release time starts afresh
+    assert clock.mapper.current.command == 'STOP'
+    assert [c.command for c in clock.frames(1.0, [face('neutral')])] == ['PROCEED']
+    assert [(c.command, c.heartbeat) for c in clock.log[-2:]] == [('STOP', True), ('PROCEED', False)]
+    clock.mapper.reset()
+    assert clock.mapper.current is None
+    assert clock.frames(1.0, [face('neutral')]) == []        # neutral: nothing to say after a full reset

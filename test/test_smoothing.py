@@ -40,7 +40,8 @@ def test_factory_builds_the_configured_smoother():
     assert isinstance(make_smoother(SmoothingConfig(method='none'), K), NoSmoother)
 
 
-@pytest.mark.parametrize('config', [SmoothingConfig(method='ema', alpha=0.4), SmoothingConfig(method='window', window=5)])
+@pytest.mark.parametrize('config', [SmoothingConfig(method='ema', alpha=0.4),
+                                    SmoothingConfig(method='window', window=5)])
 def test_one_frame_flicker_does_not_change_the_expression(config):
     sequence = ['happy'] * 10 + ['scared'] + ['happy'] * 10
     assert set(winners(config, sequence, 0.9)) == {'happy'}

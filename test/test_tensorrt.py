@@ -71,7 +71,8 @@ def make_onnx(path, spec: ModelSpec = SPEC, *, metadata: bool = True, seed: int 
              helper.make_node('Gemm', ['f1', 'w2', 'b2'], [spec.output_name], transB=1)]
     graph = helper.make_graph(
         nodes, 'tiny',
-        [helper.make_tensor_value_info(spec.input_name, TensorProto.FLOAT, [batch, spec.channels, spec.height, spec.width])],
+        [helper.make_tensor_value_info(spec.input_name, TensorProto.FLOAT,
+                                       [batch, spec.channels, spec.height, spec.width])],
         [helper.make_tensor_value_info(spec.output_name, TensorProto.FLOAT, [batch, k])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
     model.ir_version = 8

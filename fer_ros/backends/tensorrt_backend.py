@@ -560,7 +560,8 @@ def _build_plan(trt, cuda, onnx_path: str, spec: ModelSpec, precision: str, max_
     shape = tuple(inputs[0].shape)
     chw = (spec.channels, spec.height, spec.width)
     if len(shape) != 4 or shape[1:] != chw:
-        raise BackendError(f'{onnx_path}: input shape {shape} contradicts its metadata (N, {chw[0]}, {chw[1]}, {chw[2]})')
+        raise BackendError(f'{onnx_path}: input shape {shape} contradicts its metadata '
+                           f'(N, {chw[0]}, {chw[1]}, {chw[2]})')
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
@@ -600,10 +601,11 @@ def _build_plan(trt, cuda, onnx_path: str, spec: ModelSpec, precision: str, max_
 
 def ensure_engine(onnx_path: str, *, precision: str = 'fp16', max_batch: int = DEFAULT_MAX_BATCH,
                   cache_dir: str | None = None, calib_dir: str | None = None, force: bool = False,
-                  cuda=None, **build_kwargs) -> tuple[str, bool]:
+                  cuda=None, start_up: bool = False, **build_kwargs) -> tuple[str, bool]:
     """The cached engine for this ONNX file, precision, TensorRT, GPU and batch size; built when missing
     or when the key changed (or ``force``).
 
+    start_up: called while a node starts; a build then warns that it belongs offline.
     Returns:
         (engine path, whether it was built now).
     Raises:
@@ -630,6 +632,10 @@ def ensure_engine(onnx_path: str, *, precision: str = 'fp16', max_batch: int = D
                     return path, False
             except BackendError as exc:
                 log.warning('rebuilding %s: %s', path, exc)
+        if start_up:
+            log.warning('no up-to-date TensorRT engine for %s in %s: building it now (minutes). Build it offline '
+                        'with: fer-build-engine %s%s', onnx_path, os.path.dirname(path), onnx_path,
+                        {'fp32': '', 'fp16': ' --fp16', 'int8': ' --fp16 --int8 --calib DIR'}[precision])
         build_engine(onnx_path, path, precision=precision, max_batch=max_batch, calib_dir=calib_dir, cuda=cuda,
                      **build_kwargs)
         return path, True
@@ -678,7 +684,7 @@ class TensorRTBackend(Backend):
             if suffix == '.onnx':
                 self.engine_path, _ = ensure_engine(model_path, precision=precision, max_batch=max_batch,
                                                     cache_dir=engine_cache_dir, calib_dir=int8_calib_dir,
-                                                    cuda=self._cuda)
+                                                    cuda=self._cuda, start_up=True)
             else:
                 self.engine_path = model_path
             self.spec, sidecar = read_sidecar(self.engine_path)

@@ -18,7 +18,8 @@ The mapper turns the per-frame, per-face smoothed expressions (``FaceResult``) i
 - **Latching.** Commands with ``release_s`` (STOP, PAUSE, HOLD by default) are latched: besides
   pre-emption they only end when, for ``release_s`` without interruption, a face is visible and no
   running rule maps to them. On release the highest-priority candidate follows, or **PROCEED** when
-  there is none and no expression is still confirming (then its confirmation decides). So STOP is never cleared by one noisy frame, nor by the operator leaving the view.
+  there is none and no expression is still confirming (then its confirmation decides). So STOP is
+  never cleared by one noisy frame, nor by the operator leaving the view.
 - **Anti-chatter.** Besides the confidence hysteresis, a change (except to STOP) waits until
   ``min_dwell_s`` after the previous change.
 - **Time.** Stamps are seconds on one clock for ``update`` and ``tick`` (frame stamps; the node's
@@ -168,8 +169,9 @@ class CommandConfig:
         by_priority: dict[int, str] = {}
         for name, spec in self.commands.items():
             if spec.priority in by_priority:
-                raise CommandConfigError(f'commands.{name}.priority', f'{spec.priority} is also the priority of '
-                                                                      f'{by_priority[spec.priority]}; priorities must be unique')
+                raise CommandConfigError(f'commands.{name}.priority',
+                                         f'{spec.priority} is also the priority of {by_priority[spec.priority]}; '
+                                         'priorities must be unique')
             by_priority[spec.priority] = name
         stop = self.commands[STOP]
         if max(by_priority) != stop.priority:
@@ -197,8 +199,8 @@ class CommandConfig:
                 if rule.confirm_s < slowest_stop.confirm_s:
                     raise CommandConfigError(
                         f'rules.{rule.expression}.confirm_s',
-                        f'{rule.confirm_s} is faster than STOP via {slowest_stop.expression} ({slowest_stop.confirm_s}); '
-                        'STOP must be confirmed fastest')
+                        f'{rule.confirm_s} is faster than STOP via {slowest_stop.expression} '
+                        f'({slowest_stop.confirm_s}); STOP must be confirmed fastest')
 
     def priority(self, command: str) -> int:
         """Priority 0..255 of a declared command word (KeyError for an undeclared one)."""
@@ -371,9 +373,14 @@ class CommandMapper:
         """The command in force (as last emitted on change), or None before the first one."""
         return self._s.current
 
-    def reset(self) -> None:
-        """Forget everything (current command included); counters are kept."""
-        self._s = _State()
+    def reset(self, keep_command: bool = False) -> None:
+        """Forget evidence, timers and the stamp history; counters are kept.
+
+        keep_command: keep the command in force (a latched STOP stays latched and needs its full
+            release time again; the heartbeat goes on) - what a clock jump needs. False: back to the
+            start state, with no command.
+        """
+        self._s = _State(current=self._s.current if keep_command else None)
 
     def update(self, faces: list[FaceResult], stamp: float) -> list[Command]:
         """Process one frame's confirmed faces (possibly none). Returns the commands to publish."""
@@ -433,6 +440,8 @@ class CommandMapper:
             return False
         if s.newest is None:
             s.newest = s.last_face = stamp
+            if s.current is not None:  # kept by reset(keep_command=True): its timers start now
+                s.changed_at = s.last_emit = stamp
             return True
         if stamp >= s.newest:
             s.newest = stamp
@@ -442,12 +451,8 @@ class CommandMapper:
             return False
         # Clock reset: keep the command in force (a latched STOP stays latched), restart every timer.
         self.clock_resets += 1
-        self._forget_evidence()
-        s.newest = s.last_face = stamp
-        s.last_frame = None
-        if s.current is not None:
-            s.changed_at = s.last_emit = stamp
-        return True
+        self.reset(keep_command=True)
+        return self._accept(stamp)
 
     def _forget_evidence(self) -> None:
         self._s.runs.clear()

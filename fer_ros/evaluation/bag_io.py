@@ -144,6 +144,7 @@ class _AnyReaderSource:
     def __init__(self, path: Path):
         self.reader = AnyReader([path], default_typestore=make_typestore())
         self.reader.open()
+        self._ros2_store = None
         self.storage = self._storage_name(path)
         self.topics = {name: TopicInfo(name, info.msgtype or '?', info.msgcount)
                        for name, info in self.reader.topics.items()}
@@ -167,16 +168,42 @@ class _AnyReaderSource:
 
     @property
     def typestore(self):
-        return self.reader.typestore
+        """Store for CDR bytes from ``to_cdr`` (ROS 2 layouts, also for ROS 1 bags)."""
+        if self.reader.is2:
+            return self.reader.typestore
+        if self._ros2_store is None:
+            self._ros2_store = make_typestore()
+        return self._ros2_store
 
     def deserialize(self, raw: bytes, msgtype: str):
         return self.reader.deserialize(raw, msgtype)
 
     def to_cdr(self, raw: bytes, msgtype: str) -> bytes:
-        return raw if self.reader.is2 else self.reader.typestore.ros1_to_cdr(raw, msgtype)
+        if self.reader.is2:
+            return raw
+        # ROS 1 layouts differ (Header.seq): rebuild the message with the ROS 2 definitions.
+        ros1 = self.reader.deserialize(raw, msgtype)
+        return self.typestore.serialize_cdr(_to_store(ros1, self.typestore), msgtype)
 
     def close(self) -> None:
         self.reader.close()
+
+
+def _to_store(msg, store):
+    """A rosbags message rebuilt with ``store``'s class of the same name; fields that class lacks
+    (ROS 1 Header.seq) are dropped."""
+    cls = store.types[msg.__msgtype__]
+    values = {}
+    for name in cls.__dataclass_fields__:
+        if name == '__msgtype__':
+            continue
+        value = getattr(msg, name)
+        if hasattr(value, '__msgtype__'):
+            value = _to_store(value, store)
+        elif isinstance(value, list) and value and hasattr(value[0], '__msgtype__'):
+            value = [_to_store(v, store) for v in value]
+        values[name] = value
+    return cls(**values)
 
 
 class _McapTruncated(Exception):

@@ -59,6 +59,7 @@ class LiveOptions:
     speed: float = 1.0                   # playback speed factor
     startup_timeout_s: float = 60.0      # node start (model load) and discovery
     idle_timeout_s: float = 3.0          # after the last frame: stop when no output for this long
+    diagnostics_wait_s: float = 2.5      # then wait this long at most for a final /diagnostics message
     max_frames: int | None = None
     progress: bool = True
     storage: str = 'mcap'                # storage of the node-output bag
@@ -256,6 +257,7 @@ def run_live(reader: BagReader, topic: str, options: LiveOptions) -> LiveRun:
         finally:
             bar.close()
         _drain(recorder, sent, options.idle_timeout_s)
+        _wait_for_diagnostics(recorder, options.diagnostics_wait_s)
         play_s = (sent[-1].sent_ns - sent[0].sent_ns) * 1e-9 if len(sent) > 1 else 0.0
     finally:
         received = recorder.snapshot()
@@ -300,6 +302,16 @@ def _drain(recorder: _PlayerRecorder, sent: list[_Sent], idle_timeout_s: float) 
         if time.time_ns() - idle_since > idle_timeout_s * 1e9:
             return
         time.sleep(0.02)
+
+
+def _wait_for_diagnostics(recorder: _PlayerRecorder, timeout_s: float) -> None:
+    """Wait for one more /diagnostics message, so the recorded node statistics cover every frame."""
+    since = time.time_ns()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(topic == DIAGNOSTICS and ns > since for topic, ns, _ in recorder.snapshot()[-20:]):
+            return
+        time.sleep(0.05)
 
 
 def _write_output_bag(path: Path, storage: str, typestore, sent: list[_Sent],

@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
                         help=f'largest number of faces per inference call (default {DEFAULT_MAX_BATCH})')
     parser.add_argument('--out', metavar='PATH', help='write a standalone engine here (+ PATH.json) instead of '
                                                       'into the cache')
-    parser.add_argument('--cache-dir', metavar='DIR', help=f'engine cache folder (default {default_engine_cache_dir()})')
+    parser.add_argument('--cache-dir', metavar='DIR',
+                        help=f'engine cache folder (default {default_engine_cache_dir()})')
     parser.add_argument('--force', action='store_true', help='rebuild even if the cached engine is up to date')
     parser.add_argument('--workspace-mb', type=int, default=DEFAULT_WORKSPACE_MB, metavar='MB',
                         help=f'builder workspace limit (default {DEFAULT_WORKSPACE_MB})')

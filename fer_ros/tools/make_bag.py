@@ -199,7 +199,7 @@ SAMPLE_SEGMENTS: tuple[SampleSegment, ...] = (
     SampleSegment(6, (), '', 'empty scene (coffee cup photo), no face'),
     SampleSegment(10, ('camera.jpg',), 'neutral', 'the cameraman, calm face in three-quarter profile'),
     SampleSegment(8, ('astronaut.jpg', 'camera.jpg'), '',
-                  'both people at once (different expressions: not labelled frame-wide)'),
+                  'both people at once; their expressions differ, so no frame-wide label'),
 )
 
 

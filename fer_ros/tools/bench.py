@@ -1,0 +1,356 @@
+"""fer-bench: perception latency per stage and per classifier, and the `fer` library as the peer.
+
+    fer-bench [--json bench/bench.json] [--frames 200] [--model PATH ...] [--no-peer]
+
+1. Pipeline (default model, ONNX Runtime, yuface) on 640x480 frames with 1 and 5 real faces
+   (fer_ros.core.sample_frames): median / p90 / p99 of detect, preprocess, infer, track, total and
+   of detect + preprocess + infer (the targets: <= 25 ms with one face, <= 40 ms with five).
+2. Classifier alone: batches of 1, 8 and 32 real face crops for every model (the default model, any
+   other .onnx in models/, --model files) on every backend available here (onnxruntime; tensorrt
+   when it imports and a GPU is present; torch when torch imports and a checkpoint .pt sits beside
+   the .onnx).
+3. The peer: the same frames through the `fer` PyPI library's own pipeline (its Haar cascade +
+   mini-Xception, TFLite as its default and its Keras model), in a separate venv
+   (bench/.venv-peer: fer==25.10.3 without its dependencies + tensorflow-cpu, setuptools<81,
+   opencv-python-headless<5, pillow, requests) that this tool creates from PyPI on first use; the
+   product's .venv never gets TensorFlow. The frame-rate ratio product / peer is printed (target >= 3).
+
+Every figure is wall-clock per call on this machine, after a warm-up; nothing else should run.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from fer_ros.core.stats import percentiles
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PEER_VENV = os.path.join(REPO, 'bench', '.venv-peer')
+PEER_PIP = ['fer==25.10.3', 'tensorflow-cpu==2.21.*', 'setuptools<81', 'opencv-python-headless<5', 'pillow',
+            'requests']
+TARGETS_MS = {'1_face': 25.0, '5_faces': 40.0}
+TARGET_RATIO = 3.0
+FRAME_SIZE = (640, 480)
+SEEDS = (0, 1, 2, 3)          # distinct frames per scenario, cycled
+
+# Runs inside the peer venv: times FER.detect_emotions on the frames of an .npz file.
+PEER_SCRIPT = r'''
+import json, logging, os, sys, time, warnings
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+warnings.filterwarnings('ignore')
+import numpy as np
+from fer.fer import FER
+import fer, tensorflow as tf
+logging.getLogger('fer').setLevel(logging.ERROR)
+data = np.load(sys.argv[1])
+frames_per_case, warmup = int(sys.argv[2]), int(sys.argv[3])
+result = {'fer': fer.__version__, 'tensorflow': tf.__version__}
+for variant, kwargs in (('tflite', {}), ('keras', {'use_tflite': False})):
+    detector = FER(**kwargs)
+    cases = {}
+    for case in ('1_face', '5_faces'):
+        frames = data[case]
+        times, faces = [], []
+        for i in range(warmup + frames_per_case):
+            frame = frames[i % len(frames)]
+            t0 = time.perf_counter()
+            found = detector.detect_emotions(frame)
+            dt = (time.perf_counter() - t0) * 1e3
+            if i >= warmup:
+                times.append(dt)
+                faces.append(len(found))
+        cases[case] = {'ms': times, 'faces': faces}
+    result[variant] = cases
+print('PEER_JSON ' + json.dumps(result))
+'''
+
+
+def summary(values) -> dict[str, float]:
+    stats = percentiles(values)
+    return {'median': round(stats['p50'], 3), 'p90': round(stats['p90'], 3), 'p99': round(stats['p99'], 3)}
+
+
+def progress(iterable, desc: str, total: int):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr)
+
+
+def scenario_frames(num_faces: int):
+    from fer_ros.core.sample_frames import sample_frame
+
+    return [sample_frame(num_faces, FRAME_SIZE, seed)[0] for seed in SEEDS]
+
+
+# --- 1. pipeline --------------------------------------------------------------------------------------
+
+def bench_pipeline(model_path: str, frames: int, warmup: int) -> dict:
+    from fer_ros.core.pipeline import Pipeline, PipelineConfig
+
+    pipeline = Pipeline(PipelineConfig(model_path=model_path, backend='onnxruntime'))
+    out = {'model': pipeline.spec.name, 'backend': pipeline.backend_name, 'detector': pipeline.detector_name}
+    for case, num_faces in (('1_face', 1), ('5_faces', 5)):
+        images = scenario_frames(num_faces)
+        pipeline.reset()
+        stages: dict[str, list[float]] = {}
+        found = []
+        for i in progress(range(warmup + frames), f'pipeline {case}', warmup + frames):
+            result = pipeline.process(images[i % len(images)], i / 30.0)
+            if i < warmup:
+                continue
+            timing = dict(result.timing_ms)
+            timing['detect+preprocess+infer'] = timing['detect'] + timing['preprocess'] + timing['infer']
+            for stage, ms in timing.items():
+                stages.setdefault(stage, []).append(ms)
+            found.append(result.num_detections)
+        out[case] = {'frames': frames, 'faces_detected': {'min': int(min(found)), 'max': int(max(found))},
+                     'stages_ms': {stage: summary(v) for stage, v in stages.items()}}
+    return out
+
+
+# --- 2. classifier ------------------------------------------------------------------------------------
+
+def classifier_targets(extra: list[str]) -> list[tuple[str, str]]:
+    """(model path, backend) pairs available on this machine."""
+    import importlib.util
+
+    from fer_ros.backends import gpu_available, tensorrt_installed
+    from fer_ros.core.paths import default_model_path
+
+    models = []
+    try:
+        models.append(default_model_path())
+    except FileNotFoundError:
+        pass
+    models += sorted(glob.glob(os.path.join(REPO, 'models', '*.onnx'))) + list(extra)
+    seen, pairs = set(), []
+    trt = tensorrt_installed() and gpu_available()
+    has_torch = importlib.util.find_spec('torch') is not None
+    for path in models:
+        real = os.path.realpath(path)
+        if real in seen:
+            continue
+        seen.add(real)
+        if path.endswith('.onnx'):
+            pairs.append((path, 'onnxruntime'))
+            if trt:
+                pairs.append((path, 'tensorrt'))
+            checkpoint = os.path.splitext(path)[0] + '.pt'
+            if has_torch and os.path.isfile(checkpoint):
+                pairs.append((checkpoint, 'torch'))
+        elif path.endswith(('.pt', '.pth')) and has_torch:
+            pairs.append((path, 'torch'))
+        elif path.endswith(('.engine', '.plan')) and trt:
+            pairs.append((path, 'tensorrt'))
+    return pairs
+
+
+def face_batch(spec, size: int) -> np.ndarray:
+    """float32[size, C, H, W] of real face crops (the 5 faces of sample frames, repeated)."""
+    from fer_ros.core.preprocess import crop_faces
+    from fer_ros.core.sample_frames import sample_frame
+
+    crops = []
+    for seed in SEEDS:
+        frame, boxes = sample_frame(5, FRAME_SIZE, seed)
+        crops.append(crop_faces(frame, boxes, spec, 0.2))
+    crops = np.concatenate(crops)
+    return np.ascontiguousarray(crops[np.arange(size) % len(crops)])
+
+
+def bench_classifier(path: str, backend_name: str, iterations: int) -> dict:
+    from fer_ros.backends import create_backend
+
+    backend = create_backend(path, backend_name)
+    entry = {'model': backend.spec.name, 'path': os.path.relpath(path, REPO), 'backend': backend.name,
+             'device': backend.device, 'batch': {}}
+    for size in (1, 8, 32):
+        batch = face_batch(backend.spec, size)
+        for _ in range(10):
+            backend.infer(batch)
+        times = []
+        for _ in progress(range(iterations), f'{backend.name} {backend.spec.name} b{size}', iterations):
+            t0 = time.perf_counter()
+            backend.infer(batch)
+            times.append((time.perf_counter() - t0) * 1e3)
+        stats = summary(times)
+        stats['per_face_median'] = round(stats['median'] / size, 4)
+        entry['batch'][str(size)] = stats
+    backend.close()
+    return entry
+
+
+# --- 3. the peer --------------------------------------------------------------------------------------
+
+def peer_python(venv: str) -> str:
+    """The peer venv's interpreter, creating the venv from PyPI on first use.
+
+    Raises:
+        RuntimeError: the venv cannot be created (the message has pip's last lines).
+    """
+    python = os.path.join(venv, 'bin', 'python')
+    stamp = os.path.join(venv, '.fer_peer_ok')
+    if os.path.isfile(stamp):
+        return python
+    print(f'fer-bench: creating the peer venv {os.path.relpath(venv, REPO)} (fer + tensorflow-cpu from PyPI; '
+          'first run only, a few minutes)', file=sys.stderr)
+    steps = [[sys.executable, '-m', 'venv', '--clear', venv],
+             [python, '-m', 'pip', 'install', '-q', '--disable-pip-version-check', '--no-deps', PEER_PIP[0]],
+             [python, '-m', 'pip', 'install', '-q', '--disable-pip-version-check', *PEER_PIP[1:]],
+             [python, '-c', 'from fer.fer import FER']]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = '\n'.join((done.stdout + done.stderr).strip().splitlines()[-8:])
+            raise RuntimeError(f'peer venv step {" ".join(step[-3:])!r} failed:\n{tail}')
+    with open(stamp, 'w') as fh:
+        fh.write(' '.join(PEER_PIP) + '\n')
+    return python
+
+
+def bench_peer(venv: str, frames: int, warmup: int) -> dict:
+    python = peer_python(venv)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, 'frames.npz')
+        np.savez(data, **{'1_face': np.stack(scenario_frames(1)), '5_faces': np.stack(scenario_frames(5))})
+        script = os.path.join(tmp, 'peer.py')
+        with open(script, 'w') as fh:
+            fh.write(PEER_SCRIPT)
+        print('fer-bench: running the fer library (peer) ...', file=sys.stderr)
+        done = subprocess.run([python, script, data, str(frames), str(warmup)], capture_output=True, text=True,
+                              timeout=3600)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith('PEER_JSON ')), None)
+    if done.returncode != 0 or line is None:
+        tail = '\n'.join(done.stderr.strip().splitlines()[-8:])
+        raise RuntimeError(f'the peer benchmark failed (exit {done.returncode}):\n{tail}')
+    raw = json.loads(line[len('PEER_JSON '):])
+    out = {'fer': raw['fer'], 'tensorflow': raw['tensorflow'], 'detector': 'OpenCV Haar cascade (fer default)'}
+    for variant in ('tflite', 'keras'):
+        out[variant] = {case: {'ms': summary(v['ms']),
+                               'faces_detected': {'min': min(v['faces']), 'max': max(v['faces'])}}
+                        for case, v in raw[variant].items()}
+    return out
+
+
+# --- report -------------------------------------------------------------------------------------------
+
+def evaluate(report: dict) -> dict:
+    checks = {}
+    pipe = report['pipeline']
+    for case, limit in TARGETS_MS.items():
+        median = pipe[case]['stages_ms']['detect+preprocess+infer']['median']
+        checks[f'{case}_detect_preprocess_infer_median_ms'] = {'measured': median, 'target': f'<= {limit}',
+                                                               'met': median <= limit}
+    peer = report.get('peer')
+    if peer and 'error' not in peer:
+        for case in TARGETS_MS:
+            ours = pipe[case]['stages_ms']['total']['median']
+            best = min(peer['tflite'][case]['ms']['median'], peer['keras'][case]['ms']['median'])
+            ratio = round(best / ours, 2)
+            checks[f'{case}_frame_rate_vs_fer'] = {'measured': ratio, 'target': f'>= {TARGET_RATIO}',
+                                                   'met': ratio >= TARGET_RATIO,
+                                                   'ours_ms': ours, 'fer_fastest_ms': best}
+    return checks
+
+
+def print_report(report: dict) -> None:
+    pipe = report['pipeline']
+    print(f"\nPipeline ({pipe['model']}, {pipe['backend']}, detector {pipe['detector']}, 640x480), ms "
+          'median / p90 / p99:')
+    for case in ('1_face', '5_faces'):
+        stages = pipe[case]['stages_ms']
+        cells = '  '.join(f"{k} {v['median']:.2f}/{v['p90']:.2f}/{v['p99']:.2f}" for k, v in stages.items())
+        print(f'  {case:8s} {cells}')
+    print('\nClassifier alone, ms median (p90) per call [per face]:')
+    for entry in report['classifier']:
+        cells = '  '.join(f"b{b} {s['median']:.3f} ({s['p90']:.3f}) [{s['per_face_median']:.3f}]"
+                          for b, s in entry['batch'].items())
+        print(f"  {entry['model']:28s} {entry['backend']:12s} {cells}")
+    peer = report.get('peer')
+    if peer and 'error' not in peer:
+        print(f"\nPeer: fer {peer['fer']} (TensorFlow {peer['tensorflow']}, Haar), ms median / p90 / p99 per frame:")
+        for variant in ('tflite', 'keras'):
+            for case, v in peer[variant].items():
+                s = v['ms']
+                print(f"  {variant:7s} {case:8s} {s['median']:.2f}/{s['p90']:.2f}/{s['p99']:.2f}  "
+                      f"faces found {v['faces_detected']['min']}..{v['faces_detected']['max']}")
+    elif peer:
+        print(f"\nPeer: not measured ({peer['error'].splitlines()[0]})")
+    print('\nTargets:')
+    for name, check in report['targets'].items():
+        extra = f" (ours {check['ours_ms']} ms vs fer {check['fer_fastest_ms']} ms)" if 'ours_ms' in check else ''
+        print(f"  {'MET ' if check['met'] else 'MISS'} {name}: {check['measured']} (target {check['target']}){extra}")
+
+
+def machine() -> dict:
+    info = {'platform': platform.platform(), 'python': platform.python_version(), 'cpus': os.cpu_count()}
+    try:
+        import onnxruntime
+        info['onnxruntime'] = onnxruntime.__version__
+    except ImportError:
+        pass
+    if hasattr(os, 'getloadavg'):
+        info['load_average_at_start'] = [round(v, 2) for v in os.getloadavg()]
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='fer-bench', description=__doc__.split('\n\n')[0])
+    parser.add_argument('--json', default=None, help='write the full report here (e.g. bench/bench.json)')
+    parser.add_argument('--frames', type=int, default=200, help='timed frames per scenario (default %(default)s)')
+    parser.add_argument('--warmup', type=int, default=20, help='untimed frames first (default %(default)s)')
+    parser.add_argument('--iterations', type=int, default=200, help='timed classifier calls per batch size')
+    parser.add_argument('--model', action='append', default=[], help='extra classifier to time (repeatable)')
+    parser.add_argument('--no-peer', action='store_true', help='skip the fer library')
+    parser.add_argument('--peer-venv', default=PEER_VENV, help='venv for the fer library (default %(default)s)')
+    args = parser.parse_args(argv)
+    if args.frames < 10 or args.warmup < 0 or args.iterations < 10:
+        parser.error('--frames and --iterations must be >= 10, --warmup >= 0')
+    for path in args.model:
+        if not os.path.isfile(path):
+            parser.error(f'--model {path}: no such file')
+    import logging
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format='fer-bench: %(levelname)s: %(message)s')
+
+    from fer_ros.core.paths import default_model_path
+    try:
+        model = default_model_path()
+    except FileNotFoundError as exc:
+        print(f'fer-bench: {exc}', file=sys.stderr)
+        return 2
+    report = {'machine': machine(), 'settings': {'frames': args.frames, 'warmup': args.warmup,
+                                                 'iterations': args.iterations, 'frame_size': FRAME_SIZE,
+                                                 'onnxruntime_threads': 1, 'detector_threads': 1}}
+    report['pipeline'] = bench_pipeline(model, args.frames, args.warmup)
+    report['classifier'] = [bench_classifier(p, b, args.iterations) for p, b in classifier_targets(args.model)]
+    status = 0
+    if not args.no_peer:
+        try:
+            report['peer'] = bench_peer(args.peer_venv, args.frames, args.warmup)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            report['peer'] = {'error': str(exc)}
+            print(f'fer-bench: {exc}', file=sys.stderr)
+            status = 1
+    report['targets'] = evaluate(report)
+    print_report(report)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w') as fh:
+            json.dump(report, fh, indent=2)
+        print(f'\nwrote {args.json}')
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(main())
