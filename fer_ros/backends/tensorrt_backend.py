@@ -791,10 +791,13 @@ class TensorRTBackend(Backend):
         cuda, self._cuda = self._cuda, None
         if cuda is None:
             return
-        with contextlib.suppress(Exception), cuda.activate():
-            self._context = None
-            self._engine = None
-            for ptr in self._buffers:
-                cuda.free(ptr)
-            self._buffers.clear()
-        cuda.close()
+        try:
+            with cuda.activate():
+                self._context = None      # TensorRT objects release their device memory in this context
+                self._engine = None
+                for ptr in self._buffers:
+                    cuda.free(ptr)
+                self._buffers.clear()
+            cuda.close()
+        except Exception as exc:  # closing must not raise (called from error paths and shutdown)
+            log.warning('%s: releasing CUDA resources failed: %s', self.model_path, exc)

@@ -84,7 +84,7 @@ def progress(iterable, desc: str, total: int):
         from tqdm import tqdm
     except ImportError:
         return iterable
-    return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr)
+    return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr, disable=None)  # off when not a tty
 
 
 def scenario_frames(num_faces: int):
@@ -117,6 +117,28 @@ def bench_pipeline(model_path: str, frames: int, warmup: int) -> dict:
         out[case] = {'frames': frames, 'faces_detected': {'min': int(min(found)), 'max': int(max(found))},
                      'stages_ms': {stage: summary(v) for stage, v in stages.items()}}
     return out
+
+
+def bench_detector_sizes(frames: int, warmup: int, sides=(640, 480, 320)) -> list[dict]:
+    """yuface detection time and faces found vs the detector's input size (the main latency knob)."""
+    from fer_ros.core.detection import DetectorConfig, create_detector
+
+    rows = []
+    for side in sides:
+        detector = create_detector(DetectorConfig(max_side=side))
+        row = {'max_side': side}
+        for case, num_faces in (('1_face', 1), ('5_faces', 5)):
+            images = scenario_frames(num_faces)
+            times, found = [], []
+            for i in range(warmup + frames):
+                t0 = time.perf_counter()
+                n = len(detector.detect(images[i % len(images)]))
+                if i >= warmup:
+                    times.append((time.perf_counter() - t0) * 1e3)
+                    found.append(n)
+            row[case] = {'detect_ms': summary(times), 'faces_detected': {'min': min(found), 'max': max(found)}}
+        rows.append(row)
+    return rows
 
 
 # --- 2. classifier ------------------------------------------------------------------------------------
@@ -172,7 +194,8 @@ def face_batch(spec, size: int) -> np.ndarray:
 def bench_classifier(path: str, backend_name: str, iterations: int) -> dict:
     from fer_ros.backends import create_backend
 
-    backend = create_backend(path, backend_name)
+    # one CPU thread for every backend, as the node runs ONNX Runtime (torch would take all cores)
+    backend = create_backend(path, backend_name, intra_op_threads=1, num_threads=1)
     entry = {'model': backend.spec.name, 'path': os.path.relpath(path, REPO), 'backend': backend.name,
              'device': backend.device, 'batch': {}}
     for size in (1, 8, 32):
@@ -272,6 +295,12 @@ def print_report(report: dict) -> None:
         stages = pipe[case]['stages_ms']
         cells = '  '.join(f"{k} {v['median']:.2f}/{v['p90']:.2f}/{v['p99']:.2f}" for k, v in stages.items())
         print(f'  {case:8s} {cells}')
+    print('\nyuface detection vs its input size (ms median, faces found min..max):')
+    for row in report['detector_input_size']:
+        cells = '  '.join(f"{case} {row[case]['detect_ms']['median']:.2f} "
+                          f"({row[case]['faces_detected']['min']}..{row[case]['faces_detected']['max']})"
+                          for case in ('1_face', '5_faces'))
+        print(f"  max_side {row['max_side']:4d}: {cells}")
     print('\nClassifier alone, ms median (p90) per call [per face]:')
     for entry in report['classifier']:
         cells = '  '.join(f"b{b} {s['median']:.3f} ({s['p90']:.3f}) [{s['per_face_median']:.3f}]"
@@ -333,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  'iterations': args.iterations, 'frame_size': FRAME_SIZE,
                                                  'onnxruntime_threads': 1, 'detector_threads': 1}}
     report['pipeline'] = bench_pipeline(model, args.frames, args.warmup)
+    report['detector_input_size'] = bench_detector_sizes(max(10, args.frames // 4), min(args.warmup, 5))
     report['classifier'] = [bench_classifier(p, b, args.iterations) for p, b in classifier_targets(args.model)]
     status = 0
     if not args.no_peer:

@@ -1,0 +1,94 @@
+"""Parameter and multiply-accumulate (MAC) counts of a PyTorch model.
+
+Counting rule (the one most papers and thop/ptflops use): MACs of ``nn.Conv2d`` and ``nn.Linear``
+only, measured with forward hooks on one real forward pass, so strides, padding and groups are
+whatever the model really does. One MAC is one multiply plus one add; ``flops = 2 * macs``.
+BatchNorm, activations, pooling, attention gating and additions are not counted (they are a few
+percent of the convolution work here). Papers that print "FLOPs" often mean MACs; this module
+always names which one it returns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """Counts for one input size.
+
+    params: all parameters (trainable or not), BN affine included, BN running stats excluded.
+    trainable_params: parameters with ``requires_grad``.
+    macs: Conv2d + Linear multiply-accumulates for ONE image of ``input_size``.
+    input_size: (C, H, W) the counts refer to.
+    """
+
+    params: int
+    trainable_params: int
+    macs: int
+    input_size: tuple[int, int, int]
+
+    @property
+    def flops(self) -> int:
+        """2 * MACs (one multiply and one add per MAC)."""
+        return 2 * self.macs
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter elements (BN running statistics are buffers and not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _conv_macs(module: nn.Conv2d, out: torch.Tensor) -> int:
+    # Every output element needs (in_channels / groups) * kH * kW multiply-accumulates.
+    per_output = (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
+    return out.numel() // out.shape[0] * per_output
+
+
+def count_macs(model: nn.Module, input_size: tuple[int, int, int]) -> int:
+    """Conv2d + Linear MACs for one image of shape ``input_size`` = (C, H, W).
+
+    Runs one forward pass on zeros (batch 1) in eval mode on the model's device; the model's
+    training/eval mode is restored afterwards.
+    """
+    if len(input_size) != 3 or min(input_size) < 1:
+        raise ValueError(f'input_size must be (C, H, W) with positive sizes, got {input_size}')
+    total = 0
+
+    def hook(module: nn.Module, _inp, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            total += _conv_macs(module, out)
+        else:  # nn.Linear: in_features MACs per output element
+            total += out.numel() // out.shape[0] * module.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    try:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device('cpu')
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total
+
+
+def complexity(model: nn.Module, input_size: tuple[int, int, int] = (3, 48, 48)) -> Complexity:
+    """Parameters and MACs of ``model`` for one image of ``input_size`` = (C, H, W)."""
+    return Complexity(params=count_params(model), trainable_params=count_params(model, True),
+                      macs=count_macs(model, input_size), input_size=tuple(input_size))
+
+
+def format_count(n: float) -> str:
+    """Human form: 10140000 -> '10.14 M', 1.2e9 -> '1.20 G'."""
+    for unit, scale in (('G', 1e9), ('M', 1e6), ('K', 1e3)):
+        if abs(n) >= scale:
+            return f'{n / scale:.2f} {unit}'
+    return f'{n:.0f}'
