@@ -371,6 +371,7 @@ def test_cli_errors(tmp_path, capsys):
     assert f"{labels}: row 2: end_s 'x' is not a number" in run(bag, '--topic', '/cam', '--labels', labels)
     assert 'unknown parameter' in run(bag, '--topic', '/cam', '--param', 'no_such_param=1')
     assert 'no such file' in run(bag, '--topic', '/cam', '--model', tmp_path / 'none.onnx')
+    assert '--speed must be > 0' in run(bag, '--topic', '/cam', '--mode', 'live', '--speed', '0')
 
 
 @needs_model
@@ -398,6 +399,8 @@ def test_params_file_and_overrides(tmp_path):
     values = eval_bag.node_parameters(str(params), eval_bag.parse_overrides(['smoothing_window=7', 'backend=torch']))
     assert (values['tracker_min_hits'], values['smoothing'], values['smoothing_window'], values['backend']) == \
         (3, 'window', 7, 'torch')
+    from fer_ros.ros import params as node_params
+    assert eval_bag.node_parameters(None, {}) == node_params.validate_all({})   # no file: the table's defaults
     with pytest.raises(eval_bag.EvalError, match='tracker_min_hits'):
         eval_bag.node_parameters(str(params), {'tracker_min_hits': '0'})
     with pytest.raises(eval_bag.EvalError, match='NAME=VALUE'):

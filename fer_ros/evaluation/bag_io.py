@@ -16,6 +16,7 @@ Damaged ROS 1 bags are not recovered (rosbags needs their index; ``rosbag reinde
 """
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import sqlite3
@@ -105,10 +106,21 @@ def fer_message_types() -> dict:
     return types
 
 
-def make_typestore():
-    """A rosbags Typestore with the ROS 2 standard messages plus fer_ros's own messages."""
+def make_typestore(require_fer: bool = False):
+    """A rosbags Typestore with the ROS 2 standard messages plus fer_ros's own messages.
+
+    The fer_ros types come from the package's msg/*.msg; where those are not installed (a plain pip
+    install) they are left out unless ``require_fer`` (bags carry their own definitions anyway).
+
+    Raises:
+        FileNotFoundError: ``require_fer`` and the .msg files are not found.
+    """
     store = get_typestore(DEFAULT_STORE)
-    store.register(fer_message_types())
+    try:
+        store.register(fer_message_types())
+    except FileNotFoundError:
+        if require_fer:
+            raise
     return store
 
 
@@ -243,14 +255,18 @@ class _McapScanSource:
     """Record-by-record reader for an mcap file whose footer/summary is missing or broken (MCAP spec,
     ros2 profile): every complete record from the start, plus the readable part of a cut-off chunk.
 
-    Messages come in file order (the order they were recorded). The file is read into memory once:
-    recovering a damaged recording is a one-off, and it keeps the parser short.
+    Messages come in file order (the order they were recorded). The file is memory-mapped, so a large
+    recording is not read into memory.
     """
 
     def __init__(self, path: Path):
         self.storage = 'mcap'
-        self.data = path.read_bytes()
-        if not self.data.startswith(b'\x89MCAP0\r\n'):
+        if path.stat().st_size < 8:
+            raise _McapTruncated('not an mcap file (shorter than its magic bytes)')
+        self._file = open(path, 'rb')
+        self.data = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        if self.data[:8] != b'\x89MCAP0\r\n':
+            self.close()
             raise _McapTruncated('not an mcap file (magic bytes missing)')
         self.schemas: dict[int, tuple[str, str, str]] = {}
         self.channels: dict[int, tuple[str, str]] = {}     # id -> (topic, msgtype)
@@ -261,7 +277,7 @@ class _McapScanSource:
             for channel_id, log_ns, _ in self._messages():
                 counts[channel_id] = counts.get(channel_id, 0) + 1
                 self.start_ns = log_ns if self.start_ns is None else min(self.start_ns, log_ns)
-        except _McapTruncated as exc:
+        except (_McapTruncated, struct.error, UnicodeDecodeError) as exc:
             self.damage_reason = str(exc)
         self.topics = {topic: TopicInfo(topic, msgtype, counts.get(cid, 0))
                        for cid, (topic, msgtype) in self.channels.items()}
@@ -342,7 +358,11 @@ class _McapScanSource:
         return raw
 
     def close(self) -> None:
-        self.data = b''
+        try:
+            self.data.close()
+        except BufferError:   # a suspended message generator still holds a view; freed with it
+            pass
+        self._file.close()
 
 
 class _SqliteRecoverySource:

@@ -53,7 +53,7 @@ class LiveError(RuntimeError):
 
 @dataclass
 class LiveOptions:
-    params_file: str                     # fer_node parameter YAML given to the node
+    params_file: str | None              # fer_node parameter YAML given to the node (None: its defaults)
     overrides: dict[str, str]            # parameter name -> value text (-p name:=value)
     out_dir: Path
     speed: float = 1.0                   # playback speed factor
@@ -89,10 +89,10 @@ def find_node_executable() -> Path:
                     '`make setup`, then `bash scripts/with_ros.sh fer-eval-bag ... --mode live`')
 
 
-def node_command(exe: Path, params_file: str, overrides: dict[str, str], msgtype: str) -> list[str]:
+def node_command(exe: Path, params_file: str | None, overrides: dict[str, str], msgtype: str) -> list[str]:
     """fer_node command line: the parameter file, the overrides, the input transport, /fer_eval remaps."""
     params = dict(overrides, image_transport='compressed' if msgtype == COMPRESSED_IMAGE else 'raw')
-    cmd = [str(exe), '--ros-args', '--params-file', str(params_file)]
+    cmd = [str(exe), '--ros-args'] + (['--params-file', str(params_file)] if params_file else [])
     for name, value in params.items():
         cmd += ['-p', f'{name}:={value}']
     for name in ('image', 'image/compressed', 'expressions', 'command', 'debug_image'):
@@ -211,16 +211,21 @@ def run_live(reader: BagReader, topic: str, options: LiveOptions) -> LiveRun:
 
     info = reader.require_topic(topic)
     exe = Path(options.node_executable) if options.node_executable else find_node_executable()
+    try:
+        typestore = make_typestore(require_fer=True)    # to record and read back the node's messages
+    except FileNotFoundError as exc:
+        raise LiveError(f'live mode needs the fer_ros message definitions: {exc}') from None
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bag_path = out / OUTPUT_BAG
     if bag_path.exists():      # our own output of an earlier run into the same folder
         shutil.rmtree(bag_path)
     recorder = _PlayerRecorder(info.msgtype)
-    node = _Node(node_command(exe, options.params_file, options.overrides, info.msgtype), out / NODE_LOG)
+    node = None
     sent: list[_Sent] = []
     clock = StampClock()
     try:
+        node = _Node(node_command(exe, options.params_file, options.overrides, info.msgtype), out / NODE_LOG)
         deadline = time.monotonic() + options.startup_timeout_s
         while not recorder.matched():
             if node.popen.poll() is not None:
@@ -256,17 +261,16 @@ def run_live(reader: BagReader, topic: str, options: LiveOptions) -> LiveRun:
                 bar.update()
         finally:
             bar.close()
-        _drain(recorder, sent, options.idle_timeout_s)
+        _drain(recorder, sent, options.idle_timeout_s, typestore)
         _wait_for_diagnostics(recorder, options.diagnostics_wait_s)
         play_s = (sent[-1].sent_ns - sent[0].sent_ns) * 1e-9 if len(sent) > 1 else 0.0
     finally:
         received = recorder.snapshot()
         recorder.close()
-        node_status = node.stop()
+        node_status = node.stop() if node is not None else None
     if clock.replaced:
         reader.warnings.append(f'{clock.replaced} frame(s) had a header stamp not after the previous one; they '
                                'were published with stamps derived from the log time')
-    typestore = make_typestore()
     _write_output_bag(bag_path, options.storage, typestore, sent, received)
     records, diagnostics, backend = evaluate_output_bag(bag_path, sent)
     answered = sum(r.status != NO_OUTPUT for r in records)
@@ -286,12 +290,11 @@ def _restamped(msg, stamp: int):
     return replace(msg, header=replace(msg.header, stamp=time_msg))
 
 
-def _drain(recorder: _PlayerRecorder, sent: list[_Sent], idle_timeout_s: float) -> None:
+def _drain(recorder: _PlayerRecorder, sent: list[_Sent], idle_timeout_s: float, typestore) -> None:
     """Wait for the node to finish the last frames: until the last frame's result arrives, or no
     result has arrived for ``idle_timeout_s`` (the node drops frames it could not keep up with)."""
     if not sent:
         return
-    typestore = make_typestore()
     last_stamp = sent[-1].stamp
     last_sent = sent[-1].sent_ns
     while True:

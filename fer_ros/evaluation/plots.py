@@ -129,13 +129,14 @@ def plot_timeline(face_points: Mapping[str, Sequence[tuple[float, str]]],
     face_points: face id -> [(t_s, expression)]. commands: [(t_s, command, heartbeat)].
     label_ranges: [(start_s, end_s, expression, face_id)] (infinite ends are clipped to the bag).
     """
-    faces = sorted(face_points, key=lambda f: (len(f), f))
+    faces = sorted(face_points, key=lambda f: (len(f), f))     # f2 before f10
+    first_face_row = 1 if label_ranges else 0                   # row 0 holds the labels
     rows = (['labels'] if label_ranges else []) + faces
     fig = _figure(11.0, 1.6 + 0.45 * max(len(rows), 1) + 0.6)
     ax = fig.add_subplot()
     width = max(frame_dt, 1e-3)
     used: set[str] = set()
-    for y, face in enumerate(faces, start=len(rows) - len(faces)):
+    for y, face in enumerate(faces, start=first_face_row):
         pts = face_points[face]
         by_expr: dict[str, list[tuple[float, float]]] = {}
         for t, expr in pts:

@@ -204,6 +204,17 @@ def _fmt(v, pct: bool = False) -> str:
     return f'{v:.2f}' if isinstance(v, float) else str(v)
 
 
+def _node_stage_table(diagnostics: dict) -> list[str]:
+    """Markdown rows from fer_node diagnostics keys latency_<stage>_p<q>_ms."""
+    stages: dict[str, dict[str, str]] = {}
+    for key, value in diagnostics.items():
+        if key.startswith('latency_') and key.endswith('_ms'):
+            stage, _, q = key[len('latency_'):-len('_ms')].rpartition('_')
+            stages.setdefault(stage, {})[q] = value
+    return [f'| {stage} | {v.get("p50", "n/a")} | {v.get("p90", "n/a")} | {v.get("p99", "n/a")} |'
+            for stage, v in stages.items()]
+
+
 def _markdown(report: dict, figures: dict[str, str]) -> str:
     c = report['counts']
     inp, run = report['input'], report['run']
@@ -245,9 +256,14 @@ def _markdown(report: dict, figures: dict[str, str]) -> str:
                   f'{_fmt(t["wall_s"])} s, decoding included).']
     if 'live' in report:
         live = report['live']
-        lines += ['', f'Live: {live["published"]} frames published at ×{live["speed"]} speed, '
-                  f'{live["answered"]} answered by the node, {live["dropped"]} without output '
-                  f'(drop rate {_fmt(live["drop_rate"], True)}).']
+        lines += ['', f'Live: {live["published"]} frames published at ×{live["speed"]} speed '
+                  f'({_fmt(live["publish_rate_hz"])} Hz), {live["answered"]} answered by the node, '
+                  f'{live["dropped"]} without output (drop rate {_fmt(live["drop_rate"], True)}). '
+                  'end_to_end = publish of the image -> receipt of its expressions message.']
+        node_stages = _node_stage_table(live.get('node_diagnostics') or {})
+        if node_stages:
+            lines += ['', "The node's own per-stage latency (its last /diagnostics message):", '',
+                      '| stage | p50 ms | p90 ms | p99 ms |', '|---|---|---|---|'] + node_stages
     lines += ['', f'![latency histogram]({figures["latency_histogram"]}) ![stage latency]({figures["stage_latency"]})',
               '', '## Timeline', '', f'![timeline]({figures["timeline"]})', '']
     changes = report['commands']['changes']

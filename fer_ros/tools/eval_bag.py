@@ -77,15 +77,25 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
-def node_parameters(params_file: str, overrides: dict[str, str]) -> dict:
-    """Validated fer_node parameter values: the file, then the overrides (YAML-typed).
+def default_params_file() -> str | None:
+    """The packaged config/fer.yaml, or None where it is not installed (a plain pip install): the
+    parameter table's defaults, which that file mirrors, apply then."""
+    from fer_ros.core.paths import find_config_file
+    try:
+        return find_config_file('fer.yaml')
+    except FileNotFoundError:
+        return None
+
+
+def node_parameters(params_file: str | None, overrides: dict[str, str]) -> dict:
+    """Validated fer_node parameter values: the file (None: the defaults), then the overrides (YAML-typed).
 
     Raises:
         EvalError: a bad file, an unknown parameter or a bad value (names the parameter).
     """
     from fer_ros.ros import params
 
-    values = read_params_file(params_file)
+    values = read_params_file(params_file) if params_file else {}
     for name, text in overrides.items():
         values[name] = yaml.safe_load(text) if text != '' else ''
     try:
@@ -174,14 +184,14 @@ def _parser() -> argparse.ArgumentParser:
                      '(seconds from the bag start)')
     lab.add_argument('--label', metavar='EXPRESSION', help='one label for the whole bag (e.g. happy)')
     p.add_argument('--out', metavar='DIR', help='output folder (default: eval_<bag name>); files are replaced')
-    p.add_argument('--mode', choices=('offline', 'live'), default='offline')
+    p.add_argument('--mode', choices=('offline', 'live'), default='offline', help='default offline')
     p.add_argument('--model', metavar='PATH', help='classifier model (default: the default model)')
     p.add_argument('--backend', choices=('auto', 'onnxruntime', 'tensorrt', 'torch'),
                    help="inference backend (default: the parameter file's, 'auto')")
     p.add_argument('--params-file', metavar='YAML', help='fer_node parameter file (default: packaged config/fer.yaml)')
     p.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
                    help='override a fer_node parameter (repeatable), e.g. --param tracker_min_hits=3')
-    p.add_argument('--max-frames', type=int, metavar='N', help='evaluate only the first N frames')
+    p.add_argument('--max-frames', type=int, metavar='N', help='evaluate (live: play) only the first N frames')
     p.add_argument('--speed', type=float, default=1.0, help='live: playback speed factor (default 1.0)')
     p.add_argument('--startup-timeout', type=float, default=60.0, metavar='S',
                    help='live: seconds to wait for the node to come up (default 60)')
@@ -206,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     except LabelError as exc:
         return _fail(str(exc))
     try:
-        from fer_ros.core.paths import default_model_path, find_config_file
-        params_file = args.params_file or find_config_file('fer.yaml')
+        from fer_ros.core.paths import default_model_path
+        params_file = args.params_file or default_params_file()
         overrides = parse_overrides(args.param)
         if args.backend:
             overrides['backend'] = args.backend
@@ -268,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     if report['throughput']:
         summary.append(f'{report["throughput"]["frames_per_s"]:.1f} frames/s')
     if 'end_to_end' in report['latency_ms']:
-        summary.append(f'end-to-end latency median {report["latency_ms"]["end_to_end"]["median"]} ms')
+        summary.append(f'end-to-end latency median {report["latency_ms"]["end_to_end"]["median"]:.1f} ms')
     print(f'{"; ".join(summary)}. Report: {out / "report.md"}')
     if counts['decode_errors']:
         print(f'fer-eval-bag: warning: {counts["decode_errors"]} frame(s) did not decode (see frames.csv)',
