@@ -62,3 +62,9 @@ def test_bad_values_name_the_parameter(name, value, needle):
 def test_unknown_parameter_is_rejected():
     with pytest.raises(params.ParameterError, match='unknown'):
         params.validate_all({'detection_treshold': 0.5})
+
+
+def test_readme_documents_every_parameter():
+    readme = (REPO / 'README.md').read_text()
+    missing = [p.name for p in params.PARAMETERS if f'`{p.name}`' not in readme]
+    assert not missing, f'README parameter table lacks {missing}'

@@ -1,6 +1,6 @@
 """Where packaged files live: the source checkout, a pip install, or a colcon/ament install.
 
-Search order for a data file NAME in folder KIND ('config', 'models' or 'assets'):
+Search order for a data file NAME in folder KIND ('config', 'models', 'assets' or 'msg'):
 1. the source checkout: <repo root>/<KIND>/NAME (this file is <repo>/fer_ros/core/paths.py);
 2. every ament prefix: $AMENT_PREFIX_PATH entries /share/fer_ros/<KIND>/NAME.
 """
@@ -22,7 +22,8 @@ def _candidates(kind: str, name: str) -> list[Path]:
     return places
 
 
-def _find(kind: str, name: str) -> str:
+def find_package_file(kind: str, name: str) -> str:
+    """Path of packaged file KIND/NAME (kind: 'config', 'models', 'assets', 'msg'); FileNotFoundError lists the places searched."""
     places = _candidates(kind, name)
     for place in places:
         if place.is_file():
@@ -37,12 +38,12 @@ def find_config_file(name: str) -> str:
     Raises:
         FileNotFoundError: not found; the message lists every place searched.
     """
-    return _find('config', name)
+    return find_package_file('config', name)
 
 
 def find_asset(name: str) -> str:
     """Path of a packaged asset (face photos in assets/); raises FileNotFoundError like find_config_file."""
-    return _find('assets', name)
+    return find_package_file('assets', name)
 
 
 def default_model_path() -> str:
@@ -58,7 +59,7 @@ def default_model_path() -> str:
             raise FileNotFoundError(f'${MODEL_ENV}={override}: no such file')
         return override
     try:
-        return _find('models', DEFAULT_MODEL)
+        return find_package_file('models', DEFAULT_MODEL)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f'{exc}. Run `make setup` to convert the default model, '
                                 'or pass a model path.') from None

@@ -43,7 +43,7 @@ def asset_path(name: str) -> str:
     Raises:
         FileNotFoundError: the message lists every place searched.
     """
-    return paths._find('assets', name)  # same search rules as config/ and models/
+    return paths.find_asset(name)
 
 
 @functools.lru_cache(maxsize=8)

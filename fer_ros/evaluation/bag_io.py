@@ -101,7 +101,7 @@ def fer_message_types() -> dict:
     """
     types: dict = {}
     for name in FER_MESSAGES:
-        text = Path(paths._find('msg', f'{name}.msg')).read_text()
+        text = Path(paths.find_package_file('msg', f'{name}.msg')).read_text()
         types.update(get_types_from_msg(text, f'fer_ros/msg/{name}'))
     return types
 

@@ -155,8 +155,9 @@ def run_offline(reader: BagReader, topic: str, values: dict, progress: bool = Tr
             while next_tick is not None and next_tick < seconds:
                 ticked += pipeline.tick(next_tick)
                 next_tick += tick_s
-            if ticked and records and records[-1].result is not None:
-                records[-1].result.commands.extend(ticked)   # they happened after that frame
+            previous = next((r for r in reversed(records) if r.result is not None), None)
+            if ticked and previous is not None:
+                previous.result.commands.extend(ticked)      # they happened after that frame
             result = pipeline.process(bgr, seconds)
             next_tick = seconds + tick_s
             records.append(FrameRecord(index, t_s, stamp, result, timing_ms={'decode': decode_ms}))
