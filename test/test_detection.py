@@ -111,7 +111,7 @@ def test_boxes_are_clipped_to_the_image(yuface):
 @pytest.mark.parametrize('kwargs, name', [
     ({'kind': 'mtcnn'}, 'kind'), ({'max_side': 32}, 'max_side'), ({'min_face_size': 0}, 'min_face_size'),
     ({'confidence_threshold': 1.5}, 'confidence_threshold'), ({'max_faces': 0}, 'max_faces'),
-    ({'num_threads': 0}, 'num_threads')])
+    ({'num_threads': -1}, 'num_threads')])
 def test_config_rejects_bad_values(kwargs, name):
     with pytest.raises(ValueError, match=name):
         DetectorConfig(**kwargs)

@@ -42,8 +42,9 @@ class DetectorConfig:
     pixels on its longer side (64..4096; frames already smaller are not upscaled). min_face_size:
     faces smaller than this (pixels of the full-resolution frame, on the shorter box side) are dropped.
     confidence_threshold: minimum detector score, 0..1. max_faces: at most this many faces per frame
-    (the highest-scoring), 1..256. num_threads: CPU threads the detector may use (yuface's OpenMP;
-    OpenCV's pool is process-wide and left alone); 1 keeps latency steady on small shared machines.
+    (the highest-scoring), 1..256. num_threads: CPU threads for yuface's OpenMP (0 = one per core,
+    at most 4; OpenCV's pool used by Haar is process-wide and left alone). Detection runs before
+    inference, never beside it, so it may use every core.
     """
 
     kind: str = 'yuface'
@@ -51,7 +52,7 @@ class DetectorConfig:
     min_face_size: int = 24
     confidence_threshold: float = 0.6
     max_faces: int = 10
-    num_threads: int = 1
+    num_threads: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in DETECTOR_KINDS:
@@ -64,8 +65,13 @@ class DetectorConfig:
             raise ValueError(f'DetectorConfig.confidence_threshold must be in 0..1, got {self.confidence_threshold}')
         if not 1 <= self.max_faces <= 256:
             raise ValueError(f'DetectorConfig.max_faces must be in 1..256, got {self.max_faces}')
-        if not 1 <= self.num_threads <= 64:
-            raise ValueError(f'DetectorConfig.num_threads must be in 1..64, got {self.num_threads}')
+        if not 0 <= self.num_threads <= 64:
+            raise ValueError(f'DetectorConfig.num_threads must be in 0..64 (0 = auto), got {self.num_threads}')
+
+    @property
+    def threads(self) -> int:
+        """The thread count in effect (``num_threads``, or one per core up to 4 when it is 0)."""
+        return self.num_threads or max(1, min(4, os.cpu_count() or 1))
 
 
 def check_bgr(image: np.ndarray, who: str) -> None:
@@ -141,10 +147,9 @@ class FaceDetector(ABC):
 class _OpenMP:
     """Sets libgomp's thread count for the calling thread right before yuface runs.
 
-    yuface's CNN uses OpenMP with one thread per core by default; on a 2-core machine shared with the
-    camera, ROS and ONNX Runtime, its spin-waiting threads were measured to slow a 640x480 detection
-    from ~20 ms to ~450 ms. OMP_NUM_THREADS would have to be set before the library loads and applies
-    to everything; omp_set_num_threads is per calling thread, so it is applied on every call.
+    yuface's CNN uses OpenMP. OMP_NUM_THREADS would have to be set before the library loads and
+    applies to everything; omp_set_num_threads is per calling thread (the node detects in a worker
+    thread), so it is applied on every call (a microsecond).
     """
 
     def __init__(self, module_dir: str) -> None:
@@ -171,6 +176,9 @@ class YuFaceDetector(FaceDetector):
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__(config)
+        # libgomp reads this when yuface loads it: idle worker threads sleep instead of spinning
+        # (spinning made 2-thread detection 5x slower on a busy 2-core machine); no effect at 1 thread.
+        os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
         try:
             import yuface
             from yuface import c_detect
@@ -181,7 +189,7 @@ class YuFaceDetector(FaceDetector):
         self._omp = _OpenMP(os.path.dirname(yuface.__file__))
 
     def _detect(self, small_bgr, min_size):
-        self._omp(self.config.num_threads)
+        self._omp(self.config.threads)
         # rows: score 0..100, x, y, w, h, 5 landmarks (x, y), one trailing field
         rows = np.asarray(self._c_detect(small_bgr)).reshape(-1, 16).astype(np.float32)
         if rows.shape[0] == 0:

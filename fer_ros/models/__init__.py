@@ -4,3 +4,4 @@ Importing this package registers every architecture module with the registry.
 """
 from fer_ros.models.registry import create_model, list_models, register_model  # noqa: F401
 from fer_ros.models import mini_xception  # noqa: F401
+from fer_ros.models import light_ntwrn  # noqa: F401

@@ -56,7 +56,7 @@ class LightNTWRN(nn.Module):
                  widths: Sequence[int] = (96, 192, 384), depths: Sequence[int] = (5, 8, 5),
                  block_types: Sequence[str] = ('wide', 'wide', 'wide'), attention: bool = False,
                  drop_rate: float = 0.3, scam_rd_ratio: float = 1.0,
-                 ds_multiplier: int | Sequence[int] = 2,
+                 ds_multiplier: int | Sequence[int] = (1, 1, 6),
                  ds_groups: int = 2, gbn_mid_ratio: float = 0.5) -> None:
         super().__init__()
         if num_classes < 2:
