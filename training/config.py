@@ -274,6 +274,8 @@ def _coerce(current: Any, value: Any, name: str) -> Any:
     if isinstance(current, str):
         if value is None:
             return ''
+        if isinstance(value, bool):  # YAML 1.1 reads unquoted off/on/no/yes as booleans
+            return 'on' if value else 'off'
         if not isinstance(value, (str, int, float)):
             raise ValueError(f'config: {name}={value!r} must be a string')
         return str(value)

@@ -124,11 +124,13 @@ def run(cfg: Config, resume: str | None = None, overwrite: bool = False) -> dict
     Raises:
         ValueError / FileNotFoundError / DatasetError: bad configuration or data (named).
     """
+    owner = not torch.distributed.is_initialized()  # a caller (fer-ablation) may hold the group
     info = distributed.setup(cfg.train.device)
     try:
         return _run(cfg, info, resume, overwrite)
     finally:
-        distributed.cleanup(info)
+        if owner:
+            distributed.cleanup(info)
 
 
 def _run(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool) -> dict[str, Any]:

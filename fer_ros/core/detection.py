@@ -6,7 +6,9 @@ boxes are (x, y, w, h) floats in source pixels, clipped to the image, sorted by 
 at most ``max_faces`` of them.
 
 - ``yuface``: the libfacedetection CNN (BSD-3, numpy only, compiled in). Best recall available offline
-  (frontal and moderately turned faces down to ~10 px); scores are its confidences 0..1; 5 landmarks.
+  (frontal and turned faces, reliably from ~40 px at the detector's input scale); scores are its
+  confidences 0..1; 5 landmarks. Its time grows with the input pixels (the main latency knob is
+  ``max_side``; fer-bench measures time and recall by face size for several values).
 - ``haar``: OpenCV's frontal-face Haar cascade (opencv-python < 5 ships it; else the system's
   /usr/share/opencv4/haarcascades). Frontal faces only, more false positives. A Haar cascade has no
   calibrated confidence: it reports 1.0 for every face its neighbour grouping (min_neighbors=5) keeps,

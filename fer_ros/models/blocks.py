@@ -28,11 +28,12 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
         ValueError: ``groups`` < 1 or does not divide the channel count.
     """
     n, c, h, w = x.shape
-    if groups < 1 or c % groups:
+    # while tracing (ONNX export) shapes are tensors; ChannelShuffle users checked them at build time
+    if not torch.jit.is_tracing() and (groups < 1 or c % groups):
         raise ValueError(f'channel_shuffle: groups={groups} must be >= 1 and divide channels={c}')
     if groups == 1:
         return x
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+    return x.view(n, groups, -1, h, w).transpose(1, 2).reshape(n, -1, h, w)
 
 
 class ChannelShuffle(nn.Module):

