@@ -33,7 +33,7 @@ CKPLUS_CODES = {0: 'neutral', 1: 'anger', 2: 'contempt', 3: 'disgust', 4: 'fear'
 # folder names accepted as official split folders, and the split they mean
 SPLIT_DIRS = {'train': 'train', 'training': 'train', 'val': 'val', 'valid': 'val', 'validation': 'val',
               'publictest': 'val', 'test': 'test', 'testing': 'test', 'privatetest': 'test'}
-JAFFE_NAME = re.compile(r'^([A-Za-z]{2})\.([A-Za-z]{2})(\d*)\.(\d+)\.[A-Za-z]+$')
+JAFFE_NAME = re.compile(r'^([A-Za-z0-9]{2,})\.([A-Za-z]{2})(\d*)\.(\d+)\.[A-Za-z]+$')
 MAX_LISTED_ERRORS = 20
 
 
