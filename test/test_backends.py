@@ -43,7 +43,6 @@ def exported(tmp_path_factory):
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 2.0)
-    model.train = lambda mode=True: model  # keep eval mode through export_onnx's check (see convert_fer_model)
     out = tmp_path_factory.mktemp('models')
     paths = {}
     for kind in ('probabilities', 'logits'):

@@ -72,6 +72,7 @@ def test_onnx_matches_torch_with_dynamic_batch(trained, tmp_path):
         assert np.allclose(got.sum(1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['light_ntwrn', 'wrn_scam_gbn'])
 def test_full_size_variant_exports_within_tolerance(name, tmp_path):
     torch.manual_seed(0)

@@ -243,6 +243,7 @@ def _run(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool) -> di
 
     progress = main and t.progress
     test_cm = None
+    best_state: tuple[dict, int] | None = None
     for epoch in range(start_epoch, t.epochs):
         net.train()
         train_ds.epoch = epoch
@@ -297,6 +298,8 @@ def _run(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool) -> di
         improved = val_loader is not None and row['val_acc'] != '' and row['val_acc'] > best_val
         if improved:
             best_val = row['val_acc']
+            # every process holds the same weights: keep the best in memory, no shared-file read later
+            best_state = ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, epoch + 1)
         rngs = distributed.all_gather_object(checkpoint.rng_state(device), info)
         if main:
             ckpt = payload(epoch + 1, metrics)
@@ -317,16 +320,26 @@ def _run(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool) -> di
         'input_size': [channels, size, size], 'dataset': dataset_info, 'epochs': t.epochs,
         'final': summarize(test_cm, EXPRESSIONS),
     }
-    if os.path.exists(best_path):
-        best = checkpoint.load(best_path)
-        model.load_state_dict(best['state_dict'])
+    if best_state is None and val_loader is not None and resume:
+        best_state = _best_from_disk(best_path, info)
+    if best_state is not None:
+        model.load_state_dict(best_state[0])
         _, best_cm = evaluate(model, test_loader, info, amp_dtype, t.channels_last)
-        results['best_val'] = {'epoch': best['epoch'], 'val_acc': best['metrics'].get('val_acc'),
+        results['best_val'] = {'epoch': best_state[1], 'val_acc': best_val,
                                'test': summarize(best_cm, EXPRESSIONS)}
     if main:
         _write_results(out, results, history, log)
     distributed.barrier(info)
     return results
+
+
+def _best_from_disk(path: str, info: DistInfo) -> tuple[dict, int] | None:
+    """Rank 0's best.pt weights on every process (a resumed run whose best epoch came earlier)."""
+    state = None
+    if info.is_main and os.path.exists(path):
+        best = checkpoint.load(path)
+        state = (best['state_dict'], best['epoch'])
+    return distributed.broadcast_object(state, info)
 
 
 def _write_results(out: str, results: dict, history: list[dict], log: _Log) -> None:

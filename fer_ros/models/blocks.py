@@ -218,7 +218,7 @@ class DSBlock(_ResidualUnit):
     """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, drop_rate: float = 0.0,
-                 attention: bool = False, rd_ratio: float = 1.0, multiplier: int = 2,
+                 attention: bool = False, rd_ratio: float = 1.0, multiplier: int = 1,
                  groups: int = 1, num_convs: int = 3) -> None:
         _check_common('DSBlock', in_ch, out_ch, stride, drop_rate)
         if num_convs < 1:

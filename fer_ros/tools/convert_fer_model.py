@@ -268,10 +268,6 @@ def convert(out: str, wheel: str | None = None, hdf5: str | None = None,
             'block_channels': [b.sep1.pointwise.out_channels for b in model.blocks]})
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + '.tmp'
-    # export_onnx wraps the model in a fresh (training-mode) softmax module; torch.onnx.export restores
-    # that mode afterwards, which recursively puts our BatchNorms in training mode for export_onnx's
-    # ORT-vs-torch check. Pinning eval mode keeps the check meaningful.
-    model.train = lambda mode=True: model  # noqa: ARG005
     try:
         diff = export_onnx(model, spec, tmp, atol=1e-5)
         os.replace(tmp, out)  # never leave a half-written default model behind

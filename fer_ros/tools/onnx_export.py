@@ -40,8 +40,10 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str, *, opset: int = 17
     import onnx
     import onnxruntime as ort
 
-    model = model.eval().cpu()
-    wrapped = _WithSoftmax(model) if spec.output == 'probabilities' else model
+    # eval() on the wrapper: torch.onnx.export restores the *wrapper's* training flag afterwards,
+    # recursively, and a fresh wrapper is in training mode (BatchNorm would then use batch statistics
+    # in the ORT-vs-torch check below).
+    wrapped = (_WithSoftmax(model) if spec.output == 'probabilities' else model).cpu().eval()
     example = torch.zeros(2, spec.channels, spec.height, spec.width)
     with torch.no_grad():
         out = wrapped(example)
