@@ -149,7 +149,11 @@ class FerNode(Node):
 
     def _on_tick(self) -> None:
         """HOLD / heartbeat when frames stop: advance the image clock by the time since the last frame."""
-        with self._lock:
+        # Never make the executor wait for a frame being processed: the worker is updating the
+        # command mapper right now anyway, so this tick can be skipped.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
             if self._last_stamp is None:
                 now = _stamp_to_s(self.get_clock().now().to_msg())
                 header = Header(stamp=self.get_clock().now().to_msg())
@@ -158,6 +162,8 @@ class FerNode(Node):
                 header = Header(stamp=_s_to_stamp(now, self.get_clock().now().to_msg()),
                                 frame_id=self._last_header.frame_id)
             commands = self._pipeline.tick(now)
+        finally:
+            self._lock.release()
         self._publish_commands(commands, header)
 
     # ------------------------------------------------------------------ errors and diagnostics
