@@ -139,3 +139,94 @@ def test_sample_frames_are_deterministic():
         sample_frame(13)
     with pytest.raises(ValueError, match='size'):
         sample_frame(1, size=(100, 100))
+
+
+# --- ROI-assisted detection: detect(bgr, regions=...) --------------------------------------------------
+
+def test_roi_windows_are_squares_around_the_boxes_clipped_to_the_frame():
+    detector = create_detector(DetectorConfig(roi_scale=2.0, roi_face_px=64))
+    (window, scale), = detector.roi_windows([(100, 100, 50, 80)], 640, 480)
+    assert window == (45, 60, 205, 220) and scale == pytest.approx(64 / 80)
+    (window, _), = detector.roi_windows([(0, 440, 40, 40)], 640, 480)      # corner: clipped
+    assert window == (0, 420, 60, 480)
+    (_, scale), = detector.roi_windows([(10, 10, 8, 8)], 640, 480)         # enlarged at most 4x
+    assert scale == 4.0
+    assert detector.roi_windows([(700, 10, 40, 40), (10, 10, 0, 0)], 640, 480) == []
+    with pytest.raises(ValueError, match='region'):
+        detector.roi_windows([(1, 2, 3)], 640, 480)
+
+
+@pytest.mark.parametrize('num_faces, seed', [(1, 0), (1, 2), (5, 0), (5, 1), (5, 3)])
+def test_roi_detection_finds_the_faces_full_detection_finds(yuface, num_faces, seed):
+    frame, _ = sample_frame(num_faces, seed=seed)
+    full = yuface.detect(frame)
+    roi = yuface.detect(frame, regions=[f.box for f in full])
+    assert len(full) == num_faces and len(roi) == num_faces      # neighbouring windows overlap: no duplicates
+    for face in full:
+        assert max(iou(face.box, r.box) for r in roi) >= 0.7
+    scores = [r.score for r in roi]
+    assert scores == sorted(scores, reverse=True)
+    marks = roi[0].landmarks
+    x, y, w, h = roi[0].box
+    assert marks.shape == (5, 2) and np.all((marks[:, 0] > x) & (marks[:, 0] < x + w))
+
+
+def test_roi_detection_searches_only_the_regions(yuface):
+    frame, truth = sample_frame(5, seed=1)
+    found = yuface.detect(frame, regions=[truth[0]])                 # top-left face only
+    assert len(found) == 1 and iou(found[0].box, truth[0]) > 0.6
+    assert yuface.detect(frame, regions=[]) == []
+
+
+def test_overlapping_regions_of_one_face_give_one_detection(yuface):
+    frame, (box,) = sample_frame(1, seed=0)
+    x, y, w, h = box
+    regions = [box, (x + 0.3 * w, y, w, h), (x - 0.2 * w, y + 0.2 * h, w * 1.2, h * 1.2)]
+    found = yuface.detect(frame, regions=regions)
+    assert len(found) == 1 and iou(found[0].box, box) > 0.7
+
+
+@pytest.mark.parametrize('dx, dy', [(0.3, 0.0), (-0.3, 0.0), (0.0, 0.3), (0.25, -0.25)])
+def test_roi_follows_a_face_that_moved(yuface, dx, dy):
+    # the search is around the previous frame's box; the face moved by a fraction of its size since
+    frame, truth = sample_frame(5, seed=2)
+    for x, y, w, h in truth:
+        side = max(w, h)
+        found = yuface.detect(frame, regions=[(x - dx * side, y - dy * side, w, h)])
+        assert max((iou(f.box, (x, y, w, h)) for f in found), default=0) > 0.6
+
+
+def test_roi_finds_a_small_face_the_full_frame_misses():
+    # faces this small are below yuface's reliable size at 640x480; the ROI crop enlarges them
+    from fer_ros.core.sample_frames import background, paste_face
+
+    detector = create_detector(DetectorConfig(min_face_size=8))
+    frame = background().copy()
+    box = paste_face(frame, FACE_SOURCES[1], (320, 240), 24)
+    assert detector.detect(frame) == []
+    found = detector.detect(frame, regions=[box])
+    assert len(found) == 1 and iou(found[0].box, box) > 0.5
+
+
+def test_haar_roi_detection(haar):
+    frame, truth = sample_frame(5, seed=1)
+    full = haar.detect(frame)
+    roi = haar.detect(frame, regions=[f.box for f in full])
+    assert len(roi) == len(full) >= 3
+    for face in full:
+        assert max(iou(face.box, r.box) for r in roi) >= 0.7
+
+
+@pytest.mark.parametrize('kwargs, name', [
+    ({'full_scan_period': 0}, 'full_scan_period'), ({'full_scan_period': 2.5}, 'full_scan_period'),
+    ({'full_scan_period': True}, 'full_scan_period'), ({'roi_scale': 1.0}, 'roi_scale'),
+    ({'roi_scale': 9}, 'roi_scale'), ({'roi_scale': 'x'}, 'roi_scale'), ({'roi_face_px': 8}, 'roi_face_px'),
+    ({'roi_face_px': 64.0}, 'roi_face_px')])
+def test_roi_config_rejects_bad_values(kwargs, name):
+    with pytest.raises(ValueError, match=f'DetectorConfig.{name}'):
+        DetectorConfig(**kwargs)
+
+
+def test_roi_config_defaults():
+    config = DetectorConfig()
+    assert (config.full_scan_period, config.roi_scale, config.roi_face_px) == (5, 2.0, 64)

@@ -15,8 +15,8 @@ import pytest
 from fer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fer_ros.core.detection import DetectorConfig
 from fer_ros.core.pipeline import Pipeline, PipelineConfig
-from fer_ros.core.sample_frames import sample_frame
-from fer_ros.core.tracking import TrackerConfig
+from fer_ros.core.sample_frames import FACE_SOURCES, background, paste_face, sample_frame
+from fer_ros.core.tracking import TrackerConfig, box_iou
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_ONNX = os.path.join(REPO, 'models', 'mini_xception_fer2013.onnx')
@@ -113,6 +113,110 @@ def test_config_and_input_errors():
     pipeline = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX))
     with pytest.raises(ValueError, match='uint8'):
         pipeline.process(np.zeros((480, 640), np.uint8), 0.0)
+
+
+# --- ROI-assisted detection ----------------------------------------------------------------------------
+
+def roi_pipeline(backend=None, **detector):
+    return Pipeline(PipelineConfig(model_path=DEFAULT_ONNX, detector=DetectorConfig(**detector)), backend=backend)
+
+
+@pytest.mark.parametrize('num_faces', [1, 5])
+def test_roi_mode_alternates_and_keeps_faces_and_ids(counting, num_faces):
+    pipeline = roi_pipeline(counting, full_scan_period=5)
+    frame, _ = sample_frame(num_faces, seed=1)
+    full_boxes = [d.box for d in pipeline.analyze(frame).detections]     # stateless full-frame detection
+    modes, ids = [], []
+    for i in range(20):
+        result = pipeline.process(frame, i / 30)
+        modes.append(result.detect_mode)
+        assert result.num_detections == num_faces
+        if i >= 1:                                                       # confirmed after min_hits = 2
+            ids.append([f.face_id for f in result.faces])
+            assert box_iou(full_boxes, [f.box for f in result.faces]).max(axis=1).min() >= 0.7
+    assert modes == ['full', 'roi', 'roi', 'roi', 'roi'] * 4
+    assert len(set(map(tuple, ids))) == 1 and len(ids[0]) == num_faces
+    assert counting.calls == [num_faces] * 21                           # one batched call per frame
+
+
+def test_a_new_face_is_found_at_the_next_full_scan():
+    pipeline = roi_pipeline(full_scan_period=5)
+    one = background().copy()
+    paste_face(one, FACE_SOURCES[0], (160, 240), 120)
+    two = one.copy()
+    paste_face(two, FACE_SOURCES[0], (480, 240), 120, mirror=True)
+    found = []
+    for i in range(12):
+        result = pipeline.process(one if i < 2 else two, i / 30)       # the 2nd face enters at frame 2
+        found.append((result.detect_mode, result.num_detections))
+    # frames 2-4 search only around the first face; the full scan at frame 5 finds the newcomer
+    assert found[:6] == [('full', 1), ('roi', 1), ('roi', 1), ('roi', 1), ('roi', 1), ('full', 2)]
+    assert all(n == 2 for _, n in found[6:])
+    assert len(pipeline.process(two, 12 / 30).faces) == 2              # both tracked (roi frame)
+
+
+def test_a_moving_face_is_followed_in_roi_mode():
+    pipeline = roi_pipeline(full_scan_period=10)
+    height = 100
+    ids = []
+    for i in range(10):
+        frame = background().copy()
+        # a quarter of the face height per frame, diagonally (about 1.5 m/s at 1 m and 30 fps)
+        box = paste_face(frame, FACE_SOURCES[1], (150 + 25 * i, 150 + 10 * i), height)
+        result = pipeline.process(frame, i / 30)
+        assert result.detect_mode == ('full' if i == 0 else 'roi')
+        assert result.num_detections == 1
+        if i >= 1:
+            assert box_iou([box], [result.faces[0].box])[0, 0] > 0.6
+            ids.append(result.faces[0].face_id)
+    assert len(set(ids)) == 1
+
+
+def test_full_scan_period_1_is_the_old_behaviour():
+    # every frame: the whole-frame detection, exactly what the stateless analyze() gives
+    pipeline = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX, tracker=TrackerConfig(min_hits=1),
+                                       detector=DetectorConfig(full_scan_period=1)))
+    for i, frame in enumerate(sample_frame(5, seed=s)[0] for s in (0, 0, 1, 1, 0)):
+        result = pipeline.process(frame, i / 30)
+        expected = pipeline.analyze(frame)
+        assert result.detect_mode == 'full' and result.num_detections == 5
+        by_box = {d.box: p for d, p in zip(expected.detections, expected.probabilities)}
+        assert len(result.faces) == 5
+        for face in result.faces:
+            assert np.array_equal(face.raw_probabilities, by_box[face.box])
+
+
+def test_scan_period_changes_at_run_time_and_reset_rescans():
+    pipeline = roi_pipeline(full_scan_period=5)
+    frame, _ = sample_frame(1)
+    modes = [pipeline.process(frame, i / 30).detect_mode for i in range(3)]
+    pipeline.set_detector_config(DetectorConfig(full_scan_period=1))
+    modes += [pipeline.process(frame, (3 + i) / 30).detect_mode for i in range(2)]
+    pipeline.set_detector_config(DetectorConfig(full_scan_period=5))
+    modes += [pipeline.process(frame, (5 + i) / 30).detect_mode for i in range(2)]
+    pipeline.reset()                                                   # without it: roi
+    modes.append(pipeline.process(frame, 7 / 30).detect_mode)
+    assert modes == ['full', 'roi', 'roi', 'full', 'full', 'roi', 'roi', 'full']
+
+
+def test_haar_pipeline_uses_roi_mode_too():
+    pipeline = roi_pipeline(kind='haar', full_scan_period=3)
+    frame, _ = sample_frame(1, seed=0)
+    results = [pipeline.process(frame, i / 30) for i in range(6)]
+    assert [r.detect_mode for r in results] == ['full', 'roi', 'roi'] * 2
+    assert [r.num_detections for r in results] == [1] * 6
+
+
+def test_reset_keeps_the_command_in_force():
+    # a clock jump resets the pipeline: tracks go, but a latched command (here HOLD: no face for
+    # hold_timeout_s) stays, so its heartbeat goes on
+    pipeline = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX))
+    empty = sample_frame(0)[0]
+    issued = [c.command for i in range(7) for c in pipeline.process(empty, i * 0.5).commands]
+    assert 'HOLD' in issued
+    pipeline.reset()
+    beats = [c for t in (3.6, 4.0, 4.7) for c in pipeline.tick(t)]
+    assert [(c.command, c.heartbeat) for c in beats] == [('HOLD', True)]
 
 
 RUNTIME_IMPORTS = r'''

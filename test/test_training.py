@@ -218,6 +218,15 @@ def test_loop_learns_a_procedural_7_class_set_from_a_fer2013_csv(tmp_path):
     assert results['final']['accuracy'] >= 0.90, results['final']
 
 
+def test_validation_split_keeps_the_best_checkpoint(tmp_path):
+    results = run(tiny_cfg(tmp_path, 'split.val_fraction=0.25'))
+    best = checkpoint.load(str(tmp_path / 'best.pt'))
+    assert best['metrics']['val_acc'] == max(r['val_acc'] for r in best['history'])
+    assert results['best_val']['epoch'] == best['epoch']
+    assert results['dataset']['split']['val'] > 0
+    assert 0.0 <= results['best_val']['test']['accuracy'] <= 1.0
+
+
 def test_cli_reports_bad_config_and_data(tmp_path, capsys):
     cfg = tmp_path / 'c.yaml'
     cfg.write_text(f'data: {{format: fer2013, path: {tmp_path / "missing.csv"}}}\ntrain: {{output: {tmp_path}}}\n')

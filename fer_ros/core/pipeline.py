@@ -3,6 +3,11 @@
     detect (bounded input size) -> square crops (model's size/channels/normalisation)
     -> ONE batched inference call for all faces -> tracker (stable ids + smoothing) -> command mapper
 
+Detection is ROI-assisted: the whole frame is searched every ``DetectorConfig.full_scan_period``
+frames and whenever there are no tracks; on the other frames only squares around the tracks' last
+boxes are (``FaceDetector.detect(bgr, regions=...)``), which is several times cheaper. A face that
+enters the view is therefore found at the next full scan, up to ``full_scan_period - 1`` frames late.
+
 The node, fer-infer, the bag evaluator and the benchmarks all run this class, so they measure and
 publish exactly the same thing. Importing it loads neither torch nor any backend library; the backend
 is loaded by ``create_backend`` when the Pipeline is built.
@@ -60,14 +65,18 @@ class FrameAnalysis:
     detections: list[Detection]
     probabilities: np.ndarray                 # float32[N, K], model label order, rows sum to 1
     timing_ms: dict[str, float] = field(default_factory=dict)   # detect, preprocess, infer
+    detect_mode: str = 'full'                 # 'full' (whole frame) or 'roi' (only the given regions)
 
 
-def analyze_frame(bgr: np.ndarray, detector: FaceDetector, backend: Backend, margin: float) -> FrameAnalysis:
+def analyze_frame(bgr: np.ndarray, detector: FaceDetector, backend: Backend, margin: float,
+                  regions=None) -> FrameAnalysis:
     """Detect and classify every face of one frame (stateless; used by Pipeline and fer-infer).
 
     Args:
         bgr: uint8[H, W, 3] BGR frame.
         margin: square crop margin (see fer_ros.core.preprocess.square_box).
+        regions: None = detect on the whole frame; else face boxes (x, y, w, h) to search around
+            (see ``FaceDetector.detect``).
     Returns:
         FrameAnalysis with float32[N, K] probabilities (one batched inference call for all N faces)
         and timing_ms {'detect', 'preprocess', 'infer'} (milliseconds).
@@ -77,7 +86,7 @@ def analyze_frame(bgr: np.ndarray, detector: FaceDetector, backend: Backend, mar
     check_bgr(bgr, 'analyze_frame')
     spec = backend.spec
     t0 = time.perf_counter()
-    detections = detector.detect(bgr)
+    detections = detector.detect(bgr) if regions is None else detector.detect(bgr, regions=regions)
     t1 = time.perf_counter()
     if detections:
         batch = crop_faces(bgr, [d.box for d in detections], spec, margin)
@@ -88,7 +97,8 @@ def analyze_frame(bgr: np.ndarray, detector: FaceDetector, backend: Backend, mar
         probabilities = np.zeros((0, spec.num_classes), np.float32)
         t2 = t3 = t1
     return FrameAnalysis(detections, probabilities,
-                         {'detect': (t1 - t0) * 1e3, 'preprocess': (t2 - t1) * 1e3, 'infer': (t3 - t2) * 1e3})
+                         {'detect': (t1 - t0) * 1e3, 'preprocess': (t2 - t1) * 1e3, 'infer': (t3 - t2) * 1e3},
+                         'full' if regions is None else 'roi')
 
 
 class Pipeline:
@@ -114,6 +124,7 @@ class Pipeline:
         self._detector = detector or create_detector(config.detector)
         self._tracker = FaceTracker(config.tracker, config.smoothing, self._backend.labels)
         self._mapper = CommandMapper(load_command_config(config.commands_path or None))
+        self._roi_frames = 0      # consecutive ROI-mode frames since the last full-frame detection
 
     @property
     def spec(self) -> ModelSpec:
@@ -136,7 +147,9 @@ class Pipeline:
         return self._detector.name
 
     def set_detector_config(self, config: DetectorConfig) -> None:
-        """Change detector settings at run time (thresholds in place; a new detector if the kind changes)."""
+        """Change detector settings at run time (thresholds in place; a new detector if the kind changes).
+
+        ``full_scan_period`` and the ROI settings apply from the next frame."""
         if not isinstance(config, DetectorConfig):
             raise ValueError(f'config must be a DetectorConfig, got {type(config).__name__}')
         if config.kind == self._detector.name:
@@ -154,27 +167,36 @@ class Pipeline:
         Args:
             bgr: uint8[H, W, 3] BGR frame. stamp: frame time in seconds (the image header's stamp).
         Returns:
-            FrameResult: confirmed tracked faces, commands to publish now, timing_ms {'detect',
-            'preprocess', 'infer', 'track' (tracker + command mapper), 'total'}, num_detections.
+            FrameResult: confirmed tracked faces, commands to publish now, timing_ms {'detect' (whole
+            detection, either mode), 'preprocess', 'infer', 'track' (tracker + command mapper),
+            'total'}, num_detections, detect_mode ('full' or 'roi').
         """
         t0 = time.perf_counter()
-        analysis = self.analyze(bgr)
+        regions = None
+        if self._roi_frames < self._detector.config.full_scan_period - 1:
+            # tracks' last boxes; none (nobody tracked) means a full scan
+            regions = self._tracker.active_boxes(stamp) or None
+        analysis = analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin, regions)
+        self._roi_frames = 0 if regions is None else self._roi_frames + 1
         t1 = time.perf_counter()
         faces = self._tracker.update(analysis.detections, analysis.probabilities, stamp)
         commands = self._mapper.update(faces, stamp)
         t2 = time.perf_counter()
         timing = dict(analysis.timing_ms, track=(t2 - t1) * 1e3, total=(t2 - t0) * 1e3)
         return FrameResult(stamp=float(stamp), labels=self.labels, faces=faces, commands=commands,
-                           timing_ms=timing, num_detections=len(analysis.detections))
+                           timing_ms=timing, num_detections=len(analysis.detections),
+                           detect_mode=analysis.detect_mode)
 
     def tick(self, stamp: float) -> list[Command]:
         """Advance the command mapper's clock without a frame (HOLD, heartbeats); call a few times a second."""
         return self._mapper.tick(stamp)
 
     def reset(self) -> None:
-        """Forget tracks and command state (e.g. after a clock jump or a bag restart)."""
+        """Forget tracks and evidence (e.g. after a clock jump or a bag restart); the next frame is a
+        full-frame detection. The command in force is kept (a latched STOP stays latched)."""
         self._tracker.reset()
-        self._mapper.reset()
+        self._mapper.reset(keep_command=True)
+        self._roi_frames = 0
 
     def close(self) -> None:
         """Release the backend's resources."""

@@ -136,6 +136,16 @@ class FaceTracker:
         """Tracks alive now, tentative ones included."""
         return len(self._tracks)
 
+    def active_boxes(self, stamp: float | None = None) -> list[tuple[float, float, float, float]]:
+        """Last boxes (x, y, w, h) of the tracks alive now: confirmed ones (possibly missed for up to
+        ``max_misses`` frames) and tentative ones (seen in the last frame), in id creation order.
+
+        The Pipeline searches around these boxes between full-frame detections. stamp: when given,
+        tracks that the next ``update`` at this stamp would expire (older than ``max_age_s``) are left out.
+        """
+        return [tuple(float(v) for v in t.box) for t in sorted(self._tracks, key=lambda t: t.number)
+                if stamp is None or float(stamp) - t.last_seen <= self.config.max_age_s]
+
     def reset(self) -> None:
         """Drop every track. Ids keep counting: an id is never given to two faces by one tracker."""
         self._tracks.clear()

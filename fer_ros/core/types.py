@@ -61,3 +61,4 @@ class FrameResult:
     commands: list[Command] = field(default_factory=list)   # commands to publish for this frame
     timing_ms: dict[str, float] = field(default_factory=dict)  # detect, preprocess, infer, track, total
     num_detections: int = 0           # raw detections this frame (faces holds confirmed tracks only)
+    detect_mode: str = 'full'         # 'full': whole-frame detection; 'roi': only around the tracked faces

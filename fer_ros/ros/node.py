@@ -17,6 +17,7 @@ import time
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -237,23 +238,34 @@ class FerNode(Node):
 
 def main(args=None) -> int:
     rclpy.init(args=args)
+    # Created before the slow start-up (model loading): if SIGINT/SIGTERM arrives while the node is
+    # starting, rclpy has already shut the context down and creating an executor then would fail.
+    executor = SingleThreadedExecutor()
     logger = rclpy.logging.get_logger(params.NODE_NAME)
     try:
         node = FerNode()
-    except params.ParameterError as exc:
-        logger.fatal(f'invalid parameter: {exc}')
+    except SHUTDOWN_EXCEPTIONS:     # Ctrl-C / SIGTERM while starting: not an error
         rclpy.try_shutdown()
-        return 2
-    except Exception as exc:   # model missing/corrupt, backend unavailable: fail at start, clearly
-        logger.fatal(f'cannot start: {type(exc).__name__}: {exc}')
+        return 0
+    except Exception as exc:
+        if not rclpy.ok():          # interrupted while starting: not an error
+            return 0
+        if isinstance(exc, params.ParameterError):
+            logger.fatal(f'invalid parameter: {exc}')
+            code = 2
+        else:                       # model missing/corrupt, backend unavailable: fail at start, clearly
+            logger.fatal(f'cannot start: {type(exc).__name__}: {exc}')
+            code = 1
         rclpy.try_shutdown()
-        return 1
+        return code
     try:
-        rclpy.spin(node)
+        executor.add_node(node)
+        executor.spin()
     except SHUTDOWN_EXCEPTIONS:
         pass
     finally:
         node.close()
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -2,12 +2,16 @@
 
     fer-bench [--json bench/bench.json] [--frames 200] [--model PATH ...] [--no-peer]
 
-1. Pipeline (default model, ONNX Runtime, yuface) on 640x480 frames with 1 and 5 real faces
-   (fer_ros.core.sample_frames): median / p90 / p99 of detect, preprocess, infer, track, total and
-   of detect + preprocess + infer (the targets: <= 25 ms with one face, <= 40 ms with five), for two
-   detector input sizes: 'default' (max_side 640: the frame as it is) and 'fast' (max_side 320).
-   Then yuface alone at max_side 640/480/400/320: time, and recall of single faces 24..80 px tall
-   (what a smaller detector input costs).
+1. Pipeline (default model, ONNX Runtime, yuface) on 640x480 clips with 1 and 5 real faces
+   (fer_ros.core.sample_frames, the camera panning slowly so the faces move a few pixels per frame):
+   median / p90 / p99 of detect, preprocess, infer, track, total and of detect + preprocess + infer
+   (the targets: <= 25 ms with one face, <= 40 ms with five), for three detector profiles:
+   'roi' (the default: max_side 640, full-frame scan every full_scan_period frames, ROI detection
+   around the tracks in between; its p90/p99 are the full-scan frames, also reported per mode),
+   'full' (full_scan_period 1: max_side 640 on every frame, the old way) and 'fast' (max_side 320
+   on every frame). Then yuface alone at max_side 640/480/400/320: time, and recall of single faces
+   24..80 px tall (what a smaller detector input costs), and the same recall in ROI mode (the face
+   searched around its box of the previous frame, the face having moved by a quarter of its size).
 2. Classifier alone: batches of 1, 8 and 32 real face crops for every model (the default model, any
    other .onnx in models/, --model files) on every backend available here (onnxruntime; tensorrt
    when it imports and a GPU is present; torch when torch imports and a checkpoint .pt sits beside
@@ -46,8 +50,12 @@ TARGETS_MS = {'1_face': 25.0, '5_faces': 40.0}
 TARGET_RATIO = 3.0
 FRAME_SIZE = (640, 480)
 SEEDS = (0, 1, 2, 3)          # distinct frames per scenario, cycled
-# detector input size per pipeline profile: the default, and a fast one that finds faces >= ~64 px
-PROFILES = {'default': 640, 'fast': 320}
+# DetectorConfig overrides per pipeline profile: the default (ROI-assisted), the old way (a full-frame
+# scan at 640 on every frame), and a fast one (full frame at 320: finds faces >= ~64 px)
+PROFILES = {'roi': {}, 'full': {'full_scan_period': 1}, 'fast': {'max_side': 320, 'full_scan_period': 1}}
+# the camera pans back and forth by this many pixels per frame (faces move; ROI mode has to follow)
+PAN_STEP_PX = 3
+CLIP_FRAMES = 16
 
 # Runs inside the peer venv as a server: loads the frames, then for each stdin line
 # "VARIANT CASE COUNT" times FER.detect_emotions on COUNT frames and answers one JSON line.
@@ -93,9 +101,25 @@ def progress(iterable, desc: str, total: int):
 
 
 def scenario_frames(num_faces: int):
+    """Distinct still frames (one per seed) for the detector-alone timing."""
     from fer_ros.core.sample_frames import sample_frame
 
     return [sample_frame(num_faces, FRAME_SIZE, seed)[0] for seed in SEEDS]
+
+
+def scenario_clip(num_faces: int):
+    """A looping clip of CLIP_FRAMES uint8[480, 640, 3] frames: one sample frame, the camera panning
+    right then back by PAN_STEP_PX per frame (edges replicated), so faces move as in a video and the
+    loop has no jump."""
+    import cv2
+
+    from fer_ros.core.sample_frames import sample_frame
+
+    frame = sample_frame(num_faces, FRAME_SIZE, SEEDS[0])[0]
+    half = CLIP_FRAMES // 2
+    shifts = [PAN_STEP_PX * (i if i < half else CLIP_FRAMES - i) for i in range(CLIP_FRAMES)]
+    return [cv2.warpAffine(frame, np.float32([[1, 0, dx], [0, 1, dx / 2]]), FRAME_SIZE, borderMode=cv2.BORDER_REPLICATE)
+            for dx in shifts]
 
 
 # --- 1. pipeline and peer, interleaved ---------------------------------------------------------------
@@ -106,16 +130,17 @@ CASES = (('1_face', 1), ('5_faces', 5))
 
 
 class PipelineRunner:
-    """Our Pipeline with one detector input size; records every stage of every frame."""
+    """Our Pipeline with one detector profile; records every stage of every frame, and per detect mode."""
 
-    def __init__(self, model_path: str, max_side: int, frames: dict) -> None:
+    def __init__(self, model_path: str, detector_overrides: dict, frames: dict) -> None:
         from fer_ros.core.detection import DetectorConfig
         from fer_ros.core.pipeline import Pipeline, PipelineConfig
 
-        self.detector = DetectorConfig(max_side=max_side)
+        self.detector = DetectorConfig(**detector_overrides)
         self.pipeline = Pipeline(PipelineConfig(model_path=model_path, backend='onnxruntime', detector=self.detector))
         self.frames = frames
         self.stages = {case: {} for case, _ in CASES}
+        self.by_mode = {case: {'full': {}, 'roi': {}} for case, _ in CASES}
         self.found = {case: [] for case, _ in CASES}
         self._i = 0
 
@@ -130,16 +155,21 @@ class PipelineRunner:
             timing['detect+preprocess+infer'] = timing['detect'] + timing['preprocess'] + timing['infer']
             for stage, ms in timing.items():
                 self.stages[case].setdefault(stage, []).append(ms)
+                self.by_mode[case][result.detect_mode].setdefault(stage, []).append(ms)
             self.found[case].append(result.num_detections)
 
     def report(self) -> dict:
-        p = self.pipeline
+        p, cfg = self.pipeline, self.detector
         out = {'model': p.spec.name, 'backend': p.backend_name, 'detector': p.detector_name,
-               'detector_max_side': self.detector.max_side, 'detector_threads': self.detector.threads}
+               'detector_max_side': cfg.max_side, 'detector_threads': cfg.threads,
+               'full_scan_period': cfg.full_scan_period, 'roi_scale': cfg.roi_scale, 'roi_face_px': cfg.roi_face_px}
         for case, _ in CASES:
             found = self.found[case]
             out[case] = {'frames': len(found), 'faces_detected': {'min': int(min(found)), 'max': int(max(found))},
-                         'stages_ms': {stage: summary(v) for stage, v in self.stages[case].items()}}
+                         'stages_ms': {stage: summary(v) for stage, v in self.stages[case].items()},
+                         'by_detect_mode': {mode: {'frames': len(st.get('total', [])),
+                                                   'stages_ms': {stage: summary(v) for stage, v in st.items()}}
+                                            for mode, st in self.by_mode[case].items() if st}}
         return out
 
 
@@ -195,8 +225,8 @@ class PeerRunner:
 
 def bench_interleaved(model_path: str, frames: int, warmup: int, peer_venv: str | None, chunk: int = 10):
     """(pipeline report per profile, peer report or {'error'} or None)."""
-    images = {case: scenario_frames(n) for case, n in CASES}
-    runners = {name: PipelineRunner(model_path, side, images) for name, side in PROFILES.items()}
+    images = {case: scenario_clip(n) for case, n in CASES}
+    runners = {name: PipelineRunner(model_path, overrides, images) for name, overrides in PROFILES.items()}
     with tempfile.TemporaryDirectory() as tmp:
         peer, peer_report = None, None
         if peer_venv:
@@ -231,10 +261,19 @@ def bench_interleaved(model_path: str, frames: int, warmup: int, peer_venv: str 
 SMALL_FACE_HEIGHTS = (24, 32, 40, 48, 56, 64, 80)
 
 
-def small_face_recall(detector) -> dict[str, float]:
-    """{face height px: fraction found} for single faces pasted at 12 places/variants in a 640x480 frame."""
+# ROI-mode recall: the face has moved by this fraction of its size since the box the search is around
+ROI_RECALL_MOTION = 0.25
+
+
+def small_face_recall(detector, roi: bool = False) -> dict[str, float]:
+    """{face height px: fraction found} for single faces pasted at 12 places/variants in a 640x480 frame.
+
+    roi: search only around the face's box shifted by ROI_RECALL_MOTION of its size (alternately
+    right/left/down/up), as ROI mode does with the box of the previous frame; False: the whole frame.
+    """
     from fer_ros.core.sample_frames import FACE_SOURCES, background, paste_face
 
+    moves = ((1, 0), (-1, 0), (0, 1), (0, -1))
     recall = {}
     for height in SMALL_FACE_HEIGHTS:
         hits = total = 0
@@ -242,8 +281,14 @@ def small_face_recall(detector) -> dict[str, float]:
             for mirror in (False, True):
                 for cx in (120, 320, 520):
                     frame = background(FRAME_SIZE).copy()
-                    paste_face(frame, source, (cx, 240), height, mirror)
-                    hits += len(detector.detect(frame)) >= 1
+                    x, y, w, h = paste_face(frame, source, (cx, 240), height, mirror)
+                    if roi:
+                        dx, dy = moves[total % len(moves)]
+                        step = ROI_RECALL_MOTION * max(w, h)
+                        found = detector.detect(frame, regions=[(x + dx * step, y + dy * step, w, h)])
+                    else:
+                        found = detector.detect(frame)
+                    hits += len(found) >= 1
                     total += 1
         recall[str(height)] = round(hits / total, 3)
     return recall
@@ -270,6 +315,12 @@ def bench_detector_sizes(frames: int, warmup: int, sides=(640, 480, 400, 320)) -
             row[case] = {'detect_ms': summary(times), 'faces_detected': {'min': min(found), 'max': max(found)}}
         row['recall_by_face_height_px'] = small_face_recall(detector)
         rows.append(row)
+    # ROI mode at the default settings (its windows do not depend on max_side)
+    detector = create_detector(DetectorConfig(min_face_size=8))
+    cfg = detector.config
+    rows.append({'mode': 'roi', 'roi_scale': cfg.roi_scale, 'roi_face_px': cfg.roi_face_px,
+                 'face_motion': ROI_RECALL_MOTION,
+                 'recall_by_face_height_px': small_face_recall(detector, roi=True)})
     return rows
 
 
@@ -396,21 +447,32 @@ def evaluate(report: dict) -> dict:
 
 
 def print_report(report: dict) -> None:
+    def cells(stages: dict) -> str:
+        return '  '.join(f"{k} {v['median']:.2f}/{v['p90']:.2f}/{v['p99']:.2f}" for k, v in stages.items())
+
     for profile, pipe in report['pipeline'].items():
         print(f"\nPipeline [{profile}] ({pipe['model']}, {pipe['backend']}, {pipe['detector']} max_side "
-              f"{pipe['detector_max_side']} x{pipe['detector_threads']} threads, 640x480 frames), ms median / p90 / p99:")
+              f"{pipe['detector_max_side']}, full_scan_period {pipe['full_scan_period']}, "
+              f"roi_scale {pipe['roi_scale']}, roi_face_px {pipe['roi_face_px']}, x{pipe['detector_threads']} threads, "
+              '640x480 frames), ms median / p90 / p99:')
         for case in ('1_face', '5_faces'):
-            stages = pipe[case]['stages_ms']
-            cells = '  '.join(f"{k} {v['median']:.2f}/{v['p90']:.2f}/{v['p99']:.2f}" for k, v in stages.items())
-            print(f"  {case:8s} {cells}  (faces found {pipe[case]['faces_detected']['min']}.."
+            print(f"  {case:8s} {cells(pipe[case]['stages_ms'])}  (faces found {pipe[case]['faces_detected']['min']}.."
                   f"{pipe[case]['faces_detected']['max']})")
+            modes = pipe[case]['by_detect_mode']
+            if len(modes) > 1:
+                for mode, entry in modes.items():
+                    print(f"    {mode} frames ({entry['frames']}): {cells(entry['stages_ms'])}")
     print('\nyuface vs its input size: detect ms median (faces found), recall by face height in px:')
     for row in report['detector_input_size']:
-        cells = '  '.join(f"{case} {row[case]['detect_ms']['median']:.2f} "
+        recall = ' '.join(f'{h}:{r:.2f}' for h, r in row['recall_by_face_height_px'].items())
+        if row.get('mode') == 'roi':
+            print(f"  ROI mode (roi_scale {row['roi_scale']}, roi_face_px {row['roi_face_px']}, face moved "
+                  f"{row['face_motion']} of its size): recall {recall}")
+            continue
+        times = '  '.join(f"{case} {row[case]['detect_ms']['median']:.2f} "
                           f"({row[case]['faces_detected']['min']}..{row[case]['faces_detected']['max']})"
                           for case in ('1_face', '5_faces'))
-        recall = ' '.join(f'{h}:{r:.2f}' for h, r in row['recall_by_face_height_px'].items())
-        print(f"  max_side {row['max_side']:4d}: {cells}  recall {recall}")
+        print(f"  max_side {row['max_side']:4d}: {times}  recall {recall}")
     print('\nClassifier alone, ms median (p90) per call [per face]:')
     for entry in report['classifier']:
         cells = '  '.join(f"b{b} {s['median']:.3f} ({s['p90']:.3f}) [{s['per_face_median']:.3f}]"
