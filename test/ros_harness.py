@@ -6,14 +6,13 @@ Requires the colcon install tree (run tests through `make test` / scripts/with_r
 """
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from fer_ros.tools.child_process import LoggedProcess
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / 'install' / 'fer_ros'
@@ -55,39 +54,16 @@ def ros_args(params: dict | None = None, remaps: dict | None = None, params_file
     return args
 
 
-class Proc:
-    """A child process with its output captured to a file (read with .output())."""
-
-    def __init__(self, cmd: list[str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, 'wb')
-        self.popen = subprocess.Popen([str(c) for c in cmd], stdout=self._log, stderr=subprocess.STDOUT,
-                                      cwd=str(log_path.parent), env=os.environ.copy())
-
-    def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors='replace')
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._log.close()
-        return self.popen.returncode
+Proc = LoggedProcess
 
 
 def start_node(tmp_path: Path, params: dict | None = None, remaps: dict | None = None, name: str = 'node') -> Proc:
-    return Proc([NODE_EXE] + ros_args(params, remaps, PARAMS_FILE), tmp_path / f'{name}.log')
+    return Proc([NODE_EXE] + ros_args(params, remaps, PARAMS_FILE), tmp_path / f'{name}.log', cwd=tmp_path)
 
 
 def start_camera(tmp_path: Path, params: dict | None = None, remaps: dict | None = None,
                  name: str = 'camera') -> Proc:
-    return Proc([CAMERA_EXE] + ros_args(params, remaps), tmp_path / f'{name}.log')
+    return Proc([CAMERA_EXE] + ros_args(params, remaps), tmp_path / f'{name}.log', cwd=tmp_path)
 
 
 class Collector:

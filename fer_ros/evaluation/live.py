@@ -18,10 +18,7 @@ the image; end-to-end latency = receive time of the expressions message - publis
 from __future__ import annotations
 
 import bisect
-import os
 import shutil
-import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -29,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_ros.core.paths import find_executable
+from fer_ros.tools.child_process import LoggedProcess
 from fer_ros.core.types import Command, FaceResult, FrameResult
 
 from .bag_io import (COMPRESSED_IMAGE, BagReader, BagWriter, StampClock, make_typestore, stamp_ns)
@@ -74,19 +73,16 @@ class LiveRun:
 
 
 def find_node_executable() -> Path:
-    """lib/fer_ros/fer_node of the first ament prefix that has it (or the repository's install/).
+    """The installed lib/fer_ros/fer_node (see fer_ros.core.paths.find_executable).
 
     Raises:
         LiveError: not built / not sourced.
     """
-    prefixes = [Path(p) for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
-    prefixes.append(Path(__file__).resolve().parents[2] / 'install' / 'fer_ros')
-    for prefix in prefixes:
-        exe = prefix / 'lib' / 'fer_ros' / 'fer_node'
-        if exe.is_file() and os.access(exe, os.X_OK):
-            return exe
-    raise LiveError('live mode needs the built node (lib/fer_ros/fer_node) in an ament prefix: run '
-                    '`make setup`, then `bash scripts/with_ros.sh fer-eval-bag ... --mode live`')
+    try:
+        return Path(find_executable('fer_node'))
+    except FileNotFoundError as exc:
+        raise LiveError(f'live mode needs the built node: {exc}; then run '
+                        '`bash scripts/with_ros.sh fer-eval-bag ... --mode live`') from None
 
 
 def node_command(exe: Path, params_file: str | None, overrides: dict[str, str], msgtype: str) -> list[str]:
@@ -98,31 +94,6 @@ def node_command(exe: Path, params_file: str | None, overrides: dict[str, str], 
     for name in ('image', 'image/compressed', 'expressions', 'command', 'debug_image'):
         cmd += ['-r', f'{name}:={NAMESPACE}/{name}']
     return cmd
-
-
-class _Node:
-    """The node process, its output in <out>/node.log."""
-
-    def __init__(self, cmd: list[str], log_path: Path):
-        self.log_path = log_path
-        self._log = open(log_path, 'wb')
-        self.popen = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=os.environ.copy())
-
-    def tail(self, lines: int = 30) -> str:
-        self._log.flush()
-        text = self.log_path.read_text(errors='replace').splitlines()
-        return '\n'.join(text[-lines:])
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGINT)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._log.close()
-        return self.popen.returncode
 
 
 class _PlayerRecorder:
@@ -225,7 +196,7 @@ def run_live(reader: BagReader, topic: str, options: LiveOptions) -> LiveRun:
     sent: list[_Sent] = []
     clock = StampClock()
     try:
-        node = _Node(node_command(exe, options.params_file, options.overrides, info.msgtype), out / NODE_LOG)
+        node = LoggedProcess(node_command(exe, options.params_file, options.overrides, info.msgtype), out / NODE_LOG)
         deadline = time.monotonic() + options.startup_timeout_s
         while not recorder.matched():
             if node.popen.poll() is not None:
