@@ -103,7 +103,7 @@ def evaluate(model: nn.Module, loader, info: DistInfo, amp_dtype, channels_last:
         with torch.autocast(device_type=info.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction='sum').item()
-        cm += torch.bincount((y * k + logits.argmax(1)).cpu(), minlength=k * k)
+        cm += torch.from_numpy(confusion_matrix(y.cpu().numpy(), logits.argmax(1).cpu().numpy(), k).ravel())
     cm = distributed.all_reduce_sum(cm, info)
     loss_sum = distributed.all_reduce_sum(loss_sum, info)
     n = int(cm.sum())
@@ -307,11 +307,14 @@ def _run(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool) -> di
             if improved:
                 checkpoint.save(ckpt, best_path)
             append_csv(os.path.join(out, 'metrics.csv'), row)
-            log(f"epoch {epoch + 1}/{t.epochs} lr {lr:.5g} train loss {row['train_loss']:.4f} acc "
-                f"{100 * row['train_acc']:.2f}%" +
-                (f" | val acc {100 * row['val_acc']:.2f}%" if row['val_acc'] != '' else '') +
-                (f" | test loss {row['test_loss']:.4f} acc {100 * row['test_acc']:.2f}%" if row['test_acc'] != '' else '') +
-                f" | {row['train_images_per_s']:.1f} img/s")
+            parts = [f"epoch {epoch + 1}/{t.epochs} lr {lr:.5g} train loss {row['train_loss']:.4f} "
+                     f"acc {100 * row['train_acc']:.2f}%"]
+            if row['val_acc'] != '':
+                parts.append(f"val acc {100 * row['val_acc']:.2f}%")
+            if row['test_acc'] != '':
+                parts.append(f"test loss {row['test_loss']:.4f} acc {100 * row['test_acc']:.2f}%")
+            parts.append(f"{row['train_images_per_s']:.1f} img/s")
+            log(' | '.join(parts))
 
     if test_cm is None:  # resumed a finished run: evaluate the stored weights once
         _, test_cm = evaluate(model, test_loader, info, amp_dtype, t.channels_last)
