@@ -66,6 +66,9 @@ PARAMETERS: tuple[ParamDef, ...] = (
              choices=('yuface', 'haar')),
     ParamDef('detector_max_side', 640, 'detection runs on a copy downscaled to this longest side (pixels)',
              low=64, high=4096, read_only=False),
+    ParamDef('detector_full_scan_period', 5, 'full-frame face detection every N frames; in between only '
+             'around the tracked faces (fast). 1 = every frame. New faces are found up to N-1 frames late',
+             low=1, high=1000, read_only=False),
     ParamDef('min_face_size', 24, 'smallest face side to report, in source-image pixels',
              low=1, high=4096, read_only=False),
     ParamDef('detection_threshold', 0.6, 'minimum detector confidence (0..1)', low=0.0, high=1.0, read_only=False),
@@ -128,6 +131,7 @@ def detector_config(values: dict[str, Any], cls=None):
     if cls is None:
         from fer_ros.core.detection import DetectorConfig as cls
     return cls(kind=values['detector'], max_side=values['detector_max_side'],
+               full_scan_period=values['detector_full_scan_period'],
                min_face_size=values['min_face_size'], confidence_threshold=values['detection_threshold'],
                max_faces=values['max_faces'])
 
