@@ -1,7 +1,7 @@
 # fer_ros — every target runs `make setup` first (idempotent, quiet; a few seconds when nothing changed).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast bench bench-node clean
+.PHONY: help setup demo test test-fast bench bench-node bench-models clean
 
 help:
 	@echo "make demo        node + camera process on the repository's face photos; prints faces and commands"
@@ -9,6 +9,7 @@ help:
 	@echo "make test-fast   tests that need no ROS and no training (seconds)"
 	@echo "make bench       perception benchmark (per stage, per model/backend, vs the fer library)"
 	@echo "make bench-node  node benchmark: 30 Hz camera in another process, rates and latency"
+	@echo "make bench-models  params/MACs, CPU training throughput, ONNX Runtime latency per model"
 	@echo "make setup       .venv + pinned dependencies + ROS 2 wheels when no system ROS + colcon build"
 
 setup:
@@ -28,6 +29,9 @@ bench: setup
 
 bench-node: setup
 	@bash scripts/with_ros.sh python -m fer_ros.tools.bench_node --json bench/bench_node.json
+
+bench-models: setup
+	@bash scripts/with_ros.sh python -m fer_ros.tools.bench_models --json bench/models.json
 
 clean:
 	rm -rf build install log .venv models bench

@@ -84,7 +84,6 @@ def bench_model(name: str, in_channels: int, size: int, args: argparse.Namespace
     from fer_ros.core.spec import ModelSpec
     from fer_ros.models import create_model
     from fer_ros.models.complexity import complexity
-    from fer_ros.tools.export import EvalOnly
     from fer_ros.tools.onnx_export import export_onnx
 
     torch.manual_seed(0)
@@ -99,7 +98,7 @@ def bench_model(name: str, in_channels: int, size: int, args: argparse.Namespace
     spec = ModelSpec(name=name, height=size, width=size, channels=in_channels,
                      mean=(0.5,) * in_channels, std=(0.5,) * in_channels)
     path = os.path.join(tmp, f'{name}.onnx')
-    row['onnx_parity_max_abs_diff'] = export_onnx(EvalOnly(model), spec, path)
+    row['onnx_parity_max_abs_diff'] = export_onnx(model, spec, path)
     row['onnx_mb'] = os.path.getsize(path) / 1e6
     for batch, iters in ((1, args.iterations), (32, args.iterations_batch)):
         print(f'[bench] {name}: ONNX Runtime batch {batch} ...', flush=True)

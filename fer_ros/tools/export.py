@@ -18,29 +18,7 @@ import os
 import sys
 from typing import Any
 
-import torch.nn as nn
-
 from fer_ros.core.spec import ModelSpec
-
-
-class EvalOnly(nn.Module):
-    """Keeps the wrapped model in eval mode whatever ``train()`` is called with.
-
-    export_onnx wraps the model in a fresh softmax module (training mode by default) and the
-    legacy ONNX exporter restores that mode after tracing, which switched the model back to
-    training mode (batch-statistics BN, active dropout) for the parity check; this guard keeps
-    the reference outputs those of the inference model.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model.eval()
-
-    def train(self, mode: bool = True) -> 'EvalOnly':
-        return super().train(False)
-
-    def forward(self, x):
-        return self.model(x)
 
 
 def sha256_file(path: str) -> str:
@@ -106,7 +84,7 @@ def export_checkpoint(checkpoint_path: str, out: str, *, opset: int = 17, atol: 
     spec = spec_from_checkpoint(ckpt, sha256_file(checkpoint_path), checkpoint_path)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     try:
-        diff = export_onnx(EvalOnly(model), spec, out, opset=opset, atol=atol)
+        diff = export_onnx(model, spec, out, opset=opset, atol=atol)
     except ValueError:
         if os.path.exists(out):
             os.remove(out)
