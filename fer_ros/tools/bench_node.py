@@ -113,7 +113,7 @@ def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--seconds', type=float, default=20.0, help='stream length per case (default 20)')
-    ap.add_argument('--faces', type=int, nargs='+', default=[1, 5])
+    ap.add_argument('--faces', type=int, nargs='*', default=[1, 5], help='face counts to run (none: soak only)')
     ap.add_argument('--rate', type=float, default=30.0)
     ap.add_argument('--soak-seconds', type=float, default=0.0, help='add a soak run of this length (e.g. 600)')
     ap.add_argument('--json', help='write all figures here')
