@@ -8,6 +8,29 @@ import numpy as np
 from fer_ros.core.spec import ModelSpec
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of float[N, K] -> float32[N, K]."""
+    z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def check_batch(batch: np.ndarray, spec: ModelSpec, who: str) -> np.ndarray:
+    """Validate a classifier batch against ``spec``; returns it as C-contiguous float32[N, C, H, W].
+
+    Raises:
+        ValueError: wrong rank, dtype, empty batch, or C/H/W different from the spec.
+    """
+    want = (spec.channels, spec.height, spec.width)
+    if not isinstance(batch, np.ndarray) or batch.ndim != 4 or tuple(batch.shape[1:]) != want or batch.shape[0] < 1:
+        got = list(batch.shape) if isinstance(batch, np.ndarray) else type(batch).__name__
+        raise ValueError(f'{who}.infer expects float32[N>=1, {want[0]}, {want[1]}, {want[2]}], got {got}')
+    if batch.dtype != np.float32:
+        raise ValueError(f'{who}.infer expects float32, got {batch.dtype}')
+    return np.ascontiguousarray(batch)
+
+
 class BackendError(RuntimeError):
     """A backend could not load a model or run it; the message names the file and the cause."""
 

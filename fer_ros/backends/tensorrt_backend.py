@@ -45,8 +45,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from fer_ros.backends.base import Backend, BackendError
-from fer_ros.backends.onnxruntime_backend import check_batch, softmax
+from fer_ros.backends.base import Backend, BackendError, check_batch, softmax
 from fer_ros.core.spec import METADATA_KEY, ModelSpec, spec_from_metadata
 
 log = logging.getLogger(__name__)

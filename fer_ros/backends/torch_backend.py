@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from fer_ros.backends.base import Backend, BackendError
-from fer_ros.backends.onnxruntime_backend import check_batch
+from fer_ros.backends.base import Backend, BackendError, check_batch
 from fer_ros.core.spec import ModelSpec
 
 FORMAT = 'fer_ros.train/1'   # = training.checkpoint.FORMAT (not imported: training is not installed on robots)
