@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fer_ros.backends import BACKENDS, Backend, create_backend
-from fer_ros.core.commands import CommandMapper, load_command_config
+from fer_ros.core.commands import CommandConfig, CommandMapper, load_command_config
 from fer_ros.core.detection import DetectorConfig, FaceDetector, check_bgr, create_detector
 from fer_ros.core.paths import default_model_path
 from fer_ros.core.preprocess import MAX_MARGIN, crop_faces
@@ -133,6 +133,10 @@ class Pipeline:
     @property
     def labels(self) -> tuple[str, ...]:
         return self._backend.labels
+
+    @property
+    def command_config(self) -> CommandConfig:
+        return self._mapper.config
 
     @property
     def backend(self) -> Backend:

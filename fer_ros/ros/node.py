@@ -32,9 +32,6 @@ from fer_ros.ros import params
 from fer_ros.ros.compat import SHUTDOWN_EXCEPTIONS
 from fer_ros.ros.convert import bgr_to_image, command_to_msg, image_to_bgr, result_to_msg
 
-# A backwards jump of the image clock larger than this is a new timeline (bag loop, camera restart):
-# the pipeline is reset. Smaller backwards steps are out-of-order frames and are skipped.
-CLOCK_RESET_S = 2.0
 LOG_THROTTLE_S = 5.0
 
 
@@ -121,7 +118,10 @@ class FerNode(Node):
         stamp = _stamp_to_s(msg.header.stamp)
         with self._lock:
             if self._last_stamp is not None and stamp < self._last_stamp:
-                if self._last_stamp - stamp > CLOCK_RESET_S:
+                # A larger jump back than commands.yaml's clock_reset_s is a new timeline (bag loop,
+                # camera restart): reset tracks (a latched command is kept). A smaller step back is an
+                # out-of-order frame: skipped, so tracker and command timers never run backwards.
+                if self._last_stamp - stamp > self._pipeline.command_config.clock_reset_s:
                     self._counts['clock_resets'] += 1
                     self.get_logger().warning(f'image clock jumped back {self._last_stamp - stamp:.2f} s: '
                                               'resetting tracks and commands')
