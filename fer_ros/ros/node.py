@@ -99,7 +99,7 @@ class FerNode(Node):
         while not self._slot.closed:
             max_rate = self._values['max_rate_hz']
             if max_rate > 0 and time.monotonic() < next_allowed:
-                time.sleep(next_allowed - time.monotonic())   # newer frames keep replacing the slot
+                time.sleep(max(0.0, next_allowed - time.monotonic()))   # newer frames keep replacing the slot
             msg = self._slot.take(timeout=0.2)
             if msg is None:
                 continue
@@ -124,7 +124,7 @@ class FerNode(Node):
                 if self._last_stamp - stamp > self._pipeline.command_config.clock_reset_s:
                     self._counts['clock_resets'] += 1
                     self.get_logger().warning(f'image clock jumped back {self._last_stamp - stamp:.2f} s: '
-                                              'resetting tracks and commands')
+                                              'resetting tracks (the current command is kept)')
                     self._pipeline.reset()
                 else:
                     self._report('out_of_order', f'{self._sub.topic_name}: frame stamped {stamp:.3f} is older '
