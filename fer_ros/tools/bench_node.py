@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
 from fer_ros.core.paths import find_executable
+from fer_ros.tools.child_process import stop_process
 from fer_ros.msg import FaceExpressionArray
 
 
@@ -78,10 +78,8 @@ def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: 
         while time.monotonic() < end:
             rclpy.spin_once(probe, timeout_sec=0.05)
     finally:
-        for p in (camera, node):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGINT)
-                p.wait(10)
+        for child in (camera, node):
+            stop_process(child)
     # drop the first second (warm-up: discovery, first inference, arena allocation)
     stamps = np.array([s for _, s, _ in probe.receipts])
     keep = stamps >= stamps.min() + 1.0 if stamps.size else stamps.astype(bool)

@@ -7,6 +7,20 @@ import subprocess
 from pathlib import Path
 
 
+def stop_process(popen: subprocess.Popen | None, sig: int = signal.SIGINT, timeout: float = 10.0) -> int | None:
+    """Signal a running child, wait up to ``timeout`` s, then kill it; returns its exit code."""
+    if popen is None:
+        return None
+    if popen.poll() is None:
+        popen.send_signal(sig)
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+    return popen.returncode
+
+
 class LoggedProcess:
     """Start ``cmd`` with stdout+stderr written to ``log_path``; stop it with a signal (SIGINT default)."""
 
@@ -26,13 +40,7 @@ class LoggedProcess:
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> int | None:
         """Signal the process, wait up to ``timeout`` s (then kill), close the log; returns the exit code."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        code = stop_process(self.popen, sig, timeout)
         if not self._log.closed:
             self._log.close()
-        return self.popen.returncode
+        return code

@@ -6,7 +6,6 @@ process printing what the node publishes. Exits 0 when the node published expres
 from __future__ import annotations
 
 import argparse
-import signal
 import statistics
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import rclpy
 from rclpy.node import Node
 
 from fer_ros.core.paths import find_executable
+from fer_ros.tools.child_process import stop_process
 from fer_ros.msg import FaceExpressionArray, HriCommand
 
 
@@ -91,12 +91,7 @@ def main(argv=None) -> int:
             rclpy.spin_once(printer, timeout_sec=0.05)
     finally:
         for proc in (camera, node):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_process(proc)
         printer.destroy_node()
         rclpy.try_shutdown()
     if printer.frames == 0:
