@@ -38,6 +38,7 @@ from typing import Any
 
 from fer_ros.core.labels import EXPRESSIONS, canonical
 from fer_ros.core.types import Command, FaceResult
+from fer_ros.core.validate import range_problem
 
 STOP = 'STOP'
 PAUSE = 'PAUSE'
@@ -72,11 +73,9 @@ class CommandConfigError(ValueError):
 
 
 def _number(path: str, value: Any, low: float, high: float | None = None, low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise CommandConfigError(path, f'must be a number, got {value!r}')
-    if value < low or (low_open and value == low) or (high is not None and value > high):
-        bounds = f'{low:g}..{high:g}' if high is not None else (f'> {low:g}' if low_open else f'>= {low:g}')
-        raise CommandConfigError(path, f'must be {"in " if high is not None else ""}{bounds}, got {value!r}')
+    problem = range_problem(value, low, high, low_open=low_open)
+    if problem:
+        raise CommandConfigError(path, problem)
     return float(value)
 
 

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from fer_ros.core.types import Detection
+from fer_ros.core.validate import check_range
 
 log = logging.getLogger(__name__)
 
@@ -88,25 +89,11 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         if self.kind not in DETECTOR_KINDS:
             raise ValueError(f'DetectorConfig.kind must be one of {DETECTOR_KINDS}, got {self.kind!r}')
-        if not 64 <= self.max_side <= 4096:
-            raise ValueError(f'DetectorConfig.max_side must be in 64..4096, got {self.max_side}')
-        if not 1 <= self.min_face_size <= 4096:
-            raise ValueError(f'DetectorConfig.min_face_size must be in 1..4096, got {self.min_face_size}')
-        if not 0.0 <= self.confidence_threshold <= 1.0:
-            raise ValueError(f'DetectorConfig.confidence_threshold must be in 0..1, got {self.confidence_threshold}')
-        if not 1 <= self.max_faces <= 256:
-            raise ValueError(f'DetectorConfig.max_faces must be in 1..256, got {self.max_faces}')
-        if not 0 <= self.num_threads <= 64:
-            raise ValueError(f'DetectorConfig.num_threads must be in 0..64 (0 = auto), got {self.num_threads}')
-        if isinstance(self.full_scan_period, bool) or not isinstance(self.full_scan_period, int) \
-                or self.full_scan_period < 1:
-            raise ValueError(f'DetectorConfig.full_scan_period must be an int >= 1, got {self.full_scan_period!r}')
-        if isinstance(self.roi_scale, bool) or not isinstance(self.roi_scale, (int, float)) \
-                or not 1.2 <= self.roi_scale <= 8.0:
-            raise ValueError(f'DetectorConfig.roi_scale must be in 1.2..8, got {self.roi_scale!r}')
-        if isinstance(self.roi_face_px, bool) or not isinstance(self.roi_face_px, int) \
-                or not 16 <= self.roi_face_px <= 512:
-            raise ValueError(f'DetectorConfig.roi_face_px must be an int in 16..512, got {self.roi_face_px!r}')
+        for name, low, high in (('max_side', 64, 4096), ('min_face_size', 1, 4096), ('max_faces', 1, 256),
+                                ('num_threads', 0, 64), ('full_scan_period', 1, None), ('roi_face_px', 16, 512)):
+            check_range('DetectorConfig', name, getattr(self, name), low, high, integer=True)
+        check_range('DetectorConfig', 'confidence_threshold', self.confidence_threshold, 0.0, 1.0)
+        check_range('DetectorConfig', 'roi_scale', self.roi_scale, 1.2, 8.0)
 
     @property
     def threads(self) -> int:

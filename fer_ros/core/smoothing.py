@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fer_ros.core.labels import CIRCUMPLEX
+from fer_ros.core.validate import check_range
 
 SMOOTHING_METHODS: tuple[str, ...] = ('ema', 'window', 'none')
 
@@ -48,10 +49,8 @@ class SmoothingConfig:
     def __post_init__(self) -> None:
         if self.method not in SMOOTHING_METHODS:
             raise ValueError(f'SmoothingConfig.method must be one of {SMOOTHING_METHODS}, got {self.method!r}')
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not 0.0 < self.alpha <= 1.0:
-            raise ValueError(f'SmoothingConfig.alpha must be in (0, 1], got {self.alpha!r}')
-        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
-            raise ValueError(f'SmoothingConfig.window must be an int >= 1, got {self.window!r}')
+        check_range('SmoothingConfig', 'alpha', self.alpha, 0.0, 1.0, low_open=True)
+        check_range('SmoothingConfig', 'window', self.window, 1, integer=True)
 
 
 class Smoother(ABC):

@@ -39,6 +39,7 @@ import numpy as np
 
 from fer_ros.core.smoothing import SmoothingConfig, Smoother, circumplex_point, circumplex_matrix, make_smoother
 from fer_ros.core.types import Detection, FaceResult
+from fer_ros.core.validate import check_range
 
 
 @dataclass(frozen=True)
@@ -63,25 +64,11 @@ class TrackerConfig:
     max_size_ratio: float = 2.0
 
     def __post_init__(self) -> None:
-        def number(name: str, low: float, high: float | None = None, low_open: bool = False) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-                raise ValueError(f'TrackerConfig.{name} must be a number, got {value!r}')
-            if value < low or (low_open and value == low) or (high is not None and value > high):
-                bounds = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}]"
-                raise ValueError(f'TrackerConfig.{name} must be in {bounds}, got {value!r}')
-
-        def integer(name: str, low: int) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f'TrackerConfig.{name} must be an int >= {low}, got {value!r}')
-
-        number('iou_threshold', 0.0, 1.0)
-        number('max_center_distance', 0.0)
-        integer('min_hits', 1)
-        integer('max_misses', 0)
-        number('max_age_s', 0.0, low_open=True)
-        number('max_size_ratio', 1.0)
+        for name, low, high, low_open in (('iou_threshold', 0.0, 1.0, False), ('max_center_distance', 0.0, None, False),
+                                          ('max_age_s', 0.0, None, True), ('max_size_ratio', 1.0, None, False)):
+            check_range('TrackerConfig', name, getattr(self, name), low, high, low_open=low_open)
+        check_range('TrackerConfig', 'min_hits', self.min_hits, 1, integer=True)
+        check_range('TrackerConfig', 'max_misses', self.max_misses, 0, integer=True)
 
 
 class _Track:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fer_ros.core.validate import range_problem
+
 NODE_NAME = 'fer_node'
 
 
@@ -36,8 +38,9 @@ class ParamDef:
             raise ParameterError(f'parameter {self.name!r}: expected {kind.__name__}, got {value!r}')
         if self.choices and value not in self.choices:
             raise ParameterError(f'parameter {self.name!r}: {value!r} is not one of {list(self.choices)}')
-        if self.low is not None and value < self.low or self.high is not None and value > self.high:
-            raise ParameterError(f'parameter {self.name!r}: {value!r} is outside [{self.low}, {self.high}]')
+        problem = range_problem(value, self.low, self.high, integer=kind is int) if self.low is not None else None
+        if problem:
+            raise ParameterError(f'parameter {self.name!r}: {problem}')
         return value
 
 
