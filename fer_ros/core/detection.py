@@ -1,10 +1,15 @@
-"""Face detection behind one interface: yuface (default) or OpenCV Haar (fallback).
+"""Face detection behind one interface: the libfacedetection CNN as ONNX (default), the yuface binding
+of the same CNN, or OpenCV Haar (fallback).
 
 Bounded work: every detector runs on a copy downscaled so its longer side is at most
 ``DetectorConfig.max_side`` pixels, and maps boxes back to the full-resolution frame. The returned
 boxes are (x, y, w, h) floats in source pixels, clipped to the image, sorted by score (highest first),
 at most ``max_faces`` of them.
 
+- ``yunet`` (default): the same libfacedetection CNN rebuilt as an ONNX graph by `make setup` from the
+  pinned yuface wheel (fer_ros.core.cnn_detection), run by a fer_ros backend (ONNX Runtime on the CPU;
+  its CUDA / TensorRT execution providers on a GPU). Same faces, boxes and landmarks as ``yuface``
+  (test/test_cnn_detection.py), a fraction of its CPU time, and it runs where yuface has no wheel (aarch64).
 - ``yuface``: the libfacedetection CNN (BSD-3, numpy only, compiled in). Best recall available offline
   (frontal and turned faces, reliably from ~40 px at the detector's input scale); scores are its
   confidences 0..1; 5 landmarks. Its time grows with the input pixels (the main latency knob is
@@ -39,7 +44,8 @@ from fer_ros.core.validate import check_range
 
 log = logging.getLogger(__name__)
 
-DETECTOR_KINDS = ('yuface', 'haar')
+DETECTOR_KINDS = ('yunet', 'yuface', 'haar')
+DETECTOR_BACKENDS = ('auto', 'onnxruntime', 'tensorrt')
 _HAAR_FILE = 'haarcascade_frontalface_default.xml'
 _SYSTEM_CASCADE_DIRS = ('/usr/share/opencv4/haarcascades', '/usr/share/opencv/haarcascades',
                         '/usr/local/share/opencv4/haarcascades')
@@ -54,7 +60,11 @@ ROI_DUPLICATE_OVERLAP = 0.5
 class DetectorConfig:
     """Face detector settings (validated on construction).
 
-    kind: 'yuface' | 'haar'. max_side: the detector sees the frame downscaled to at most this many
+    kind: 'yunet' | 'yuface' | 'haar'. model_path: the yunet ONNX file ('' = the default made by
+    `make setup`, see fer_ros.core.paths.default_detector_model_path). backend: where yunet runs:
+    'auto' (TensorRT / CUDA execution provider when onnxruntime has one and a GPU is present, else CPU) |
+    'onnxruntime' (CPU) | 'tensorrt' (ONNX Runtime's TensorRT EP, engine cache and a dynamic-shape
+    profile up to max_side). max_side: the detector sees the frame downscaled to at most this many
     pixels on its longer side (64..4096; frames already smaller are not upscaled). min_face_size:
     faces smaller than this (pixels of the full-resolution frame, on the shorter box side) are dropped.
     confidence_threshold: minimum detector score, 0..1. max_faces: at most this many faces per frame
@@ -76,7 +86,9 @@ class DetectorConfig:
         full-frame ones to IoU >= 0.74 on the sample frames; 80 costs ~50 % more time).
     """
 
-    kind: str = 'yuface'
+    kind: str = 'yunet'
+    model_path: str = ''
+    backend: str = 'auto'
     max_side: int = 640
     min_face_size: int = 24
     confidence_threshold: float = 0.6
@@ -89,6 +101,8 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         if self.kind not in DETECTOR_KINDS:
             raise ValueError(f'DetectorConfig.kind must be one of {DETECTOR_KINDS}, got {self.kind!r}')
+        if self.backend not in DETECTOR_BACKENDS:
+            raise ValueError(f'DetectorConfig.backend must be one of {DETECTOR_BACKENDS}, got {self.backend!r}')
         for name, low, high in (('max_side', 64, 4096), ('min_face_size', 1, 4096), ('max_faces', 1, 256),
                                 ('num_threads', 0, 64), ('full_scan_period', 1, None), ('roi_face_px', 16, 512)):
             check_range('DetectorConfig', name, getattr(self, name), low, high, integer=True)
@@ -399,11 +413,21 @@ class HaarDetector(FaceDetector):
         return boxes, np.ones(len(boxes), np.float32), None
 
 
-def create_detector(config: DetectorConfig | None = None) -> FaceDetector:
-    """The detector named by ``config.kind`` ('yuface' or 'haar').
+def create_detector(config: DetectorConfig | None = None, runner_factory=None) -> FaceDetector:
+    """The detector named by ``config.kind`` ('yunet', 'yuface' or 'haar').
 
+    Args:
+        runner_factory: for 'yunet', ``f(model_path, config) -> TensorRunner``; None =
+            fer_ros.backends.create_detector_runner (imported only then, so the core loads no backend
+            for the other kinds).
     Raises:
-        RuntimeError / FileNotFoundError: the detector's library or cascade is missing (message says how to fix).
+        RuntimeError / FileNotFoundError / BackendError: the detector's library, model or cascade is
+            missing (the message says how to fix).
     """
     config = config or DetectorConfig()
+    if config.kind == 'yunet':
+        from fer_ros.core.cnn_detection import YuNetDetector
+        if runner_factory is None:
+            from fer_ros.backends import create_detector_runner as runner_factory
+        return YuNetDetector(config, runner_factory)
     return YuFaceDetector(config) if config.kind == 'yuface' else HaarDetector(config)

@@ -12,6 +12,8 @@ from pathlib import Path
 PACKAGE = 'fer_ros'
 DEFAULT_MODEL = 'mini_xception_fer2013.onnx'
 MODEL_ENV = 'FER_ROS_MODEL'
+DEFAULT_DETECTOR_MODEL = 'face_detector_libfacedetection.onnx'
+DETECTOR_MODEL_ENV = 'FER_ROS_DETECTOR_MODEL'
 
 
 def _candidates(kind: str, name: str) -> list[Path]:
@@ -63,6 +65,25 @@ def default_model_path() -> str:
     except FileNotFoundError as exc:
         raise FileNotFoundError(f'{exc}. Run `make setup` to convert the default model, '
                                 'or pass a model path.') from None
+
+
+def default_detector_model_path() -> str:
+    """The default face detector: $FER_ROS_DETECTOR_MODEL if set, else
+    models/face_detector_libfacedetection.onnx (made by `make setup` from the yuface wheel).
+
+    Raises:
+        FileNotFoundError: no detector model; the message says how to make one.
+    """
+    override = os.environ.get(DETECTOR_MODEL_ENV)
+    if override:
+        if not os.path.isfile(override):
+            raise FileNotFoundError(f'${DETECTOR_MODEL_ENV}={override}: no such file')
+        return override
+    try:
+        return find_package_file('models', DEFAULT_DETECTOR_MODEL)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f'{exc}. Run `make setup` (or scripts/fetch_default_model.sh) to convert the '
+                                "face detector, or use detector 'yuface' / 'haar'.") from None
 
 
 def find_executable(name: str) -> str:

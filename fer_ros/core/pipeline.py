@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fer_ros.backends import BACKENDS, Backend, create_backend
+from fer_ros.backends import BACKENDS, Backend, create_backend, create_detector_runner
 from fer_ros.core.commands import CommandConfig, CommandMapper, load_command_config
 from fer_ros.core.detection import DetectorConfig, FaceDetector, check_bgr, create_detector
 from fer_ros.core.paths import default_model_path
@@ -108,7 +108,7 @@ class Pipeline:
         config: see PipelineConfig.
         backend: an already-built backend (tests, benchmarks); None = create_backend(config.model_path,
             config.backend).
-        detector: an already-built detector; None = create_detector(config.detector).
+        detector: an already-built detector; None = create_detector(config.detector) on the backends' runner.
     Raises:
         FileNotFoundError: no model (and no default model), or a missing commands file.
         BackendError: the model cannot be loaded. ValueError: invalid configuration.
@@ -121,7 +121,7 @@ class Pipeline:
         if not isinstance(config, PipelineConfig):
             raise ValueError(f'config must be a PipelineConfig, got {type(config).__name__}')
         self._backend = backend or create_backend(config.model_path or default_model_path(), config.backend)
-        self._detector = detector or create_detector(config.detector)
+        self._detector = detector or create_detector(config.detector, create_detector_runner)
         self._tracker = FaceTracker(config.tracker, config.smoothing, self._backend.labels)
         self._mapper = CommandMapper(load_command_config(config.commands_path or None))
         self._roi_frames = 0      # consecutive ROI-mode frames since the last full-frame detection
@@ -156,10 +156,11 @@ class Pipeline:
         ``full_scan_period`` and the ROI settings apply from the next frame."""
         if not isinstance(config, DetectorConfig):
             raise ValueError(f'config must be a DetectorConfig, got {type(config).__name__}')
-        if config.kind == self._detector.name:
+        old = self._detector.config
+        if config.kind == self._detector.name and (config.model_path, config.backend) == (old.model_path, old.backend):
             self._detector.config = config
         else:
-            self._detector = create_detector(config)
+            self._detector = create_detector(config, create_detector_runner)
 
     def analyze(self, bgr: np.ndarray) -> FrameAnalysis:
         """Detect and classify every face of one frame (no tracking, no state); see ``analyze_frame``."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fer_ros.core.detection import DETECTOR_BACKENDS, DETECTOR_KINDS
 from fer_ros.core.validate import range_problem
 
 NODE_NAME = 'fer_node'
@@ -65,8 +66,12 @@ PARAMETERS: tuple[ParamDef, ...] = (
     ParamDef('crop_margin', 0.2, 'margin added around each face box before the square crop (fraction of size)',
              low=0.0, high=1.0),
     # --- face detection ---
-    ParamDef('detector', 'yuface', "face detector: 'yuface' (libfacedetection CNN) or 'haar' (OpenCV)",
-             choices=('yuface', 'haar')),
+    ParamDef('detector', 'yunet', "face detector: 'yunet' (libfacedetection CNN as ONNX, on detector_backend), "
+             "'yuface' (the same CNN, its x86_64 C++ binding) or 'haar' (OpenCV)", choices=DETECTOR_KINDS),
+    ParamDef('detector_backend', 'auto', "where 'yunet' runs: 'auto' = ONNX Runtime's TensorRT/CUDA provider when "
+             "present with a GPU, else CPU; 'onnxruntime' = CPU; 'tensorrt' = TensorRT provider + engine cache",
+             choices=DETECTOR_BACKENDS),
+    ParamDef('detector_model_path', '', "the 'yunet' ONNX model; '' = the default from `make setup`"),
     ParamDef('detector_max_side', 640, 'detection runs on a copy downscaled to this longest side (pixels)',
              low=64, high=4096, read_only=False),
     ParamDef('detector_full_scan_period', 5, 'full-frame face detection every N frames; in between only '
@@ -133,7 +138,8 @@ def detector_config(values: dict[str, Any], cls=None):
     """The DetectorConfig part (also rebuilt when a detector threshold changes at run time)."""
     if cls is None:
         from fer_ros.core.detection import DetectorConfig as cls
-    return cls(kind=values['detector'], max_side=values['detector_max_side'],
+    return cls(kind=values['detector'], backend=values['detector_backend'], model_path=values['detector_model_path'],
+               max_side=values['detector_max_side'],
                full_scan_period=values['detector_full_scan_period'],
                min_face_size=values['min_face_size'], confidence_threshold=values['detection_threshold'],
                max_faces=values['max_faces'])

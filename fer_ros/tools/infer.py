@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from fer_ros.backends import BACKENDS, BackendError, create_backend
-from fer_ros.core.detection import DETECTOR_KINDS, DetectorConfig, create_detector
+from fer_ros.core.detection import DETECTOR_BACKENDS, DETECTOR_KINDS, DetectorConfig, create_detector
 from fer_ros.core.paths import default_model_path
 from fer_ros.core.pipeline import analyze_frame
 
@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--model', default='', help='classifier (.onnx, TensorRT engine or .pt checkpoint); '
                         'default: the converted mini-Xception (or $FER_ROS_MODEL)')
     parser.add_argument('--backend', default='auto', choices=BACKENDS)
-    parser.add_argument('--detector', default='yuface', choices=DETECTOR_KINDS)
+    parser.add_argument('--detector', default=DetectorConfig.kind, choices=DETECTOR_KINDS)
+    parser.add_argument('--detector-backend', default=DetectorConfig.backend, choices=DETECTOR_BACKENDS,
+                        help="where the 'yunet' detector runs (default %(default)s)")
     parser.add_argument('--max-side', type=int, default=DetectorConfig.max_side,
                         help='detection runs on a copy downscaled to this longer side (default %(default)s)')
     parser.add_argument('--min-face', type=int, default=DetectorConfig.min_face_size, help='min face size, pixels')
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format='fer-infer: %(levelname)s: %(message)s')
     try:
-        detector = create_detector(DetectorConfig(kind=args.detector, max_side=args.max_side,
+        detector = create_detector(DetectorConfig(kind=args.detector, backend=args.detector_backend,
+                                                  max_side=args.max_side,
                                                   min_face_size=args.min_face, confidence_threshold=args.threshold,
                                                   max_faces=args.max_faces))
         if not 0.0 <= args.margin <= 2.0:
