@@ -1,7 +1,8 @@
 """The ROS-free perception pipeline: one BGR frame in, tracked per-face expressions and HRI commands out.
 
-    detect (bounded input size) -> square crops (model's size/channels/normalisation)
-    -> ONE batched inference call for all faces -> tracker (stable ids + smoothing) -> command mapper
+    detect (bounded input size) -> aligned or square crops (model's size/channels/normalisation)
+    [+ their mirror images] -> ONE batched inference call for all faces -> per-face neutral baseline
+    -> tracker (stable ids + smoothing) -> command mapper
 
 Detection is ROI-assisted: the whole frame is searched every ``DetectorConfig.full_scan_period``
 frames and whenever there are no tracks; on the other frames only squares around the tracks' last
@@ -20,14 +21,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fer_ros.backends import BACKENDS, Backend, create_backend, create_detector_runner
-from fer_ros.core.commands import CommandConfig, CommandMapper, load_command_config
+from fer_ros.core.commands import STOP, CommandConfig, CommandMapper, load_command_config
 from fer_ros.core.detection import DetectorConfig, FaceDetector, check_bgr, create_detector
 from fer_ros.core.paths import default_model_path
-from fer_ros.core.preprocess import MAX_MARGIN, crop_faces
+from fer_ros.core.labels import SCARED
+from fer_ros.core.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
+from fer_ros.core.preprocess import CROP_MODES, MAX_MARGIN, average_mirrors, crop_faces, with_mirrors
 from fer_ros.core.smoothing import SmoothingConfig
 from fer_ros.core.spec import ModelSpec
 from fer_ros.core.tracking import FaceTracker, TrackerConfig
 from fer_ros.core.types import Command, Detection, FrameResult
+
+
+# 'model': the model's own default (ModelSpec.mirror_tta); 'on' / 'off' override it.
+MIRROR_TTA_CHOICES = ('model', 'on', 'off')
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,11 @@ class PipelineConfig:
         mini-Xception, or $FER_ROS_MODEL). backend: 'auto' | 'onnxruntime' | 'tensorrt' | 'torch'.
     commands_path: expression -> command YAML; '' = the packaged config/commands.yaml.
     crop_margin: the square crop's side is the face box's longer side * (1 + crop_margin), 0..2.
+    crop_mode: 'aligned' (eyes level, from the detector's landmarks; the square crop for faces without
+        landmarks) or 'square' (see fer_ros.core.preprocess).
+    mirror_tta: 'model' (the model's ModelSpec.mirror_tta), 'on' or 'off': classify each face together
+        with its horizontal mirror in the same batch and average the two (doubles the batch).
+    neutral: per-face neutral baselines (fer_ros.core.neutral_baseline); inactive until requested.
     """
 
     model_path: str = ''
@@ -47,13 +59,21 @@ class PipelineConfig:
     smoothing: SmoothingConfig = SmoothingConfig()
     commands_path: str = ''
     crop_margin: float = 0.2
+    crop_mode: str = 'square'
+    mirror_tta: str = 'model'
+    neutral: NeutralBaselineConfig = NeutralBaselineConfig()
 
     def __post_init__(self) -> None:
+        if self.crop_mode not in CROP_MODES:
+            raise ValueError(f'PipelineConfig.crop_mode must be one of {CROP_MODES}, got {self.crop_mode!r}')
+        if self.mirror_tta not in MIRROR_TTA_CHOICES:
+            raise ValueError(f'PipelineConfig.mirror_tta must be one of {MIRROR_TTA_CHOICES}, got {self.mirror_tta!r}')
         if self.backend not in BACKENDS:
             raise ValueError(f'PipelineConfig.backend must be one of {BACKENDS}, got {self.backend!r}')
         if not isinstance(self.crop_margin, (int, float)) or not 0.0 <= self.crop_margin <= MAX_MARGIN:
             raise ValueError(f'PipelineConfig.crop_margin must be in 0..{MAX_MARGIN}, got {self.crop_margin!r}')
-        for name, cls in (('detector', DetectorConfig), ('tracker', TrackerConfig), ('smoothing', SmoothingConfig)):
+        for name, cls in (('detector', DetectorConfig), ('tracker', TrackerConfig), ('smoothing', SmoothingConfig),
+                          ('neutral', NeutralBaselineConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f'PipelineConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}')
 
@@ -69,14 +89,16 @@ class FrameAnalysis:
 
 
 def analyze_frame(bgr: np.ndarray, detector: FaceDetector, backend: Backend, margin: float,
-                  regions=None) -> FrameAnalysis:
+                  regions=None, *, crop_mode: str = 'square', mirror: bool = False) -> FrameAnalysis:
     """Detect and classify every face of one frame (stateless; used by Pipeline and fer-infer).
 
     Args:
         bgr: uint8[H, W, 3] BGR frame.
-        margin: square crop margin (see fer_ros.core.preprocess.square_box).
+        margin: crop margin (see fer_ros.core.preprocess.square_box).
         regions: None = detect on the whole frame; else face boxes (x, y, w, h) to search around
             (see ``FaceDetector.detect``).
+        crop_mode: 'aligned' or 'square' (fer_ros.core.preprocess.crop_faces).
+        mirror: also classify each face's mirror image (same call: a 2N batch) and average the pairs.
     Returns:
         FrameAnalysis with float32[N, K] probabilities (one batched inference call for all N faces)
         and timing_ms {'detect', 'preprocess', 'infer'} (milliseconds).
@@ -89,9 +111,14 @@ def analyze_frame(bgr: np.ndarray, detector: FaceDetector, backend: Backend, mar
     detections = detector.detect(bgr) if regions is None else detector.detect(bgr, regions=regions)
     t1 = time.perf_counter()
     if detections:
-        batch = crop_faces(bgr, [d.box for d in detections], spec, margin)
+        batch = crop_faces(bgr, [d.box for d in detections], spec, margin, [d.landmarks for d in detections],
+                           crop_mode)
+        if mirror:
+            batch = with_mirrors(batch)
         t2 = time.perf_counter()
         probabilities = backend.infer(batch)
+        if mirror:
+            probabilities = average_mirrors(probabilities)
         t3 = time.perf_counter()
     else:
         probabilities = np.zeros((0, spec.num_classes), np.float32)
@@ -99,6 +126,16 @@ def analyze_frame(bgr: np.ndarray, detector: FaceDetector, backend: Backend, mar
     return FrameAnalysis(detections, probabilities,
                          {'detect': (t1 - t0) * 1e3, 'preprocess': (t2 - t1) * 1e3, 'infer': (t3 - t2) * 1e3},
                          'full' if regions is None else 'roi')
+
+
+def stop_guards(config: CommandConfig) -> dict[str, float]:
+    """STOP expressions -> the probability from which the command mapper counts them as evidence
+    (min_confidence - hysteresis): 'scared' (always, with STOP's own min_confidence when no rule maps it)
+    and every expression commands.yaml maps to STOP. No correction may weaken these above that level."""
+    guards = {SCARED: config.commands[STOP].min_confidence - config.hysteresis}
+    guards.update({r.expression: r.min_confidence - config.hysteresis for r in config.rules.values()
+                   if r.command == STOP})
+    return guards
 
 
 class Pipeline:
@@ -125,6 +162,9 @@ class Pipeline:
         self._tracker = FaceTracker(config.tracker, config.smoothing, self._backend.labels)
         self._mapper = CommandMapper(load_command_config(config.commands_path or None))
         self._roi_frames = 0      # consecutive ROI-mode frames since the last full-frame detection
+        self.mirror = {'on': True, 'off': False}.get(config.mirror_tta, self._backend.spec.mirror_tta)
+        self.neutral = NeutralBaselines(config.neutral, self._backend.labels, stop_guards(self._mapper.config))
+        self._tracker.observe, self._tracker.correct = self.neutral.observe, self.neutral.correct
 
     @property
     def spec(self) -> ModelSpec:
@@ -164,7 +204,8 @@ class Pipeline:
 
     def analyze(self, bgr: np.ndarray) -> FrameAnalysis:
         """Detect and classify every face of one frame (no tracking, no state); see ``analyze_frame``."""
-        return analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin)
+        return analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin,
+                             crop_mode=self.config.crop_mode, mirror=self.mirror)
 
     def process(self, bgr: np.ndarray, stamp: float) -> FrameResult:
         """One frame through the whole pipeline.
@@ -181,16 +222,22 @@ class Pipeline:
         if self._roi_frames < self._detector.config.full_scan_period - 1:
             # tracks' last boxes; none (nobody tracked) means a full scan
             regions = self._tracker.active_boxes(stamp) or None
-        analysis = analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin, regions)
+        analysis = analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin, regions,
+                                 crop_mode=self.config.crop_mode, mirror=self.mirror)
         self._roi_frames = 0 if regions is None else self._roi_frames + 1
         t1 = time.perf_counter()
         faces = self._tracker.update(analysis.detections, analysis.probabilities, stamp)
+        self.neutral.end_frame(stamp, self._tracker.face_ids)
         commands = self._mapper.update(faces, stamp)
         t2 = time.perf_counter()
         timing = dict(analysis.timing_ms, track=(t2 - t1) * 1e3, total=(t2 - t0) * 1e3)
         return FrameResult(stamp=float(stamp), labels=self.labels, faces=faces, commands=commands,
                            timing_ms=timing, num_detections=len(analysis.detections),
                            detect_mode=analysis.detect_mode)
+
+    def visible_face_ids(self) -> list[str]:
+        """Ids of the faces tracked now (what a calibration request may name)."""
+        return self._tracker.face_ids
 
     def tick(self, stamp: float) -> list[Command]:
         """Advance the command mapper's clock without a frame (HOLD, heartbeats); call a few times a second."""

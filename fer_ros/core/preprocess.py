@@ -10,6 +10,11 @@ Every face of a frame becomes one row of ONE float32[N, C, H, W] batch:
 3. Resize to spec.width x spec.height (INTER_AREA when shrinking, INTER_LINEAR when enlarging),
    then BGR -> gray (spec.channels == 1) or BGR -> RGB (spec.channels == 3).
 4. x = (pixel / 255 - spec.mean[c]) / spec.std[c], NCHW.
+
+With ``crop_mode='aligned'`` a face that has landmarks is instead cut by one ``cv2.warpAffine`` straight
+from the frame to the model's input size, eyes level (``fer_ros.core.align``); faces without landmarks
+(the Haar detector gives none) fall back to the square crop. ``with_mirrors`` appends each face's
+horizontal mirror to the batch for test-time augmentation (``average_mirrors`` folds the output back).
 """
 from __future__ import annotations
 
@@ -18,9 +23,12 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from fer_ros.core.align import aligned_transform
 from fer_ros.core.spec import ModelSpec
 
 MAX_MARGIN = 2.0
+# 'aligned': eyes level, framed by the landmarks (square crop where a face has none); 'square': box only.
+CROP_MODES = ('aligned', 'square')
 
 
 def square_box(box: Sequence[float], margin: float) -> tuple[int, int, int]:
@@ -67,31 +75,83 @@ def crop_square(bgr: np.ndarray, box: Sequence[float], margin: float) -> np.ndar
 _COLOR = {1: cv2.COLOR_BGR2GRAY, 3: cv2.COLOR_BGR2RGB}
 
 
-def crop_faces(bgr: np.ndarray, boxes: Sequence[Sequence[float]], spec: ModelSpec, margin: float = 0.2) -> np.ndarray:
+def crop_faces(bgr: np.ndarray, boxes: Sequence[Sequence[float]], spec: ModelSpec, margin: float = 0.2,
+               landmarks: Sequence[np.ndarray | None] | None = None, crop_mode: str = 'square') -> np.ndarray:
     """All faces of a frame as one classifier batch.
 
     Args:
         bgr: uint8[H, W, 3] BGR frame.
         boxes: N face boxes (x, y, w, h) in frame pixels.
         spec: the model's input contract (size, channels, mean/std).
-        margin: see ``square_box``.
+        margin: see ``square_box`` (the aligned crop frames the face the same way on upright faces).
+        landmarks: None, or N entries of float32[5, 2] frame pixels or None (used by 'aligned').
+        crop_mode: one of CROP_MODES.
     Returns:
         float32[N, spec.channels, spec.height, spec.width], C-contiguous; (0, C, H, W) when N == 0.
     Raises:
-        ValueError: bad frame, margin or box.
+        ValueError: bad frame, margin, box, landmarks or crop_mode.
     """
     if not isinstance(bgr, np.ndarray) or bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
         desc = f'{bgr.dtype}{list(bgr.shape)}' if isinstance(bgr, np.ndarray) else type(bgr).__name__
         raise ValueError(f'crop_faces expects a uint8[H, W, 3] BGR frame, got {desc}')
+    if crop_mode not in CROP_MODES:
+        raise ValueError(f'crop_mode must be one of {CROP_MODES}, got {crop_mode!r}')
+    if not 0.0 <= margin <= MAX_MARGIN:
+        raise ValueError(f'margin must be in 0..{MAX_MARGIN}, got {margin}')
+    if landmarks is not None and len(landmarks) != len(boxes):
+        raise ValueError(f'{len(landmarks)} landmark sets for {len(boxes)} face boxes')
     size = (spec.width, spec.height)
     crops = np.empty((len(boxes), spec.height, spec.width, spec.channels), np.uint8)
     for i, box in enumerate(boxes):
-        crop = crop_square(bgr, box, margin)
-        shrinking = crop.shape[0] >= spec.height and crop.shape[1] >= spec.width
-        resized = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        matrix = None
+        if crop_mode == 'aligned' and landmarks is not None:
+            matrix = aligned_transform(landmarks[i], margin, spec.width, spec.height)
+        if matrix is not None:
+            resized = warp_face(bgr, matrix, size)
+        else:
+            crop = crop_square(bgr, box, margin)
+            shrinking = crop.shape[0] >= spec.height and crop.shape[1] >= spec.width
+            resized = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
         # colour conversion after the resize: fewer pixels, and both steps are linear
         crops[i] = cv2.cvtColor(resized, _COLOR[spec.channels]).reshape(spec.height, spec.width, spec.channels)
     return normalize(crops, spec)
+
+
+# A bilinear warp that shrinks by more than this aliases (hair and eyelashes turn into noise): measured
+# on a 451 px face, the surprise probability fell from 0.87 (area-averaged square crop) to 0.62.
+MAX_WARP_SHRINK = 2
+
+
+def warp_face(bgr: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8[size[1], size[0], 3]: ``cv2.warpAffine(bgr, matrix, size)``, anti-aliased for large faces.
+
+    A face shrunk by a factor f > MAX_WARP_SHRINK is warped to floor(f) times the output size and then
+    box-averaged (INTER_AREA with an integer factor) to it, like the square crop's resize; smaller
+    faces take the one warp straight to the output. Outside-the-frame pixels replicate the edge.
+    """
+    linear = matrix[:, :2]
+    shrink = 1.0 / max(1e-9, float(np.sqrt(abs(np.linalg.det(linear)))))   # source pixels per output pixel
+    factor = int(min(8, shrink // 1))
+    if factor <= MAX_WARP_SHRINK:
+        return cv2.warpAffine(bgr, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    big = cv2.warpAffine(bgr, matrix * factor, (size[0] * factor, size[1] * factor), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return cv2.resize(big, size, interpolation=cv2.INTER_AREA)
+
+
+def with_mirrors(batch: np.ndarray) -> np.ndarray:
+    """float32[N, C, H, W] -> float32[2N, C, H, W]: the N faces, then their horizontal mirrors (same order)."""
+    return np.ascontiguousarray(np.concatenate([batch, batch[:, :, :, ::-1]], axis=0))
+
+
+def average_mirrors(probabilities: np.ndarray) -> np.ndarray:
+    """float32[2N, K] output of a ``with_mirrors`` batch -> float32[N, K]: each face's mean with its mirror.
+
+    The mean of two probability rows is a probability row (sums to 1)."""
+    n = probabilities.shape[0] // 2
+    if probabilities.shape[0] != 2 * n:
+        raise ValueError(f'a mirrored batch has an even number of rows, got {probabilities.shape[0]}')
+    return ((probabilities[:n] + probabilities[n:]) * 0.5).astype(np.float32, copy=False)
 
 
 def normalize(crops: np.ndarray, spec: ModelSpec) -> np.ndarray:

@@ -24,6 +24,9 @@ class ModelSpec:
     ``x = (pixel / 255 - mean[c]) / std[c]``; ``channels`` is 1 (gray) or 3 (RGB order).
     The model output is ``float32[N, len(labels)]``: probabilities if ``output == 'probabilities'``
     (rows sum to 1), else logits.
+    ``mirror_tta``: the model's default for mirrored-view test-time augmentation (each face is
+    classified together with its horizontal mirror and the two probability rows are averaged); set
+    by the export from benchmark figures, overridable per run (PipelineConfig.mirror_tta).
     """
 
     name: str
@@ -36,6 +39,7 @@ class ModelSpec:
     output: str = 'probabilities'          # 'probabilities' | 'logits'
     input_name: str = 'input'
     output_name: str = 'probabilities'
+    mirror_tta: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # provenance: dataset, split, accuracy, sha256...
 
     def __post_init__(self) -> None:
@@ -49,6 +53,8 @@ class ModelSpec:
             raise ValueError('ModelSpec.std values must be > 0')
         if self.output not in ('probabilities', 'logits'):
             raise ValueError(f"ModelSpec.output must be 'probabilities' or 'logits', got {self.output!r}")
+        if not isinstance(self.mirror_tta, bool):
+            raise ValueError(f'ModelSpec.mirror_tta must be true or false, got {self.mirror_tta!r}')
         if len(set(self.labels)) != len(self.labels) or not self.labels:
             raise ValueError(f'ModelSpec.labels must be unique and non-empty, got {self.labels}')
 

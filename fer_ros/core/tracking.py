@@ -117,11 +117,21 @@ class FaceTracker:
         self._coords = circumplex_matrix(self.labels)  # validates the labels once, not per frame
         self._tracks: list[_Track] = []
         self._numbers = itertools.count(1)
+        # Optional per-face hooks (the Pipeline's neutral baselines): observe(face_id, raw float32[K],
+        # stamp) sees every classified face; correct(face_id, smoothed float32[K]) -> float32[K]
+        # changes what is published (expression, confidence, valence/arousal follow it).
+        self.observe = None
+        self.correct = None
 
     @property
     def num_tracks(self) -> int:
         """Tracks alive now, tentative ones included."""
         return len(self._tracks)
+
+    @property
+    def face_ids(self) -> list[str]:
+        """Ids of the tracks alive now (confirmed and tentative)."""
+        return [t.face_id for t in self._tracks]
 
     def active_boxes(self, stamp: float | None = None) -> list[tuple[float, float, float, float]]:
         """Last boxes (x, y, w, h) of the tracks alive now: confirmed ones (possibly missed for up to
@@ -210,6 +220,8 @@ class FaceTracker:
         track.misses = 0
         track.last_seen = max(track.last_seen, stamp)
         track.raw = p.copy()
+        if self.observe is not None:
+            self.observe(track.face_id, p, stamp)
         track.smoothed = track.smoother.update(p)
         track.score = float(score)
         if track.hits >= self.config.min_hits:
@@ -245,7 +257,7 @@ class FaceTracker:
         return matches
 
     def _result(self, track: _Track) -> FaceResult:
-        smoothed = track.smoothed
+        smoothed = track.smoothed if self.correct is None else self.correct(track.face_id, track.smoothed)
         best = int(np.argmax(smoothed))
         valence, arousal = circumplex_point(smoothed, self._coords)
         x, y, w, h = (float(v) for v in track.box)
