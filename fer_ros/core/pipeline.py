@@ -26,15 +26,12 @@ from fer_ros.core.detection import DetectorConfig, FaceDetector, check_bgr, crea
 from fer_ros.core.paths import default_model_path
 from fer_ros.core.labels import SCARED
 from fer_ros.core.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
-from fer_ros.core.preprocess import CROP_MODES, MAX_MARGIN, average_mirrors, crop_faces, with_mirrors
+from fer_ros.core.preprocess import (CROP_MODES, MAX_MARGIN, MIRROR_TTA_CHOICES, average_mirrors, crop_faces,
+                                     with_mirrors)
 from fer_ros.core.smoothing import SmoothingConfig
 from fer_ros.core.spec import ModelSpec
 from fer_ros.core.tracking import FaceTracker, TrackerConfig
 from fer_ros.core.types import Command, Detection, FrameResult
-
-
-# 'model': the model's own default (ModelSpec.mirror_tta); 'on' / 'off' override it.
-MIRROR_TTA_CHOICES = ('model', 'on', 'off')
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from fer_ros.core.overlay import draw_overlay
 from fer_ros.core.stats import RateMeter, StageTimes
 from fer_ros.msg import FaceExpressionArray, HriCommand
 from fer_ros.ros import params
+from fer_ros.ros.calibration import NeutralCalibrationServices
 from fer_ros.ros.compat import SHUTDOWN_EXCEPTIONS
 from fer_ros.ros.convert import bgr_to_image, command_to_msg, image_to_bgr, result_to_msg
 
@@ -79,6 +80,8 @@ class FerNode(Node):
         self._last_header = Header()
         self._current_command = None
 
+        self._calibration = NeutralCalibrationServices(self, lambda: self._pipeline, self._lock,
+                                                       lambda: self._values['neutral_calibration_s'])
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(1.0 / self._values['command_tick_hz'], self._on_tick)
         self.create_timer(self._values['diagnostics_period_s'], self._publish_diagnostics)
@@ -194,6 +197,7 @@ class FerNode(Node):
             'last_error': self._last_error,
         }
         values.update({k: str(v) for k, v in self._counts.items() if k not in ('processed', 'faces_last')})
+        values.update(self._calibration.diagnostic_values())
         for stage, pct in self._stage_times.summary().items():
             for name, ms in pct.items():
                 values[f'latency_{stage}_{name}_ms'] = f'{ms:.2f}'

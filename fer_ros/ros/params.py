@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fer_ros.core.detection import DETECTOR_BACKENDS, DETECTOR_KINDS
+from fer_ros.core.preprocess import CROP_MODES, MIRROR_TTA_CHOICES
 from fer_ros.core.validate import range_problem
 
 NODE_NAME = 'fer_node'
@@ -65,6 +66,13 @@ PARAMETERS: tuple[ParamDef, ...] = (
              "else ONNX Runtime", choices=('auto', 'onnxruntime', 'tensorrt', 'torch')),
     ParamDef('crop_margin', 0.2, 'margin added around each face box before the square crop (fraction of size)',
              low=0.0, high=1.0),
+    ParamDef('crop_mode', 'square', "'aligned': rotate each face so the eyes are level and frame it by the "
+             "detector's five landmarks (faces without landmarks, e.g. from haar, keep the square crop); "
+             "'square': the square around the face box", choices=CROP_MODES),
+    ParamDef('mirror_tta', 'model', "classify each face together with its mirror image in the same batch and "
+             "average the two: 'model' = the model file's default, 'on', 'off'", choices=MIRROR_TTA_CHOICES),
+    ParamDef('neutral_calibration_s', 3.0, 'seconds of frames ~/calibrate_neutral collects when a request '
+             'gives no duration', low=0.2, high=60.0, read_only=False),
     # --- face detection ---
     ParamDef('detector', 'yunet', "face detector: 'yunet' (libfacedetection CNN as ONNX, on detector_backend), "
              "'yuface' (the same CNN, its x86_64 C++ binding) or 'haar' (OpenCV)", choices=DETECTOR_KINDS),
@@ -131,6 +139,8 @@ def pipeline_config(values: dict[str, Any]):
                                   window=values['smoothing_window']),
         commands_path=values['commands_file'],
         crop_margin=values['crop_margin'],
+        crop_mode=values['crop_mode'],
+        mirror_tta=values['mirror_tta'],
     )
 
 
