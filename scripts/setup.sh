@@ -40,8 +40,17 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 if [ $system_ros = 0 ]; then
   step ros-wheels "$(hash_of requirements-ros.txt)" "${PIP[@]}" -r requirements-ros.txt
 fi
-step python-deps "$(hash_of requirements.txt requirements-torch.txt)" \
-  "${PIP[@]}" -r requirements.txt -r requirements-torch.txt
+if [ "$(uname -m)" = aarch64 ]; then
+  # A Jetson (JetPack 6): Python 3.10 pins with Humble's numpy 1.21, no torch (NVIDIA's own wheels), no
+  # yuface (x86_64 only). JetPack's onnxruntime-gpu, when installed system-wide, is seen through the
+  # venv's system site packages and must not be shadowed by the CPU wheel.
+  JETSON_REQS=(-r requirements-jetson.txt)
+  "$VENV/bin/python" -c 'import onnxruntime' >/dev/null 2>&1 || JETSON_REQS+=(-r requirements-jetson-ort.txt)
+  step python-deps "$(hash_of requirements-jetson.txt requirements-jetson-ort.txt)" "${PIP[@]}" "${JETSON_REQS[@]}"
+else
+  step python-deps "$(hash_of requirements.txt requirements-torch.txt)" \
+    "${PIP[@]}" -r requirements.txt -r requirements-torch.txt
+fi
 # Editable install (compat mode = a .pth path entry) so .venv/bin/fer-* run the working tree.
 step project "$(hash_of pyproject.toml setup.py)" \
   "${PIP[@]}" --no-deps --no-build-isolation -e . --config-settings editable_mode=compat

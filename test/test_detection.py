@@ -20,6 +20,8 @@ def iou(a, b) -> float:
 @pytest.fixture(scope='module', params=['yunet', 'yuface'])
 def cnn(request):
     """Both builds of the libfacedetection CNN: the ONNX model (default) and the yuface binding."""
+    if request.param == 'yuface':
+        pytest.importorskip('yuface', reason='the yuface binding has x86_64 wheels only (not on a Jetson)')
     return create_detector(DetectorConfig(kind=request.param))
 
 
@@ -239,6 +241,7 @@ def test_yuface_detection_does_not_leak_memory():
 
     from fer_ros.core.detection import DetectorConfig, create_detector
     from fer_ros.core.sample_frames import sample_frame
+    pytest.importorskip('yuface', reason='the yuface binding has x86_64 wheels only (not on a Jetson)')
     detector = create_detector(DetectorConfig(kind='yuface', max_side=320))
     frame, _ = sample_frame(1, size=(320, 240), seed=0)
     for _ in range(20):   # warm-up: allocator pools, OpenMP threads

@@ -109,7 +109,10 @@ def plot_stage_latency(stages_ms: Mapping[str, Sequence[float]], path: str | Pat
     ax = fig.add_subplot()
     if names:
         data = [np.asarray(stages_ms[n], dtype=np.float64) for n in names]
-        ax.boxplot(data, tick_labels=names, whis=(5, 95), showfliers=False)
+        # tick labels set apart: boxplot's own keyword is `labels` before matplotlib 3.9 (the Jetson
+        # pin, requirements-jetson.txt) and `tick_labels` after
+        ax.boxplot(data, whis=(5, 95), showfliers=False)
+        ax.set_xticks(range(1, len(names) + 1), names)
         for i, d in enumerate(data, start=1):
             ax.text(i + 0.3, float(np.median(d)), f'{np.median(d):.1f}', va='center', fontsize=8)
     else:
