@@ -25,13 +25,13 @@ test-fast: setup
 	@bash scripts/with_ros.sh python -m pytest -q -p no:cacheprovider -m "not ros and not slow" test
 
 bench: setup
-	@bash scripts/with_ros.sh fer-bench --json bench/bench.json
+	@bash benchmarks/setup_peer.sh && bash scripts/with_ros.sh python -m benchmarks.perception --json bench/bench.json
 
 bench-node: setup
-	@bash scripts/with_ros.sh python -m fer_ros.tools.bench_node --json bench/bench_node.json
+	@bash scripts/with_ros.sh python -m benchmarks.node --json bench/bench_node.json
 
 bench-models: setup
-	@bash scripts/with_ros.sh python -m fer_ros.tools.bench_models --json bench/models.json
+	@bash scripts/with_ros.sh python -m benchmarks.models --json bench/models.json
 
 clean:
 	rm -rf build install log .venv models bench

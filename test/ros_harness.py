@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fer_ros.tools.child_process import LoggedProcess
+from fer_ros.ros.processes import LoggedProcess
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / 'install' / 'fer_ros'

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from fer_ros.core.align import aligned_transform, check_landmarks, face_measure
-from fer_ros.core.detection import DetectorConfig, create_detector
+from fer_ros.backends import create_face_detector
+from fer_ros.core.detection import DetectorConfig
 from fer_ros.core.preprocess import average_mirrors, crop_faces, with_mirrors
 from fer_ros.core.spec import ModelSpec
 
@@ -70,7 +71,7 @@ def test_a_turned_head_is_framed_by_the_eye_mouth_distance():
 def test_faces_without_landmarks_keep_the_square_crop():
     """What the Haar detector gives (no landmarks): the aligned mode falls back to the square crop."""
     image = photo('astronaut.jpg')
-    faces = create_detector(DetectorConfig(kind='haar')).detect(image)
+    faces = create_face_detector(DetectorConfig(kind='haar')).detect(image)
     assert faces and faces[0].landmarks is None
     boxes = [f.box for f in faces]
     square = crop_faces(image, boxes, GRAY64, 0.2, crop_mode='square')
@@ -84,7 +85,7 @@ def test_faces_without_landmarks_keep_the_square_crop():
 
 @pytest.fixture(scope='module')
 def upright_faces():
-    detector = create_detector()
+    detector = create_face_detector()
     found = {}
     for name in ('astronaut.jpg', 'camera.jpg'):
         image = photo(name)
@@ -132,7 +133,7 @@ def test_tilted_copies_classify_like_the_upright_face(upright_faces, backend, na
 def test_the_detected_tilted_astronaut_stays_happy_in_both_crop_modes(backend, degrees):
     """End to end with yuface's own landmarks (which follow a tilt only partly, see docs/perception.md)."""
     tilted, _ = rotate(photo('astronaut.jpg'), degrees)
-    faces = create_detector().detect(tilted)
+    faces = create_face_detector().detect(tilted)
     assert len(faces) == 1
     for mode in ('aligned', 'square'):
         probs = backend.infer(crop_faces(tilted, [faces[0].box], backend.spec, 0.2, [faces[0].landmarks], mode))[0]
@@ -152,7 +153,8 @@ def test_mirrors_follow_the_faces_in_the_same_batch():
 
 @needs_model
 def test_mirror_tta_is_one_inference_call_and_averages_the_pair(backend):
-    from fer_ros.core.pipeline import Pipeline, PipelineConfig
+    from fer_ros.core.pipeline import PipelineConfig
+    from pipelines import build, stateless
 
     class Counting(type(backend)):
         calls: list[int] = []
@@ -163,16 +165,16 @@ def test_mirror_tta_is_one_inference_call_and_averages_the_pair(backend):
 
     counting = Counting(DEFAULT_ONNX)
     image = photo('astronaut.jpg')
-    on = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX, mirror_tta='on'), backend=counting)
-    off = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX, mirror_tta='off'), backend=counting)
+    on = build(PipelineConfig(model_path=DEFAULT_ONNX, mirror_tta='on'), counting)
+    off = build(PipelineConfig(model_path=DEFAULT_ONNX, mirror_tta='off'), counting)
     assert on.mirror and not off.mirror
     counting.calls.clear()
-    mirrored = on.analyze(image)
-    plain = off.analyze(image)
+    mirrored = stateless(on, image)
+    plain = stateless(off, image)
     assert counting.calls == [2, 1]                          # one call each: 2N rows with the mirrors
     face = plain.detections[0]
     flipped = np.ascontiguousarray(image[:, ::-1])
-    mirror_face = create_detector().detect(flipped)[0]
+    mirror_face = create_face_detector().detect(flipped)[0]
     single = backend.infer(crop_faces(flipped, [mirror_face.box], backend.spec, 0.2, [mirror_face.landmarks],
                                       'aligned'))[0]
     assert face.landmarks is not None

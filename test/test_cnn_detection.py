@@ -17,8 +17,9 @@ import onnx
 import pytest
 
 from fer_ros.core.cnn_detection import METADATA_KEY, AnchorGrid, DetectorSpec, decode, nms, to_network_input
-from fer_ros.core.detection import DetectorConfig, create_detector
-from fer_ros.core.sample_frames import load_asset, sample_frame
+from fer_ros.backends import create_face_detector
+from fer_ros.core.detection import DetectorConfig
+from fer_ros.sample_frames import load_asset, sample_frame
 from fer_ros.tools.convert_face_detector import build_model, convert
 from fer_ros.tools.libfacedetection_weights import NUM_LAYERS, TABLE_SYMBOL, ElfImage, library_bytes, \
     read_conv_layers
@@ -42,14 +43,14 @@ def layers():
 
 @pytest.fixture(scope='module')
 def yunet():
-    return create_detector(DetectorConfig(kind='yunet', confidence_threshold=THRESHOLD, min_face_size=1,
+    return create_face_detector(DetectorConfig(kind='yunet', confidence_threshold=THRESHOLD, min_face_size=1,
                                           max_faces=256, backend='onnxruntime', full_scan_period=1))
 
 
 @pytest.fixture(scope='module')
 def yuface():
     pytest.importorskip('yuface', reason='the yuface binding (x86_64 only) is the reference')
-    return create_detector(DetectorConfig(kind='yuface', confidence_threshold=THRESHOLD, min_face_size=1,
+    return create_face_detector(DetectorConfig(kind='yuface', confidence_threshold=THRESHOLD, min_face_size=1,
                                           max_faces=256, full_scan_period=1))
 
 
@@ -162,11 +163,11 @@ def test_decode_and_nms_on_hand_made_outputs():
 
 def test_missing_or_foreign_model_is_a_clear_error(tmp_path):
     with pytest.raises(Exception, match='not found'):
-        create_detector(DetectorConfig(kind='yunet', model_path=str(tmp_path / 'none.onnx')))
+        create_face_detector(DetectorConfig(kind='yunet', model_path=str(tmp_path / 'none.onnx')))
     classifier = os.path.join(REPO, 'models', 'mini_xception_fer2013.onnx')
     if os.path.isfile(classifier):
         with pytest.raises(ValueError, match='not a fer_ros face detector'):
-            create_detector(DetectorConfig(kind='yunet', model_path=classifier))
+            create_face_detector(DetectorConfig(kind='yunet', model_path=classifier))
 
 
 # --- parity with the yuface binding -----------------------------------------------------------------------
@@ -186,9 +187,9 @@ def _assert_same_faces(ours, reference, where, threshold=THRESHOLD):
 @pytest.mark.parametrize('max_side', [640, 320])
 def test_same_faces_as_yuface_on_the_photos(yuface, name, max_side):
     image = load_asset(name)
-    ours = create_detector(DetectorConfig(kind='yunet', max_side=max_side, confidence_threshold=0.3,
+    ours = create_face_detector(DetectorConfig(kind='yunet', max_side=max_side, confidence_threshold=0.3,
                                           min_face_size=1, backend='onnxruntime'))
-    theirs = create_detector(DetectorConfig(kind='yuface', max_side=max_side, confidence_threshold=0.3,
+    theirs = create_face_detector(DetectorConfig(kind='yuface', max_side=max_side, confidence_threshold=0.3,
                                             min_face_size=1))
     # 0.3: coffee.jpg's best false candidate (0.36 in yuface) is compared too
     _assert_same_faces(ours.detect(image), theirs.detect(image), f'{name}@{max_side}', threshold=0.3)

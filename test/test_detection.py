@@ -5,8 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_ros.core.detection import DetectorConfig, create_detector, find_haar_cascade
-from fer_ros.core.sample_frames import FACE_SOURCES, load_asset, sample_frame
+from fer_ros.backends import create_face_detector
+from fer_ros.core.detection import DetectorConfig, find_haar_cascade
+from fer_ros.sample_frames import FACE_SOURCES, load_asset, sample_frame
 
 
 def iou(a, b) -> float:
@@ -22,7 +23,7 @@ def cnn(request):
     """Both builds of the libfacedetection CNN: the ONNX model (default) and the yuface binding."""
     if request.param == 'yuface':
         pytest.importorskip('yuface', reason='the yuface binding has x86_64 wheels only (not on a Jetson)')
-    return create_detector(DetectorConfig(kind=request.param))
+    return create_face_detector(DetectorConfig(kind=request.param))
 
 
 @pytest.fixture(scope='module')
@@ -31,7 +32,7 @@ def haar():
         find_haar_cascade()
     except FileNotFoundError as exc:
         pytest.skip(f'no Haar cascade on this machine: {exc}')
-    return create_detector(DetectorConfig(kind='haar'))
+    return create_face_detector(DetectorConfig(kind='haar'))
 
 
 ASTRONAUT_BOX = FACE_SOURCES[0].box   # (178, 62, 89, 112)
@@ -85,7 +86,7 @@ def test_haar_on_five_faces_finds_the_frontal_ones(haar):
 
 def test_boxes_map_back_from_the_downscaled_copy():
     big = cv2.resize(load_asset('astronaut.jpg'), (1536, 1536), interpolation=cv2.INTER_CUBIC)
-    faces = create_detector(DetectorConfig(max_side=512)).detect(big)
+    faces = create_face_detector(DetectorConfig(max_side=512)).detect(big)
     assert len(faces) == 1
     expected = tuple(v * 3 for v in ASTRONAUT_BOX)
     assert iou(faces[0].box, expected) > 0.8
@@ -94,12 +95,12 @@ def test_boxes_map_back_from_the_downscaled_copy():
 
 def test_limits_threshold_size_and_count(cnn):
     frame, _ = sample_frame(5, seed=1)
-    top2 = create_detector(DetectorConfig(kind=cnn.config.kind, max_faces=2)).detect(frame)
+    top2 = create_face_detector(DetectorConfig(kind=cnn.config.kind, max_faces=2)).detect(frame)
     assert len(top2) == 2
     assert [f.score for f in top2] == [f.score for f in cnn.detect(frame)[:2]]
     astronaut = load_asset('astronaut.jpg')
-    assert create_detector(DetectorConfig(min_face_size=120)).detect(astronaut) == []
-    assert create_detector(DetectorConfig(confidence_threshold=0.99)).detect(astronaut) == []
+    assert create_face_detector(DetectorConfig(min_face_size=120)).detect(astronaut) == []
+    assert create_face_detector(DetectorConfig(confidence_threshold=0.99)).detect(astronaut) == []
 
 
 def test_boxes_are_clipped_to_the_image(cnn):
@@ -147,7 +148,7 @@ def test_sample_frames_are_deterministic():
 # --- ROI-assisted detection: detect(bgr, regions=...) --------------------------------------------------
 
 def test_roi_windows_are_squares_around_the_boxes_clipped_to_the_frame():
-    detector = create_detector(DetectorConfig(roi_scale=2.0, roi_face_px=64))
+    detector = create_face_detector(DetectorConfig(roi_scale=2.0, roi_face_px=64))
     (window, scale), = detector.roi_windows([(100, 100, 50, 80)], 640, 480)
     assert window == (45, 60, 205, 220) and scale == pytest.approx(64 / 80)
     (window, _), = detector.roi_windows([(0, 440, 40, 40)], 640, 480)      # corner: clipped
@@ -201,9 +202,9 @@ def test_roi_follows_a_face_that_moved(cnn, dx, dy):
 
 def test_roi_finds_a_small_face_the_full_frame_misses():
     # faces this small are below yuface's reliable size at 640x480; the ROI crop enlarges them
-    from fer_ros.core.sample_frames import background, paste_face
+    from fer_ros.sample_frames import background, paste_face
 
-    detector = create_detector(DetectorConfig(min_face_size=8))
+    detector = create_face_detector(DetectorConfig(min_face_size=8))
     frame = background().copy()
     box = paste_face(frame, FACE_SOURCES[1], (320, 240), 24)
     assert detector.detect(frame) == []
@@ -239,10 +240,10 @@ def test_yuface_detection_does_not_leak_memory():
     """Regression: yuface.c_detect leaks its 36 KB result buffer per call (+620 MB in a 10-minute soak)."""
     import psutil
 
-    from fer_ros.core.detection import DetectorConfig, create_detector
-    from fer_ros.core.sample_frames import sample_frame
+    from fer_ros.core.detection import DetectorConfig
+    from fer_ros.sample_frames import sample_frame
     pytest.importorskip('yuface', reason='the yuface binding has x86_64 wheels only (not on a Jetson)')
-    detector = create_detector(DetectorConfig(kind='yuface', max_side=320))
+    detector = create_face_detector(DetectorConfig(kind='yuface', max_side=320))
     frame, _ = sample_frame(1, size=(320, 240), seed=0)
     for _ in range(20):   # warm-up: allocator pools, OpenMP threads
         detector.detect(frame)

@@ -13,9 +13,9 @@ import pytest
 
 from fer_ros.core.labels import EXPRESSIONS
 from fer_ros.core.types import Command, FaceResult, FrameResult
-from fer_ros.evaluation import bag_io, metrics
+from fer_ros.evaluation import bag_io, metrics, offline
 from fer_ros.evaluation.bag_io import BagError, BagReader, BagWriter, TopicNotFoundError, UnsupportedMessageTypeError
-from fer_ros.evaluation.labels import LabelError, Labels
+from fer_ros.evaluation.ground_truth import LabelError, Labels
 from fer_ros.evaluation.report import FILES, FrameRecord, RunInfo, confusion_from_rows, write_report
 from fer_ros.tools import eval_bag, make_bag
 
@@ -396,17 +396,17 @@ def test_undecodable_frame_is_reported_not_fatal(tmp_path, capsys):
 def test_params_file_and_overrides(tmp_path):
     params = _write(tmp_path, '/**:\n  ros__parameters:\n    tracker_min_hits: 3\n'
                               'fer_node:\n  ros__parameters:\n    smoothing: window\n', 'p.yaml')
-    values = eval_bag.node_parameters(str(params), eval_bag.parse_overrides(['smoothing_window=7', 'backend=torch']))
+    values = offline.node_parameters(str(params), offline.parse_overrides(['smoothing_window=7', 'backend=torch']))
     assert (values['tracker_min_hits'], values['smoothing'], values['smoothing_window'], values['backend']) == \
         (3, 'window', 7, 'torch')
     from fer_ros.ros import params as node_params
-    assert eval_bag.node_parameters(None, {}) == node_params.validate_all({})   # no file: the table's defaults
-    with pytest.raises(eval_bag.EvalError, match='tracker_min_hits'):
-        eval_bag.node_parameters(str(params), {'tracker_min_hits': '0'})
-    with pytest.raises(eval_bag.EvalError, match='NAME=VALUE'):
-        eval_bag.parse_overrides(['oops'])
-    with pytest.raises(eval_bag.EvalError, match='no "fer_node: ros__parameters:"'):
-        eval_bag.read_params_file(str(_write(tmp_path, 'other:\n  ros__parameters: {}\n', 'q.yaml')))
+    assert offline.node_parameters(None, {}) == node_params.validate_all({})   # no file: the table's defaults
+    with pytest.raises(offline.EvalError, match='tracker_min_hits'):
+        offline.node_parameters(str(params), {'tracker_min_hits': '0'})
+    with pytest.raises(offline.EvalError, match='NAME=VALUE'):
+        offline.parse_overrides(['oops'])
+    with pytest.raises(offline.EvalError, match='no "fer_node: ros__parameters:"'):
+        offline.read_params_file(str(_write(tmp_path, 'other:\n  ros__parameters: {}\n', 'q.yaml')))
 
 
 def test_committed_sample_bag_opens():

@@ -14,8 +14,8 @@ from fer_ros.core.labels import EXPRESSIONS  # noqa: E402
 from fer_ros.core.spec import ModelSpec, read_onnx_spec  # noqa: E402
 from fer_ros.models import create_model  # noqa: E402
 from fer_ros.tools.export import export_checkpoint, main as export_main  # noqa: E402
-from fer_ros.tools.onnx_export import export_onnx  # noqa: E402
-from training import checkpoint  # noqa: E402
+from fer_ros.models.onnx_export import export_onnx  # noqa: E402
+from fer_ros.models import checkpoint  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.train import run  # noqa: E402
 

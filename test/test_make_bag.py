@@ -154,7 +154,7 @@ def test_sample_is_deterministic_and_matches_the_committed_bag(tmp_path):
 
 
 def test_sample_labels_match_segments():
-    from fer_ros.evaluation.labels import Labels
+    from fer_ros.evaluation.ground_truth import Labels
 
     labels = Labels.from_csv(SAMPLE / 'labels.csv')
     t = 0.0

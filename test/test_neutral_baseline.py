@@ -152,9 +152,10 @@ def test_the_cameraman_reads_neutral_after_calibrating_the_pipeline():
     """The real pipeline on assets/camera.jpg (the cameraman reads sad at rest with the FER2013 model)."""
     import cv2
 
-    from fer_ros.core.pipeline import Pipeline, PipelineConfig
+    from fer_ros.backends import create_pipeline
+    from fer_ros.core.pipeline import PipelineConfig
 
-    pipeline = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX))
+    pipeline = create_pipeline(PipelineConfig(model_path=DEFAULT_ONNX))
     frame = cv2.imread(os.path.join(REPO, 'assets', 'camera.jpg'))
     stamp = 0.0
     for _ in range(3):

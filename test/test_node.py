@@ -127,7 +127,7 @@ def test_five_faces_get_distinct_stable_ids(tmp_path, collector):
 
 
 def _good_image(collector, stamp_s: float, frame_id='bad_test'):
-    from fer_ros.core.sample_frames import sample_frame
+    from fer_ros.sample_frames import sample_frame
     from fer_ros.ros.convert import bgr_to_image
     from std_msgs.msg import Header
     header = Header(frame_id=frame_id)
@@ -175,7 +175,7 @@ def test_bad_raw_frames_are_reported_and_skipped(tmp_path, collector):
 
 def test_bad_compressed_frames_are_reported_and_skipped(tmp_path, collector):
     from sensor_msgs.msg import CompressedImage
-    from fer_ros.core.sample_frames import sample_frame
+    from fer_ros.sample_frames import sample_frame
     node = start_node(tmp_path, {'image_transport': 'compressed'})
     try:
         collector.wait_node_ready(node, '/image/compressed')

@@ -14,9 +14,10 @@ import pytest
 
 from fer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fer_ros.core.detection import DetectorConfig
-from fer_ros.core.pipeline import Pipeline, PipelineConfig
-from fer_ros.core.sample_frames import FACE_SOURCES, background, paste_face, sample_frame
+from fer_ros.core.pipeline import PipelineConfig
+from fer_ros.sample_frames import FACE_SOURCES, background, paste_face, sample_frame
 from fer_ros.core.tracking import TrackerConfig, box_iou
+from pipelines import build, stateless
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_ONNX = os.path.join(REPO, 'models', 'mini_xception_fer2013.onnx')
@@ -44,7 +45,7 @@ def counting():
 
 
 def test_one_face_is_tracked_and_classified(counting):
-    pipeline = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX), backend=counting)
+    pipeline = build(PipelineConfig(model_path=DEFAULT_ONNX), counting)
     assert pipeline.backend_name == 'onnxruntime' and pipeline.detector_name == 'yunet'
     assert pipeline.labels == pipeline.spec.labels
     frame, boxes = sample_frame(1)
@@ -64,7 +65,7 @@ def test_one_face_is_tracked_and_classified(counting):
 
 
 def test_five_faces_go_through_one_inference_call(counting):
-    pipeline = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX, tracker=TrackerConfig(min_hits=1)), backend=counting)
+    pipeline = build(PipelineConfig(model_path=DEFAULT_ONNX, tracker=TrackerConfig(min_hits=1)), counting)
     frame, boxes = sample_frame(5)
     result = pipeline.process(frame, 0.0)
     assert result.num_detections == 5 and len(result.faces) == 5
@@ -73,14 +74,14 @@ def test_five_faces_go_through_one_inference_call(counting):
 
 
 def test_frames_without_faces_skip_inference(counting):
-    pipeline = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX), backend=counting)
+    pipeline = build(PipelineConfig(model_path=DEFAULT_ONNX), counting)
     result = pipeline.process(sample_frame(0)[0], 0.0)
     assert result.faces == [] and result.num_detections == 0 and counting.calls == []
     assert result.timing_ms['infer'] == 0.0
 
 
 def test_reset_forgets_tracks():
-    pipeline = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX))
+    pipeline = build(PipelineConfig(model_path=DEFAULT_ONNX))
     frame, _ = sample_frame(1)
     pipeline.process(frame, 0.0)
     before = pipeline.process(frame, 0.1).faces[0].face_id
@@ -90,7 +91,7 @@ def test_reset_forgets_tracks():
 
 
 def test_detector_settings_change_at_run_time():
-    pipeline = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX, tracker=TrackerConfig(min_hits=1)))
+    pipeline = build(PipelineConfig(model_path=DEFAULT_ONNX, tracker=TrackerConfig(min_hits=1)))
     frame, _ = sample_frame(3)
     assert pipeline.process(frame, 0.0).num_detections == 3
     pipeline.set_detector_config(DetectorConfig(max_faces=1))
@@ -109,8 +110,8 @@ def test_config_and_input_errors():
     with pytest.raises(ValueError, match='detector'):
         PipelineConfig(detector='yuface')
     with pytest.raises(FileNotFoundError):
-        Pipeline(PipelineConfig(model_path=DEFAULT_ONNX, commands_path='/no/such/commands.yaml'))
-    pipeline = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX))
+        build(PipelineConfig(model_path=DEFAULT_ONNX, commands_path='/no/such/commands.yaml'))
+    pipeline = build(PipelineConfig(model_path=DEFAULT_ONNX))
     with pytest.raises(ValueError, match='uint8'):
         pipeline.process(np.zeros((480, 640), np.uint8), 0.0)
 
@@ -118,14 +119,14 @@ def test_config_and_input_errors():
 # --- ROI-assisted detection ----------------------------------------------------------------------------
 
 def roi_pipeline(backend=None, **detector):
-    return Pipeline(PipelineConfig(model_path=DEFAULT_ONNX, detector=DetectorConfig(**detector)), backend=backend)
+    return build(PipelineConfig(model_path=DEFAULT_ONNX, detector=DetectorConfig(**detector)), backend)
 
 
 @pytest.mark.parametrize('num_faces', [1, 5])
 def test_roi_mode_alternates_and_keeps_faces_and_ids(counting, num_faces):
     pipeline = roi_pipeline(counting, full_scan_period=5)
     frame, _ = sample_frame(num_faces, seed=1)
-    full_boxes = [d.box for d in pipeline.analyze(frame).detections]     # stateless full-frame detection
+    full_boxes = [d.box for d in stateless(pipeline, frame).detections]     # stateless full-frame detection
     modes, ids = [], []
     for i in range(20):
         result = pipeline.process(frame, i / 30)
@@ -173,12 +174,12 @@ def test_a_moving_face_is_followed_in_roi_mode():
 
 
 def test_full_scan_period_1_is_the_old_behaviour():
-    # every frame: the whole-frame detection, exactly what the stateless analyze() gives
-    pipeline = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX, tracker=TrackerConfig(min_hits=1),
+    # every frame: the whole-frame detection, exactly what the stateless analyze_frame() gives
+    pipeline = build(PipelineConfig(model_path=DEFAULT_ONNX, tracker=TrackerConfig(min_hits=1),
                                        detector=DetectorConfig(full_scan_period=1)))
     for i, frame in enumerate(sample_frame(5, seed=s)[0] for s in (0, 0, 1, 1, 0)):
         result = pipeline.process(frame, i / 30)
-        expected = pipeline.analyze(frame)
+        expected = stateless(pipeline, frame)
         assert result.detect_mode == 'full' and result.num_detections == 5
         by_box = {d.box: p for d, p in zip(expected.detections, expected.probabilities)}
         assert len(result.faces) == 5
@@ -210,7 +211,7 @@ def test_haar_pipeline_uses_roi_mode_too():
 def test_reset_keeps_the_command_in_force():
     # a clock jump resets the pipeline: tracks go, but a latched command (here HOLD: no face for
     # hold_timeout_s) stays, so its heartbeat goes on
-    pipeline = Pipeline(PipelineConfig(model_path=DEFAULT_ONNX))
+    pipeline = build(PipelineConfig(model_path=DEFAULT_ONNX))
     empty = sample_frame(0)[0]
     issued = [c.command for i in range(7) for c in pipeline.process(empty, i * 0.5).commands]
     assert 'HOLD' in issued
@@ -221,11 +222,11 @@ def test_reset_keeps_the_command_in_force():
 
 RUNTIME_IMPORTS = r'''
 import json, sys
-from fer_ros.core.pipeline import Pipeline, PipelineConfig
-from fer_ros.backends import create_backend
-from fer_ros.core.sample_frames import sample_frame
+from fer_ros.core.pipeline import PipelineConfig
+from fer_ros.backends import create_pipeline
+from fer_ros.sample_frames import sample_frame
 import fer_ros.tools.infer
-pipeline = Pipeline(PipelineConfig(model_path=sys.argv[1], backend='onnxruntime'))
+pipeline = create_pipeline(PipelineConfig(model_path=sys.argv[1], backend='onnxruntime'))
 result = pipeline.process(sample_frame(1)[0], 0.0)
 print(json.dumps({'backend': pipeline.backend_name, 'detections': result.num_detections,
                   'torch': sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))}))

@@ -19,9 +19,10 @@ import pytest
 from fer_ros.backends.base import BackendError
 from fer_ros.backends.tensorrt_backend import (SIDECAR_FORMAT, TensorRTBackend, calibration_batches,
                                                calibration_digest, calibration_files, default_engine_cache_dir,
-                                               engine_cache_key, engine_cache_path, engine_key_fields, file_sha256,
+                                               engine_cache_key, engine_cache_path, engine_key_fields,
                                                load_calibration_images, read_model_spec, read_sidecar,
                                                read_spec_with_onnx, sidecar_path, write_sidecar)
+from fer_ros.core.files import sha256_file
 from fer_ros.core.labels import EXPRESSIONS
 from fer_ros.core.spec import METADATA_KEY, ModelSpec
 from fer_ros.tools import build_engine as cli
@@ -145,9 +146,9 @@ def test_file_sha256_follows_the_bytes(tiny_onnx, tmp_path):
     import hashlib
 
     with open(tiny_onnx, 'rb') as f:
-        assert file_sha256(tiny_onnx, chunk=1000) == hashlib.sha256(f.read()).hexdigest()
+        assert sha256_file(tiny_onnx, chunk=1000) == hashlib.sha256(f.read()).hexdigest()
     other = make_onnx(tmp_path / 'other.onnx', seed=1)               # same graph, other weights
-    assert file_sha256(other) != file_sha256(tiny_onnx)
+    assert sha256_file(other) != sha256_file(tiny_onnx)
 
 
 def test_sidecar_round_trip_and_errors(tmp_path):

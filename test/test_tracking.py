@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fer_ros.core.labels import EXPRESSIONS
-from fer_ros.core.smoothing import SmoothingConfig, valence_arousal
+from fer_ros.core.smoothing import SmoothingConfig, circumplex_matrix, circumplex_point
 from fer_ros.core.tracking import FaceTracker, TrackerConfig, box_iou
 from fer_ros.core.types import Detection
 
@@ -149,7 +149,7 @@ def test_hand_over_one_person_leaves_another_arrives():
         assert scene.ids([((x, 120, 85, 85), 'sad')]) == ['f2']
     for _ in range(10):
         scene.ids([((100, 120, 85, 85), 'sad')])
-    assert scene.tracker.num_tracks == 1
+    assert len(scene.tracker.active_boxes()) == 1
 
 
 def test_small_background_face_does_not_take_over_a_large_one():
@@ -173,7 +173,7 @@ def test_reset_drops_tracks_but_never_reuses_ids():
     face = ((100, 100, 80, 80), 'neutral')
     assert scene.ids([face]) == ['f1']
     scene.tracker.reset()
-    assert scene.tracker.num_tracks == 0
+    assert len(scene.tracker.active_boxes()) == 0
     assert scene.ids([face]) == ['f2']
 
 
@@ -198,7 +198,7 @@ def test_per_track_smoothing_suppresses_one_frame_flicker():
     assert EXPRESSIONS[int(np.argmax(flicker.raw_probabilities))] == 'scared'   # raw: this frame's output
     assert flicker.probabilities.dtype == np.float32 and flicker.probabilities.sum() == pytest.approx(1, abs=1e-5)
     assert flicker.confidence == pytest.approx(float(flicker.probabilities.max()))
-    assert (flicker.valence, flicker.arousal) == pytest.approx(valence_arousal(flicker.probabilities, EXPRESSIONS),
+    assert (flicker.valence, flicker.arousal) == pytest.approx(circumplex_point(flicker.probabilities, circumplex_matrix(EXPRESSIONS)),
                                                                abs=1e-6)
     assert scene.frame([(box, 'happy')])[0].expression == 'happy'
     # a second face's history is its own: it starts from its first frame

@@ -15,11 +15,11 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from training import checkpoint  # noqa: E402
+from fer_ros.models import checkpoint  # noqa: E402
 from training.ablation import main as ablation_main  # noqa: E402
 from training.augment import Expansion, ImprovedRandomErasing, transform_box  # noqa: E402
 from training.config import ErasingConfig, ExpansionConfig, load_config  # noqa: E402
-from training.data import FaceDataset  # noqa: E402
+from training.loaders import FaceDataset  # noqa: E402
 from training.datasets import load_dataset  # noqa: E402
 from training.splits import make_split  # noqa: E402
 from training.synthetic import make_patterns  # noqa: E402

@@ -22,10 +22,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from fer_ros.core.files import IMAGE_SUFFIXES, read_image
 from fer_ros.core.labels import EXPRESSIONS, canonical
 from training.config import Config
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.pgm', '.ppm', '.webp')
 FER2013_USAGE = {'training': 'train', 'publictest': 'val', 'privatetest': 'test'}
 # CK+ Emotion/*.txt codes (Lucey et al. 2010). 2 = contempt has no class among the seven.
 CKPLUS_CODES = {0: 'neutral', 1: 'anger', 2: 'contempt', 3: 'disgust', 4: 'fear', 5: 'happy',
@@ -102,17 +102,6 @@ def _progress(items, desc: str, enabled: bool):
 
 # ---------------------------------------------------------------- image decoding and cropping
 
-def read_image(path: str) -> np.ndarray | None:
-    """uint8[H, W, 3] BGR, or None when the file cannot be decoded (also works for non-ASCII paths)."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError:
-        return None
-    if data.size == 0:
-        return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
-
-
 class ImageConverter:
     """Full image (BGR) -> model-ready crop uint8[S, S, C] and its face box, as configured.
 
@@ -132,9 +121,10 @@ class ImageConverter:
 
     def _detect(self, bgr: np.ndarray):
         if self._detector is None:
-            from fer_ros.core.detection import DetectorConfig, create_detector
-            self._detector = create_detector(DetectorConfig(min_face_size=16, confidence_threshold=0.5,
-                                                            max_faces=1))
+            from fer_ros.backends import create_face_detector
+            from fer_ros.core.detection import DetectorConfig
+            self._detector = create_face_detector(DetectorConfig(min_face_size=16, confidence_threshold=0.5,
+                                                                 max_faces=1))
         found = self._detector.detect(bgr)
         return found[0].box if found else None
 
@@ -186,9 +176,10 @@ def _load_files(name: str, items: list[tuple[str, int, str | None, str | None]],
     images = np.zeros((len(items), s, s, c), np.uint8)
     boxes = np.zeros((len(items), 4), np.float32)
     for i, (path, _label, _subject, _usage) in enumerate(_progress(items, f'loading {name}', progress)):
-        bgr = read_image(path)
-        if bgr is None:
-            errors.add(f'{path}: unreadable image (not a decodable image file)')
+        try:
+            bgr = read_image(path)
+        except ValueError as exc:
+            errors.add(f'{path}: unreadable image ({exc})')
             continue
         try:
             images[i], boxes[i] = conv.from_bgr(bgr)
@@ -287,7 +278,7 @@ def load_fer2013(cfg: Config, progress: bool = True) -> FaceSet:
 # ---------------------------------------------------------------- folder-per-class
 
 def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
+    return name.lower().endswith(IMAGE_SUFFIXES)
 
 
 def _list_class_dirs(root: str) -> list[tuple[str, str | None]]:

@@ -29,9 +29,10 @@ import torch.nn.functional as F
 from fer_ros.core.labels import EXPRESSIONS
 from fer_ros.models import create_model
 from fer_ros.models.complexity import complexity, format_count
-from training import checkpoint, distributed
+from fer_ros.models import checkpoint
+from training import distributed, rng
 from training.config import Config, load_config
-from training.data import eval_loader, train_loader
+from training.loaders import eval_loader, train_loader
 from training.datasets import DatasetError, FaceSet, load_dataset
 from training.distributed import DistInfo
 from training.metrics import (append_csv, confusion_matrix, plot_confusion, plot_curves, recall_table,
@@ -201,7 +202,7 @@ def _run(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool) -> di
         scaler.load_state_dict(ckpt['scaler'])
         start_epoch, history, best_val = ckpt['epoch'], list(ckpt['history']), ckpt['best_val_acc']
         if ckpt['world_size'] == info.world_size:
-            checkpoint.set_rng_state(ckpt['rng'][info.rank], device)
+            rng.set_rng_state(ckpt['rng'][info.rank], device)
         else:
             log(f"[resume] saved with {ckpt['world_size']} process(es), now {info.world_size}: random "
                 'streams are re-seeded, so the continuation is not bit-identical')
@@ -300,7 +301,7 @@ def _run(cfg: Config, info: DistInfo, resume: str | None, overwrite: bool) -> di
             best_val = row['val_acc']
             # every process holds the same weights: keep the best in memory, no shared-file read later
             best_state = ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, epoch + 1)
-        rngs = distributed.all_gather_object(checkpoint.rng_state(device), info)
+        rngs = distributed.all_gather_object(rng.rng_state(device), info)
         if main:
             ckpt = payload(epoch + 1, metrics)
             checkpoint.save(ckpt, last_path)

@@ -52,10 +52,6 @@ class Backend(ABC):
     def labels(self) -> tuple[str, ...]:
         return self.spec.labels
 
-    @property
-    def input_spec(self) -> ModelSpec:
-        return self.spec
-
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Classify a batch of preprocessed face crops.

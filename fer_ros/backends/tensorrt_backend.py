@@ -46,13 +46,13 @@ from collections.abc import Iterator
 import numpy as np
 
 from fer_ros.backends.base import Backend, BackendError, check_batch, softmax
+from fer_ros.core.files import IMAGE_SUFFIXES, atomic_write_bytes, sha256_file
 from fer_ros.core.spec import METADATA_KEY, ModelSpec, spec_from_metadata
 
 log = logging.getLogger(__name__)
 
 PRECISIONS: tuple[str, ...] = ('fp32', 'fp16', 'int8')
 ENGINE_SUFFIXES: tuple[str, ...] = ('.engine', '.plan', '.trt')
-CALIB_SUFFIXES: tuple[str, ...] = ('.png', '.jpg', '.jpeg', '.bmp', '.pgm', '.ppm', '.tif', '.tiff', '.webp')
 SIDECAR_FORMAT = 1
 OPT_BATCH = 4                    # kernels are tuned for this many faces per frame (an HRI camera sees 1-4)
 CALIB_BATCH = 8
@@ -276,15 +276,6 @@ def read_spec_with_onnx(onnx_path: str) -> ModelSpec:
     return spec_from_metadata({p.key: p.value for p in model.metadata_props}, onnx_path)
 
 
-def file_sha256(path: str, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def engine_key_fields(*, onnx_sha256: str, tensorrt_version: str, gpu_name: str, precision: str, max_batch: int,
                       calibration_sha256: str | None = None) -> dict:
     """Everything an engine depends on, as a JSON-able dict (stored in the sidecar)."""
@@ -322,7 +313,7 @@ def write_sidecar(engine_path: str, spec: ModelSpec, fields: dict, **extra) -> d
     """Write ``<engine>.json``: the ModelSpec (as the ONNX metadata map), key fields and key, build facts."""
     data = {'format': SIDECAR_FORMAT, 'metadata': {METADATA_KEY: spec.to_json()}, 'key_fields': fields,
             'key': engine_cache_key(fields), **extra}
-    _atomic_write(sidecar_path(engine_path), json.dumps(data, indent=2, sort_keys=True).encode())
+    atomic_write_bytes(sidecar_path(engine_path), json.dumps(data, indent=2, sort_keys=True).encode())
     return data
 
 
@@ -346,16 +337,6 @@ def read_sidecar(engine_path: str) -> tuple[ModelSpec, dict]:
         raise BackendError(f'{path}: invalid engine sidecar ({type(exc).__name__}: {exc})') from exc
 
 
-def _atomic_write(path: str, payload: bytes) -> None:
-    """Write via a temporary file + rename, so a concurrent reader never sees half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'wb') as f:
-        f.write(payload)
-    os.replace(tmp, path)
-
-
 # --- INT8 calibration data -------------------------------------------------------------------------
 
 def calibration_files(calib_dir: str) -> list[str]:
@@ -367,9 +348,9 @@ def calibration_files(calib_dir: str) -> list[str]:
     if not os.path.isdir(calib_dir):
         raise ValueError(f'calibration folder not found: {calib_dir}')
     files = sorted(os.path.join(calib_dir, n) for n in os.listdir(calib_dir)
-                   if n.lower().endswith(CALIB_SUFFIXES) and os.path.isfile(os.path.join(calib_dir, n)))
+                   if n.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(os.path.join(calib_dir, n)))
     if not files:
-        raise ValueError(f'{calib_dir}: no image files ({", ".join(CALIB_SUFFIXES)}) for INT8 calibration')
+        raise ValueError(f'{calib_dir}: no image files ({", ".join(IMAGE_SUFFIXES)}) for INT8 calibration')
     return files
 
 
@@ -377,7 +358,7 @@ def calibration_digest(files: list[str]) -> str:
     """Hex sha256 over the files' names and contents (part of the INT8 engine key)."""
     digest = hashlib.sha256()
     for path in files:
-        digest.update(os.path.basename(path).encode() + b'\0' + file_sha256(path).encode())
+        digest.update(os.path.basename(path).encode() + b'\0' + sha256_file(path).encode())
     return digest.hexdigest()
 
 
@@ -467,7 +448,7 @@ def _make_calibrator(trt, cuda, batches: np.ndarray, cache_path: str):
             return None  # always calibrate: the engine key already covers model and data
 
         def write_calibration_cache(self, cache) -> None:
-            _atomic_write(cache_path, bytes(cache))  # kept beside the engine for inspection / trtexec
+            atomic_write_bytes(cache_path, bytes(cache))  # kept beside the engine for inspection / trtexec
 
         def release(self) -> None:
             with cuda.activate():
@@ -522,7 +503,7 @@ def build_engine(onnx_path: str, engine_path: str, *, precision: str = 'fp16', m
     cuda = cuda or open_cuda()
     try:
         calib_files = calibration_files(calib_dir) if precision == 'int8' else []
-        fields = engine_key_fields(onnx_sha256=file_sha256(onnx_path), tensorrt_version=trt.__version__,
+        fields = engine_key_fields(onnx_sha256=sha256_file(onnx_path), tensorrt_version=trt.__version__,
                                    gpu_name=cuda.device_name(), precision=precision, max_batch=max_batch,
                                    calibration_sha256=calibration_digest(calib_files) if calib_files else None)
         start = time.monotonic()
@@ -530,7 +511,7 @@ def build_engine(onnx_path: str, engine_path: str, *, precision: str = 'fp16', m
                  trt.__version__, precision, onnx_path, max_batch)
         plan = _build_plan(trt, cuda, onnx_path, spec, precision, max_batch, calib_dir, workspace_mb,
                            max_calib_images, engine_path + '.calib')
-        _atomic_write(engine_path, plan)
+        atomic_write_bytes(engine_path, plan)
         seconds = time.monotonic() - start
         built = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
         return write_sidecar(engine_path, spec, fields, onnx_path=os.path.abspath(onnx_path), built_utc=built,
@@ -618,7 +599,7 @@ def ensure_engine(onnx_path: str, *, precision: str = 'fp16', max_batch: int = D
     cuda = cuda or open_cuda()
     try:
         calib = calibration_digest(calibration_files(calib_dir)) if precision == 'int8' else None
-        fields = engine_key_fields(onnx_sha256=file_sha256(onnx_path), tensorrt_version=trt.__version__,
+        fields = engine_key_fields(onnx_sha256=sha256_file(onnx_path), tensorrt_version=trt.__version__,
                                    gpu_name=cuda.device_name(), precision=precision, max_batch=max_batch,
                                    calibration_sha256=calib)
         key = engine_cache_key(fields)

@@ -417,9 +417,9 @@ def create_detector(config: DetectorConfig | None = None, runner_factory=None) -
     """The detector named by ``config.kind`` ('yunet', 'yuface' or 'haar').
 
     Args:
-        runner_factory: for 'yunet', ``f(model_path, config) -> TensorRunner``; None =
-            fer_ros.backends.create_detector_runner (imported only then, so the core loads no backend
-            for the other kinds).
+        runner_factory: for 'yunet' (required there), ``f(model_path, config) -> TensorRunner``:
+            ``fer_ros.backends.create_detector_runner``, or call ``fer_ros.backends.create_face_detector``
+            (core does not import the backends).
     Raises:
         RuntimeError / FileNotFoundError / BackendError: the detector's library, model or cascade is
             missing (the message says how to fix).
@@ -428,6 +428,7 @@ def create_detector(config: DetectorConfig | None = None, runner_factory=None) -
     if config.kind == 'yunet':
         from fer_ros.core.cnn_detection import YuNetDetector
         if runner_factory is None:
-            from fer_ros.backends import create_detector_runner as runner_factory
+            raise ValueError("detector 'yunet' runs on a backend: pass runner_factory "
+                             '(fer_ros.backends.create_detector_runner) or use fer_ros.backends.create_face_detector')
         return YuNetDetector(config, runner_factory)
     return YuFaceDetector(config) if config.kind == 'yuface' else HaarDetector(config)

@@ -1,7 +1,9 @@
 """Where packaged files live: the source checkout, a pip install, or a colcon/ament install.
 
 Search order for a data file NAME in folder KIND ('config', 'models', 'assets' or 'msg'):
-1. the source checkout: <repo root>/<KIND>/NAME (this file is <repo>/fer_ros/core/paths.py);
+1. the source checkout this module was imported from, if it is one: the folder above the ``fer_ros``
+   package that holds the ROS package manifest (package.xml naming ``fer_ros``), <KIND>/NAME in it.
+   An installed copy (colcon, pip) has no such manifest beside it and skips this step;
 2. every ament prefix: $AMENT_PREFIX_PATH entries /share/fer_ros/<KIND>/NAME.
 """
 from __future__ import annotations
@@ -16,9 +18,23 @@ DEFAULT_DETECTOR_MODEL = 'face_detector_libfacedetection.onnx'
 DETECTOR_MODEL_ENV = 'FER_ROS_DETECTOR_MODEL'
 
 
+def source_checkout() -> Path | None:
+    """The checkout the running ``fer_ros`` package was imported from, or None for an installed copy.
+
+    A checkout is recognised by its ROS package manifest, not assumed from the folder depth: the
+    folder above the package must hold a package.xml whose <name> is ``fer_ros``.
+    """
+    root = Path(__file__).resolve().parent.parent.parent
+    manifest = root / 'package.xml'
+    try:
+        return root if f'<name>{PACKAGE}</name>' in manifest.read_text(errors='replace') else None
+    except OSError:
+        return None
+
+
 def _candidates(kind: str, name: str) -> list[Path]:
-    repo_root = Path(__file__).resolve().parents[2]
-    places = [repo_root / kind / name]
+    checkout = source_checkout()
+    places = [checkout / kind / name] if checkout is not None else []
     for prefix in filter(None, os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep)):
         places.append(Path(prefix) / 'share' / PACKAGE / kind / name)
     return places

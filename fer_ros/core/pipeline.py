@@ -10,20 +10,23 @@ boxes are (``FaceDetector.detect(bgr, regions=...)``), which is several times ch
 enters the view is therefore found at the next full scan, up to ``full_scan_period - 1`` frames late.
 
 The node, fer-infer, the bag evaluator and the benchmarks all run this class, so they measure and
-publish exactly the same thing. Importing it loads neither torch nor any backend library; the backend
-is loaded by ``create_backend`` when the Pipeline is built.
+publish exactly the same thing. The Pipeline is given its backend (core imports nothing from
+``fer_ros.backends``: dependencies point from backends to core, never back):
+
+    fer_ros.backends.create_pipeline(config)   # = Pipeline(config, backend_for(config),
+                                               #            detector_factory=create_face_detector)
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from fer_ros.backends import BACKENDS, Backend, create_backend, create_detector_runner
+from fer_ros.core.backend_options import BACKENDS
 from fer_ros.core.commands import STOP, CommandConfig, CommandMapper, load_command_config
-from fer_ros.core.detection import DetectorConfig, FaceDetector, check_bgr, create_detector
-from fer_ros.core.paths import default_model_path
+from fer_ros.core.detection import DetectorConfig, FaceDetector, check_bgr
 from fer_ros.core.labels import SCARED
 from fer_ros.core.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
 from fer_ros.core.preprocess import (CROP_MODES, MAX_MARGIN, MIRROR_TTA_CHOICES, average_mirrors, crop_faces,
@@ -32,6 +35,9 @@ from fer_ros.core.smoothing import SmoothingConfig
 from fer_ros.core.spec import ModelSpec
 from fer_ros.core.tracking import FaceTracker, TrackerConfig
 from fer_ros.core.types import Command, Detection, FrameResult
+
+if TYPE_CHECKING:  # annotations only: at run time core never imports the backends package
+    from fer_ros.backends.base import Backend
 
 
 @dataclass(frozen=True)
@@ -140,22 +146,24 @@ class Pipeline:
 
     Args:
         config: see PipelineConfig.
-        backend: an already-built backend (tests, benchmarks); None = create_backend(config.model_path,
-            config.backend).
-        detector: an already-built detector; None = create_detector(config.detector) on the backends' runner.
+        backend: the loaded classifier (``fer_ros.backends.backend_for(config)`` builds the one
+            ``config`` names; tests and benchmarks may pass their own).
+        detector_factory: ``f(DetectorConfig) -> FaceDetector``, used at construction and when
+            ``set_detector_config`` changes the detector's kind, model or backend:
+            ``fer_ros.backends.create_face_detector`` (``fer_ros.backends.create_pipeline`` passes it).
     Raises:
-        FileNotFoundError: no model (and no default model), or a missing commands file.
-        BackendError: the model cannot be loaded. ValueError: invalid configuration.
+        FileNotFoundError: a missing commands file. ValueError: invalid configuration.
     Not thread-safe: call process/tick/reset from one thread or under one lock.
     """
 
-    def __init__(self, config: PipelineConfig | None = None, *, backend: Backend | None = None,
-                 detector: FaceDetector | None = None) -> None:
-        self.config = config = config or PipelineConfig()
+    def __init__(self, config: PipelineConfig, backend: Backend, *,
+                 detector_factory: Callable[[DetectorConfig], FaceDetector]) -> None:
         if not isinstance(config, PipelineConfig):
             raise ValueError(f'config must be a PipelineConfig, got {type(config).__name__}')
-        self._backend = backend or create_backend(config.model_path or default_model_path(), config.backend)
-        self._detector = detector or create_detector(config.detector, create_detector_runner)
+        self.config = config
+        self._backend = backend
+        self._detector_factory = detector_factory
+        self._detector = detector_factory(config.detector)
         self._tracker = FaceTracker(config.tracker, config.smoothing, self._backend.labels)
         self._mapper = CommandMapper(load_command_config(config.commands_path or None))
         self._roi_frames = 0      # consecutive ROI-mode frames since the last full-frame detection
@@ -197,12 +205,7 @@ class Pipeline:
         if config.kind == self._detector.name and (config.model_path, config.backend) == (old.model_path, old.backend):
             self._detector.config = config
         else:
-            self._detector = create_detector(config, create_detector_runner)
-
-    def analyze(self, bgr: np.ndarray) -> FrameAnalysis:
-        """Detect and classify every face of one frame (no tracking, no state); see ``analyze_frame``."""
-        return analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin,
-                             crop_mode=self.config.crop_mode, mirror=self.mirror)
+            self._detector = self._detector_factory(config)
 
     def process(self, bgr: np.ndarray, stamp: float) -> FrameResult:
         """One frame through the whole pipeline.

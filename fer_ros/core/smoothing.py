@@ -80,10 +80,6 @@ class Smoother(ABC):
     def _update(self, p: np.ndarray) -> np.ndarray:
         """float64[K] in, float64[K] smoothed out."""
 
-    @abstractmethod
-    def reset(self) -> None:
-        """Forget the history (the next update starts afresh)."""
-
 
 class EmaSmoother(Smoother):
     """Exponential moving average; the first frame initialises the state."""
@@ -99,9 +95,6 @@ class EmaSmoother(Smoother):
         self._state = p.copy() if self._state is None else self.alpha * p + (1.0 - self.alpha) * self._state
         return self._state
 
-    def reset(self) -> None:
-        self._state = None
-
 
 class WindowSmoother(Smoother):
     """Mean of the last ``window`` frames (fewer while the window fills)."""
@@ -116,18 +109,12 @@ class WindowSmoother(Smoother):
         self._frames.append(p.copy())
         return np.mean(self._frames, axis=0)
 
-    def reset(self) -> None:
-        self._frames.clear()
-
 
 class NoSmoother(Smoother):
     """Passes the current frame through (renormalised)."""
 
     def _update(self, p: np.ndarray) -> np.ndarray:
         return p
-
-    def reset(self) -> None:
-        pass
 
 
 def make_smoother(config: SmoothingConfig, num_classes: int) -> Smoother:
@@ -151,7 +138,7 @@ def circumplex_matrix(labels: tuple[str, ...] | list[str]) -> np.ndarray:
     return np.array([CIRCUMPLEX[name] for name in labels], dtype=np.float32).reshape(len(labels), 2)
 
 
-def valence_arousal(probabilities: np.ndarray, labels: tuple[str, ...] | list[str]) -> tuple[float, float]:
+def circumplex_point(p: np.ndarray, coords: np.ndarray) -> tuple[float, float]:
     """Valence and arousal of a face: the probability-weighted mean of the classes' circumplex points.
 
     Coordinates (``fer_ros.core.labels.CIRCUMPLEX``, valence, arousal in -1..1):
@@ -179,24 +166,17 @@ def valence_arousal(probabilities: np.ndarray, labels: tuple[str, ...] | list[st
     valence or arousal directly.
 
     Args:
-        probabilities: float[K] class probabilities (0..1, summing to about 1) in ``labels`` order.
-        labels: canonical expression words (see ``fer_ros.core.labels``).
+        p: float[K] class probabilities (0..1, summing to about 1; negatives count as 0).
+        coords: float[K, 2] from ``circumplex_matrix`` in the same label order (the tracker computes
+            it once per label order).
     Returns:
-        (valence, arousal), each a float in -1..1. An all-zero vector gives (0.0, 0.0).
+        (valence, arousal), each a float clipped to -1..1. An all-zero vector gives (0.0, 0.0).
     Raises:
-        ValueError: lengths differ, or a label has no circumplex coordinates.
+        ValueError: ``p`` and ``coords`` have different lengths.
     """
-    p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
-    if p.shape[0] != len(labels):
-        raise ValueError(f'{p.shape[0]} probabilities for {len(labels)} labels')
-    return circumplex_point(p, circumplex_matrix(labels))
-
-
-def circumplex_point(p: np.ndarray, coords: np.ndarray) -> tuple[float, float]:
-    """Probability-weighted mean of circumplex points: ``p`` float[K] (negatives count as 0) and
-    ``coords`` float[K, 2] from ``circumplex_matrix`` -> (valence, arousal), each clipped to -1..1.
-    The tracker calls this with a matrix computed once per label order."""
-    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, None)
+    p = np.clip(np.asarray(p, dtype=np.float64).reshape(-1), 0.0, None)
+    if p.shape[0] != len(coords):
+        raise ValueError(f'{p.shape[0]} probabilities for {len(coords)} labels')
     total = p.sum()
     if total <= 0:
         return 0.0, 0.0

@@ -124,11 +124,6 @@ class FaceTracker:
         self.correct = None
 
     @property
-    def num_tracks(self) -> int:
-        """Tracks alive now, tentative ones included."""
-        return len(self._tracks)
-
-    @property
     def face_ids(self) -> list[str]:
         """Ids of the tracks alive now (confirmed and tentative)."""
         return [t.face_id for t in self._tracks]

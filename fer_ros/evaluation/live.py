@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_ros.core.paths import find_executable
-from fer_ros.tools.child_process import LoggedProcess
+from fer_ros.ros.processes import LoggedProcess
 from fer_ros.core.types import Command, FaceResult, FrameResult
 
 from .bag_io import (COMPRESSED_IMAGE, BagReader, BagWriter, StampClock, make_typestore, stamp_ns)

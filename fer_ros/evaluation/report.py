@@ -20,7 +20,7 @@ from pathlib import Path
 from fer_ros.core.types import FrameResult
 
 from . import plots
-from .labels import Labels
+from .ground_truth import Labels
 from .metrics import Confusion, confusion, summary
 
 # Status of a frame in the evaluation.

@@ -3,7 +3,7 @@
 Publishes `image` (sensor_msgs/Image, bgr8) or `image/compressed` (CompressedImage, jpeg) at
 `rate_hz`, stamped with the node clock at publish time. Frames come from image files (`images`
 parameter) or, by default, from the repository's photos composed into `width`x`height` frames with
-`num_faces` faces (fer_ros.core.sample_frames). Used by `make demo`, the tests and the benchmarks.
+`num_faces` faces (fer_ros.sample_frames). Used by `make demo`, the tests and the benchmarks.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def load_frames(paths: list[str], num_faces: int, width: int, height: int, count
                 raise ValueError(f"parameter 'images': cannot read {path}")
             frames.append(image)
         return frames
-    from fer_ros.core.sample_frames import sample_frame
+    from fer_ros.sample_frames import sample_frame
     return [sample_frame(num_faces, size=(width, height), seed=i)[0] for i in range(count)]
 
 

@@ -50,8 +50,8 @@ class FerNode(Node):
     def __init__(self) -> None:
         super().__init__(params.NODE_NAME)
         self._values = params.declare(self)          # ParameterError -> caught in main()
-        from fer_ros.core.pipeline import Pipeline   # heavy imports after parameters are valid
-        self._pipeline = Pipeline(params.pipeline_config(self._values))
+        from fer_ros.backends import create_pipeline   # heavy imports after parameters are valid
+        self._pipeline = create_pipeline(params.pipeline_config(self._values))
         self._lock = threading.Lock()                # pipeline state: worker vs tick timer vs params
 
         qos = QoSProfile(

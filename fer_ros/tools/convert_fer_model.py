@@ -282,7 +282,7 @@ def build_onnx_from_bytes(data: bytes, source: str):
 def convert(out: str, wheel: str | None = None, hdf5: str | None = None,
             torch_out: str | None = None) -> tuple[ModelSpec, float | None]:
     """Write ``out`` (ONNX, made with ``onnx`` alone: fer_ros.tools.mini_xception_onnx) and, if given and
-    torch is installed, ``torch_out`` (a fer_ros torch checkpoint, see fer_ros.backends.torch_backend: for
+    torch is installed, ``torch_out`` (a fer_ros torch checkpoint, see fer_ros.models.checkpoint: for
     the torch backend and as a fine-tuning start), checking ONNX Runtime against the PyTorch port.
 
     Returns:
@@ -310,10 +310,10 @@ def convert(out: str, wheel: str | None = None, hdf5: str | None = None,
         print(f'fer-convert-fer-model: torch is not installed; {torch_out} not written (the ONNX model needs '
               'no torch)', file=sys.stderr)
         return spec, None
-    from fer_ros.backends.torch_backend import save_checkpoint
+    from fer_ros.models.checkpoint import save_model
 
     model, _ = build_from_bytes(data, source)
-    save_checkpoint(torch_out, 'mini_xception', model, spec, {
+    save_model(torch_out, 'mini_xception', model, spec, {
         'stem_channels': model.conv1.out_channels,
         'block_channels': [b.sep1.pointwise.out_channels for b in model.blocks]})
     return spec, _max_difference(out, model, spec)

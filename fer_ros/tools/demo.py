@@ -15,7 +15,7 @@ import rclpy
 from rclpy.node import Node
 
 from fer_ros.core.paths import find_executable
-from fer_ros.tools.child_process import stop_process
+from fer_ros.ros.processes import stop_process
 from fer_ros.msg import FaceExpressionArray, HriCommand
 
 

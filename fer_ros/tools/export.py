@@ -13,51 +13,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import os
 import sys
-from typing import Any
 
+from fer_ros.core.files import sha256_file
 from fer_ros.core.spec import ModelSpec
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def spec_from_checkpoint(ckpt: dict[str, Any], sha256: str, source: str) -> ModelSpec:
-    """The ModelSpec (with provenance in ``extra``) of a fer-train checkpoint."""
-    inp, data, metrics = ckpt['input'], ckpt.get('dataset', {}), ckpt.get('metrics', {})
-    split = data.get('split', {})
-    extra = {
-        'model': ckpt['model']['name'],
-        'model_kwargs': dict(ckpt['model'].get('kwargs', {})),
-        'training_dataset': data.get('name', ''),
-        'training_dataset_format': data.get('format', ''),
-        'training_dataset_path': data.get('path', ''),
-        'split': data.get('split_text', ''),
-        'split_mode': split.get('mode', ''),
-        'split_seed': split.get('seed'),
-        'test_images': split.get('test'),
-        'accuracy': metrics.get('test_acc'),
-        'accuracy_split': 'test',
-        'mean_class_recall': metrics.get('test_mean_class_recall'),
-        'val_accuracy': metrics.get('val_acc'),
-        'epoch': ckpt.get('epoch'),
-        'params': ckpt.get('complexity', {}).get('params'),
-        'macs': ckpt.get('complexity', {}).get('macs'),
-        'checkpoint': os.path.basename(source),
-        'checkpoint_sha256': sha256,
-        'torch_version': ckpt.get('torch_version', ''),
-        'exported_utc': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
-    }
-    return ModelSpec(name=ckpt['model']['name'], labels=tuple(ckpt['labels']), height=int(inp['size']),
-                     width=int(inp['size']), channels=int(inp['channels']), mean=tuple(inp['mean']),
-                     std=tuple(inp['std']), output='probabilities', extra=extra)
 
 
 def export_checkpoint(checkpoint_path: str, out: str, *, opset: int = 17, atol: float = 1e-4
@@ -69,19 +29,14 @@ def export_checkpoint(checkpoint_path: str, out: str, *, opset: int = 17, atol: 
         ValueError: not a fer-train checkpoint, weights that do not fit the model, or ONNX Runtime
             differing from PyTorch by more than ``atol`` (the ONNX file is removed then).
     """
-    from fer_ros.models import create_model
-    from fer_ros.tools.onnx_export import export_onnx
-    from training.checkpoint import load
+    from fer_ros.models import checkpoint
+    from fer_ros.models.onnx_export import export_onnx
 
-    ckpt = load(checkpoint_path)
-    m = ckpt['model']
-    model = create_model(m['name'], num_classes=int(m['num_classes']), in_channels=int(m['in_channels']),
-                         **dict(m.get('kwargs', {})))
-    try:
-        model.load_state_dict(ckpt['state_dict'])
-    except RuntimeError as exc:
-        raise ValueError(f'{checkpoint_path}: weights do not fit {m["name"]}({m.get("kwargs", {})}): {exc}') from exc
-    spec = spec_from_checkpoint(ckpt, sha256_file(checkpoint_path), checkpoint_path)
+    ckpt = checkpoint.load(checkpoint_path)
+    exported = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+    spec = checkpoint.spec_from_checkpoint(ckpt, checkpoint_path, use_stored=False, extra={
+        'checkpoint_sha256': sha256_file(checkpoint_path), 'exported_utc': exported})
+    model = checkpoint.build_model(ckpt, checkpoint_path, spec)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     try:
         diff = export_onnx(model, spec, out, opset=opset, atol=atol)

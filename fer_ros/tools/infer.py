@@ -15,36 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 
-import cv2
 import numpy as np
 
-from fer_ros.backends import BACKENDS, BackendError, create_backend
-from fer_ros.core.detection import DETECTOR_BACKENDS, DETECTOR_KINDS, DetectorConfig, create_detector
+from fer_ros.backends import BACKENDS, BackendError, create_backend, create_face_detector
+from fer_ros.core.detection import DETECTOR_BACKENDS, DETECTOR_KINDS, DetectorConfig
+from fer_ros.core.files import read_image
 from fer_ros.core.paths import default_model_path
 from fer_ros.core.pipeline import analyze_frame
-
-
-def read_image(path: str) -> np.ndarray:
-    """uint8[H, W, 3] BGR from an image file.
-
-    Raises:
-        ValueError: missing, empty or undecodable file (the message says which).
-    """
-    if not os.path.isfile(path):
-        raise ValueError('no such file')
-    if os.path.getsize(path) == 0:
-        raise ValueError('empty file')
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise ValueError(f'cannot read: {exc.strerror or exc}') from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f'not a decodable image ({data.size} bytes)')
-    return image
 
 
 def face_json(detection, probabilities: np.ndarray, labels: tuple[str, ...]) -> dict:
@@ -81,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format='fer-infer: %(levelname)s: %(message)s')
     try:
-        detector = create_detector(DetectorConfig(kind=args.detector, backend=args.detector_backend,
+        detector = create_face_detector(DetectorConfig(kind=args.detector, backend=args.detector_backend,
                                                   max_side=args.max_side,
                                                   min_face_size=args.min_face, confidence_threshold=args.threshold,
                                                   max_faces=args.max_faces))

@@ -22,9 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_ros.core.files import IMAGE_SUFFIXES
 from fer_ros.evaluation.bag_io import STORAGES, BagError, BagWriter, image_message
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.pgm', '.ppm')
 RAW_ENCODINGS = ('bgr8', 'rgb8', 'mono8')
 DEFAULT_TOPIC = '/camera/image_raw'
 # The built-in sample starts at a fixed time so `--sample` always writes the same bag.
@@ -188,7 +188,7 @@ class SampleSegment:
     """A stretch of the built-in sample: which repository faces are in view, and its honest label."""
 
     frames: int
-    faces: tuple[str, ...]      # names from fer_ros.core.sample_frames.FACE_SOURCES ('astronaut.jpg', ...)
+    faces: tuple[str, ...]      # names from fer_ros.sample_frames.FACE_SOURCES ('astronaut.jpg', ...)
     label: str                  # what a person would say every face shows; '' = not labelled
     note: str
 
@@ -206,7 +206,7 @@ SAMPLE_SEGMENTS: tuple[SampleSegment, ...] = (
 def sample_sequence(size: tuple[int, int] = (640, 480)) -> Iterator[tuple[np.ndarray, SampleSegment]]:
     """Frames of the built-in sample (deterministic): the repository's face photos pasted on its
     face-free photo, drifting slowly so the tracker follows them; yields (BGR frame, segment)."""
-    from fer_ros.core.sample_frames import FACE_SOURCES, background, paste_face
+    from fer_ros.sample_frames import FACE_SOURCES, background, paste_face
 
     sources = {s.image: s for s in FACE_SOURCES}
     width, height = size

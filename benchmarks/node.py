@@ -5,7 +5,7 @@ ONNX Runtime) and this one, which subscribes to `expressions` and /diagnostics. 
 frames/s, latency from the image stamp to receipt of `expressions` (median, p90, p99), drops, and
 with --soak-seconds the node's resident memory over a long run and the drop-counter consistency.
 
-    scripts/with_ros.sh python -m fer_ros.tools.bench_node [--seconds 20] [--faces 1 5]
+    scripts/with_ros.sh python -m benchmarks.node [--seconds 20] [--faces 1 5]
         [--soak-seconds 600] [--json bench/bench_node.json]
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
 from fer_ros.core.paths import find_executable
-from fer_ros.tools.child_process import stop_process
+from fer_ros.ros.processes import stop_process
 from fer_ros.msg import FaceExpressionArray
 
 

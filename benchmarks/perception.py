@@ -1,9 +1,11 @@
-"""fer-bench: perception latency per stage and per classifier, and the `fer` library as the peer.
+"""Perception benchmark (`make bench`): latency per stage and per classifier, the `fer` library as the peer.
 
-    fer-bench [--json bench/bench.json] [--frames 200] [--model PATH ...] [--no-peer]
+    python -m benchmarks.perception [--json bench/bench.json] [--frames 200] [--model PATH ...] [--no-peer]
+
+A development script (not installed with the package; run from the checkout).
 
 1. Pipeline (default model, ONNX Runtime, yuface) on 640x480 clips with 1 and 5 real faces
-   (fer_ros.core.sample_frames, the camera panning slowly so the faces move a few pixels per frame):
+   (fer_ros.sample_frames, the camera panning slowly so the faces move a few pixels per frame):
    median / p90 / p99 of detect, preprocess, infer, track, total and of detect + preprocess + infer
    (the targets: <= 25 ms with one face, <= 40 ms with five), for three detector profiles:
    'roi' (the default: max_side 640, full-frame scan every full_scan_period frames, ROI detection
@@ -18,9 +20,9 @@
    the .onnx).
 3. The peer: the same frames through the `fer` PyPI library's own pipeline (its Haar cascade +
    mini-Xception, TFLite as its default and its Keras model), in a separate venv
-   (bench/.venv-peer: fer==25.10.3 without its dependencies + tensorflow-cpu, setuptools<81,
-   opencv-python-headless<5, pillow, requests) that this tool creates from PyPI on first use; the
-   product's .venv never gets TensorFlow. The peer runs as a server process, and our pipeline
+   (bench/.venv-peer, made by benchmarks/setup_peer.sh from the pins in
+   benchmarks/requirements-peer.txt; `make bench` runs it first); the product's .venv never gets
+   TensorFlow. The peer (benchmarks/fer_peer_server.py) runs as a server process, and our pipeline
    profiles and the peer take turns in chunks of 10 frames, so a change in the machine's background
    load hits both alike. The frame-rate ratio product / fastest peer variant is printed (target >= 3).
 
@@ -42,10 +44,9 @@ import numpy as np
 
 from fer_ros.core.stats import percentiles
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PEER_VENV = os.path.join(REPO, 'bench', '.venv-peer')
-PEER_PIP = ['fer==25.10.3', 'tensorflow-cpu==2.21.*', 'setuptools<81', 'opencv-python-headless<5', 'pillow',
-            'requests']
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # benchmarks/ sits in the checkout
+PEER_VENV = os.path.join(REPO, 'bench', '.venv-peer')      # made by benchmarks/setup_peer.sh (make bench)
+PEER_SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fer_peer_server.py')
 TARGETS_MS = {'1_face': 25.0, '5_faces': 40.0}
 TARGET_RATIO = 3.0
 FRAME_SIZE = (640, 480)
@@ -57,34 +58,6 @@ PROFILES = {'roi': {}, 'full': {'full_scan_period': 1}, 'fast': {'max_side': 320
 PAN_STEP_PX = 3
 CLIP_FRAMES = 16
 
-# Runs inside the peer venv as a server: loads the frames, then for each stdin line
-# "VARIANT CASE COUNT" times FER.detect_emotions on COUNT frames and answers one JSON line.
-PEER_SCRIPT = r'''
-import json, logging, os, sys, time, warnings
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-warnings.filterwarnings('ignore')
-import numpy as np
-from fer.fer import FER
-import fer, tensorflow as tf
-logging.getLogger('fer').setLevel(logging.ERROR)
-data = np.load(sys.argv[1])
-frames = {case: data[case] for case in data.files}
-# FER caches its model per class, so each variant gets its own class
-variants = {'tflite': type('FerTflite', (FER,), {})(), 'keras': type('FerKeras', (FER,), {})(use_tflite=False)}
-position = {}
-print('READY ' + json.dumps({'fer': fer.__version__, 'tensorflow': tf.__version__}), flush=True)
-for line in sys.stdin:
-    variant, case, count = line.split()
-    detector, images = variants[variant], frames[case]
-    times, faces = [], []
-    for _ in range(int(count)):
-        i = position[case] = position.get(case, -1) + 1
-        t0 = time.perf_counter()
-        found = detector.detect_emotions(images[i % len(images)])
-        times.append((time.perf_counter() - t0) * 1e3)
-        faces.append(len(found))
-    print(json.dumps({'ms': times, 'faces': faces}), flush=True)
-'''
 
 
 def summary(values) -> dict[str, float]:
@@ -102,7 +75,7 @@ def progress(iterable, desc: str, total: int):
 
 def scenario_frames(num_faces: int):
     """Distinct still frames (one per seed) for the detector-alone timing."""
-    from fer_ros.core.sample_frames import sample_frame
+    from fer_ros.sample_frames import sample_frame
 
     return [sample_frame(num_faces, FRAME_SIZE, seed)[0] for seed in SEEDS]
 
@@ -113,7 +86,7 @@ def scenario_clip(num_faces: int):
     loop has no jump."""
     import cv2
 
-    from fer_ros.core.sample_frames import sample_frame
+    from fer_ros.sample_frames import sample_frame
 
     frame = sample_frame(num_faces, FRAME_SIZE, SEEDS[0])[0]
     half = CLIP_FRAMES // 2
@@ -134,10 +107,12 @@ class PipelineRunner:
 
     def __init__(self, model_path: str, detector_overrides: dict, frames: dict) -> None:
         from fer_ros.core.detection import DetectorConfig
-        from fer_ros.core.pipeline import Pipeline, PipelineConfig
+        from fer_ros.backends import create_pipeline
+        from fer_ros.core.pipeline import PipelineConfig
 
         self.detector = DetectorConfig(**detector_overrides)
-        self.pipeline = Pipeline(PipelineConfig(model_path=model_path, backend='onnxruntime', detector=self.detector))
+        self.pipeline = create_pipeline(PipelineConfig(model_path=model_path, backend='onnxruntime',
+                                                       detector=self.detector))
         self.frames = frames
         self.stages = {case: {} for case, _ in CASES}
         self.by_mode = {case: {'full': {}, 'roi': {}} for case, _ in CASES}
@@ -174,17 +149,14 @@ class PipelineRunner:
 
 
 class PeerRunner:
-    """The `fer` library in its own venv, driven over stdin/stdout (see PEER_SCRIPT)."""
+    """The `fer` library in its own venv, driven over stdin/stdout (see fer_peer_server.py)."""
 
     def __init__(self, venv: str, frames: dict, tmp: str) -> None:
         python = peer_python(venv)
         data = os.path.join(tmp, 'frames.npz')
         np.savez(data, **{case: np.stack(images) for case, images in frames.items()})
-        script = os.path.join(tmp, 'peer.py')
-        with open(script, 'w') as fh:
-            fh.write(PEER_SCRIPT)
         self._errors = open(os.path.join(tmp, 'peer.err'), 'w+')
-        self._proc = subprocess.Popen([python, script, data], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self._proc = subprocess.Popen([python, PEER_SERVER, data], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=self._errors, text=True, bufsize=1)
         self.versions = json.loads(self._line('READY '))
         self.ms = {v: {case: [] for case, _ in CASES} for v in ('tflite', 'keras')}
@@ -234,7 +206,7 @@ def bench_interleaved(model_path: str, frames: int, warmup: int, peer_venv: str 
                 peer = PeerRunner(peer_venv, images, tmp)
             except (RuntimeError, OSError) as exc:
                 peer_report = {'error': str(exc)}
-                print(f'fer-bench: {exc}', file=sys.stderr)
+                print(f'bench: {exc}', file=sys.stderr)
         try:
             calls = []
             for case, _ in CASES:
@@ -251,7 +223,7 @@ def bench_interleaved(model_path: str, frames: int, warmup: int, peer_venv: str 
                 peer_report = peer.report()
         except (RuntimeError, OSError, ValueError) as exc:
             peer_report = {'error': str(exc)}
-            print(f'fer-bench: {exc}', file=sys.stderr)
+            print(f'bench: {exc}', file=sys.stderr)
         finally:
             if peer:
                 peer.close()
@@ -271,7 +243,7 @@ def small_face_recall(detector, roi: bool = False) -> dict[str, float]:
     roi: search only around the face's box shifted by ROI_RECALL_MOTION of its size (alternately
     right/left/down/up), as ROI mode does with the box of the previous frame; False: the whole frame.
     """
-    from fer_ros.core.sample_frames import FACE_SOURCES, background, paste_face
+    from fer_ros.sample_frames import FACE_SOURCES, background, paste_face
 
     moves = ((1, 0), (-1, 0), (0, 1), (0, -1))
     recall = {}
@@ -297,11 +269,12 @@ def small_face_recall(detector, roi: bool = False) -> dict[str, float]:
 def bench_detector_sizes(frames: int, warmup: int, sides=(640, 480, 400, 320)) -> list[dict]:
     """yuface detection time, and recall vs face size, for each detector input size (the main
     latency knob: yuface's time grows faster than its pixel count)."""
-    from fer_ros.core.detection import DetectorConfig, create_detector
+    from fer_ros.backends import create_face_detector
+    from fer_ros.core.detection import DetectorConfig
 
     rows = []
     for side in progress(sides, 'detector sizes', len(sides)):
-        detector = create_detector(DetectorConfig(max_side=side, min_face_size=8))
+        detector = create_face_detector(DetectorConfig(max_side=side, min_face_size=8))
         row = {'max_side': side}
         for case, num_faces in (('1_face', 1), ('5_faces', 5)):
             images = scenario_frames(num_faces)
@@ -316,7 +289,7 @@ def bench_detector_sizes(frames: int, warmup: int, sides=(640, 480, 400, 320)) -
         row['recall_by_face_height_px'] = small_face_recall(detector)
         rows.append(row)
     # ROI mode at the default settings (its windows do not depend on max_side)
-    detector = create_detector(DetectorConfig(min_face_size=8))
+    detector = create_face_detector(DetectorConfig(min_face_size=8))
     cfg = detector.config
     rows.append({'mode': 'roi', 'roi_scale': cfg.roi_scale, 'roi_face_px': cfg.roi_face_px,
                  'face_motion': ROI_RECALL_MOTION,
@@ -364,7 +337,7 @@ def classifier_targets(extra: list[str]) -> list[tuple[str, str]]:
 def face_batch(spec, size: int) -> np.ndarray:
     """float32[size, C, H, W] of real face crops (the 5 faces of sample frames, repeated)."""
     from fer_ros.core.preprocess import crop_faces
-    from fer_ros.core.sample_frames import sample_frame
+    from fer_ros.sample_frames import sample_frame
 
     crops = []
     for seed in SEEDS:
@@ -400,28 +373,14 @@ def bench_classifier(path: str, backend_name: str, iterations: int) -> dict:
 # --- 3. the peer --------------------------------------------------------------------------------------
 
 def peer_python(venv: str) -> str:
-    """The peer venv's interpreter, creating the venv from PyPI on first use.
+    """The peer venv's interpreter (benchmarks/setup_peer.sh makes the venv; `make bench` runs it first).
 
     Raises:
-        RuntimeError: the venv cannot be created (the message has pip's last lines).
+        RuntimeError: the venv is missing or incomplete.
     """
     python = os.path.join(venv, 'bin', 'python')
-    stamp = os.path.join(venv, '.fer_peer_ok')
-    if os.path.isfile(stamp):
-        return python
-    print(f'fer-bench: creating the peer venv {os.path.relpath(venv, REPO)} (fer + tensorflow-cpu from PyPI; '
-          'first run only, a few minutes)', file=sys.stderr)
-    steps = [[sys.executable, '-m', 'venv', '--clear', venv],
-             [python, '-m', 'pip', 'install', '-q', '--disable-pip-version-check', '--no-deps', PEER_PIP[0]],
-             [python, '-m', 'pip', 'install', '-q', '--disable-pip-version-check', *PEER_PIP[1:]],
-             [python, '-c', 'from fer.fer import FER']]
-    for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = '\n'.join((done.stdout + done.stderr).strip().splitlines()[-8:])
-            raise RuntimeError(f'peer venv step {" ".join(step[-3:])!r} failed:\n{tail}')
-    with open(stamp, 'w') as fh:
-        fh.write(' '.join(PEER_PIP) + '\n')
+    if not os.path.isfile(os.path.join(venv, '.fer_peer_ok')):
+        raise RuntimeError(f'no peer venv at {venv}: run `bash benchmarks/setup_peer.sh {venv}` (or `make bench`)')
     return python
 
 
@@ -507,7 +466,7 @@ def machine() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='fer-bench', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m benchmarks.perception', description=__doc__.split('\n\n')[0])
     parser.add_argument('--json', default=None, help='write the full report here (e.g. bench/bench.json)')
     parser.add_argument('--frames', type=int, default=200, help='timed frames per scenario (default %(default)s)')
     parser.add_argument('--warmup', type=int, default=20, help='untimed frames first (default %(default)s)')
@@ -522,13 +481,13 @@ def main(argv: list[str] | None = None) -> int:
         if not os.path.isfile(path):
             parser.error(f'--model {path}: no such file')
     import logging
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format='fer-bench: %(levelname)s: %(message)s')
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format='bench: %(levelname)s: %(message)s')
 
     from fer_ros.core.paths import default_model_path
     try:
         model = default_model_path()
     except FileNotFoundError as exc:
-        print(f'fer-bench: {exc}', file=sys.stderr)
+        print(f'bench: {exc}', file=sys.stderr)
         return 2
     report = {'machine': machine(), 'settings': {'frames': args.frames, 'warmup': args.warmup,
                                                  'iterations': args.iterations, 'frame_size': FRAME_SIZE,

@@ -1,6 +1,6 @@
 """Model benchmark: params, MACs, CPU training throughput and ONNX Runtime latency per variant.
 
-    python -m fer_ros.tools.bench_models [--threads 2] [--json bench/models.json]
+    python -m benchmarks.models [--threads 2] [--json bench/models.json]
 
 For every Table 5 variant (wrn, wrn_scam, wrn_scam_gbn, light_ntwrn) at 3x48x48 and, when the
 name is registered, the FER2013 mini-Xception baseline (create_model('mini_xception',
@@ -84,7 +84,7 @@ def bench_model(name: str, in_channels: int, size: int, args: argparse.Namespace
     from fer_ros.core.spec import ModelSpec
     from fer_ros.models import create_model
     from fer_ros.models.complexity import complexity
-    from fer_ros.tools.onnx_export import export_onnx
+    from fer_ros.models.onnx_export import export_onnx
 
     torch.manual_seed(0)
     model = create_model(name, num_classes=7, in_channels=in_channels)

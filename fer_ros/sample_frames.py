@@ -1,6 +1,7 @@
-"""Deterministic camera-like test frames with real faces and known face boxes.
+"""Deterministic camera-like test frames with real faces and known face boxes (demo and test data).
 
-Used by the tests, fer-bench, the demo and the camera process. A frame is the repository's face-free
+Not part of the perception pipeline: used by the camera stand-in (fer_camera, `make demo`),
+`fer-make-bag --sample`, the tests and the benchmarks. A frame is the repository's face-free
 photo (assets/coffee.jpg) resized to the frame size, with 0..N real faces pasted on it: the faces of
 assets/astronaut.jpg and assets/camera.jpg (both public domain, from scikit-image), optionally mirrored
 and scaled. Each face is pasted as a crop with margin, blended through a feathered ellipse so no hard

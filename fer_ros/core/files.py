@@ -1,0 +1,65 @@
+"""File helpers shared by the tools, the backends and training: content hash, atomic writes, image files."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+
+# Still-image files the tools read (fer-infer, INT8 calibration, image-folder datasets, fer-make-bag --images).
+IMAGE_SUFFIXES: tuple[str, ...] = ('.png', '.jpg', '.jpeg', '.bmp', '.pgm', '.ppm', '.tif', '.tiff', '.webp')
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on error removed.
+
+    A reader (or a crash mid-write) never sees half a file: the rename is atomic on one file system.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f'{path}.tmp{os.getpid()}'
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_bytes(path: str, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` through ``atomic_path``."""
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+        f.write(payload)
+
+
+def read_image(path: str) -> np.ndarray:
+    """uint8[H, W, 3] BGR from an image file (works for non-ASCII paths too).
+
+    Raises:
+        ValueError: missing, empty or undecodable file (the message says which, not the path: callers
+            name the file).
+    """
+    if not os.path.isfile(path):
+        raise ValueError('no such file')
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise ValueError(f'cannot read: {exc.strerror or exc}') from None
+    if data.size == 0:
+        raise ValueError('empty file')
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f'not a decodable image ({data.size} bytes)')
+    return image
