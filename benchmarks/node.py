@@ -6,7 +6,11 @@ frames/s, latency from the image stamp to receipt of `expressions` (median, p90,
 with --soak-seconds the node's resident memory over a long run and the drop-counter consistency.
 
     scripts/with_ros.sh python -m benchmarks.node [--seconds 20] [--faces 1 5]
-        [--soak-seconds 600] [--json bench/bench_node.json]
+        [--profiles default full_scan yuface_roi] [--soak-seconds 600] [--json bench/bench_node.json]
+
+Profiles (node parameters, run one after the other in the same invocation so they share the load):
+'default' (yunet, ROI mode with a full scan every 5th frame), 'full_scan' (yunet, the whole frame on
+every frame: no ROI mode), 'yuface_roi' (the previous default: the yuface binding in ROI mode).
 """
 from __future__ import annotations
 
@@ -27,6 +31,9 @@ from rclpy.node import Node
 from fer_ros.core.paths import find_executable
 from fer_ros.ros.processes import stop_process
 from fer_ros.msg import FaceExpressionArray
+
+
+PROFILES = {'default': [], 'full_scan': ['detector_full_scan_period:=1'], 'yuface_roi': ['detector:=yuface']}
 
 
 class Probe(Node):
@@ -54,8 +61,10 @@ def _spin_until(probe, predicate, timeout, what):
             raise RuntimeError(f'timed out waiting for {what}')
 
 
-def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: float = 0.0) -> dict:
-    node = subprocess.Popen([find_executable('fer_node'), '--ros-args', '-p', 'backend:=onnxruntime'],
+def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: float = 0.0,
+             params: list[str] = ()) -> dict:
+    extra = [arg for p in params for arg in ('-p', p)]
+    node = subprocess.Popen([find_executable('fer_node'), '--ros-args', '-p', 'backend:=onnxruntime', *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     camera = None
     try:
@@ -87,7 +96,7 @@ def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: 
     span = stamps[keep].max() - stamps[keep].min() if keep.sum() > 1 else float('nan')
     d = probe.diag
     result = {
-        'faces': faces, 'camera_rate_hz': rate, 'seconds': seconds,
+        'faces': faces, 'camera_rate_hz': rate, 'seconds': seconds, 'node_params': list(params),
         'expressions_received': len(probe.receipts),
         'processed_fps': float((keep.sum() - 1) / span) if span == span and span > 0 else 0.0,
         'latency_ms': {f'p{q}': float(np.percentile(latency, q)) for q in (50, 90, 99)} if latency.size else {},
@@ -113,6 +122,8 @@ def main(argv=None) -> int:
     ap.add_argument('--seconds', type=float, default=20.0, help='stream length per case (default 20)')
     ap.add_argument('--faces', type=int, nargs='*', default=[1, 5], help='face counts to run (none: soak only)')
     ap.add_argument('--rate', type=float, default=30.0)
+    ap.add_argument('--profiles', nargs='*', default=list(PROFILES), choices=list(PROFILES),
+                    help='node parameter sets to run (default: all, side by side)')
     ap.add_argument('--soak-seconds', type=float, default=0.0, help='add a soak run of this length (e.g. 600)')
     ap.add_argument('--json', help='write all figures here')
     args = ap.parse_args(argv)
@@ -120,11 +131,12 @@ def main(argv=None) -> int:
     rclpy.init()
     probe = Probe()
     results = {'machine': f'{platform.node()} {os.cpu_count()} cores', 'date': time.strftime('%Y-%m-%d %H:%M'),
-               'cases': []}
+               'load_average_at_start': [round(v, 2) for v in os.getloadavg()], 'cases': []}
     try:
-        for faces in args.faces:
-            print(f'bench-node: {faces} face(s), {args.seconds:.0f} s at {args.rate:.0f} Hz ...', flush=True)
-            case = run_case(probe, faces, args.seconds, args.rate)
+        for profile, faces in [(p, f) for p in args.profiles for f in args.faces]:
+            print(f'bench-node [{profile}]: {faces} face(s), {args.seconds:.0f} s at {args.rate:.0f} Hz ...', flush=True)
+            case = run_case(probe, faces, args.seconds, args.rate, params=PROFILES[profile])
+            case['profile'] = profile
             results['cases'].append(case)
             lat = case['latency_ms']
             print(f"  processed {case['processed_fps']:.1f} frames/s; latency stamp->expressions median "
@@ -145,6 +157,7 @@ def main(argv=None) -> int:
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=2)
         print(f'bench-node: wrote {args.json}')
+    print(f'bench-node: load average at the end {[round(v, 2) for v in os.getloadavg()]}')
     return 0
 
 
