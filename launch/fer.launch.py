@@ -24,6 +24,8 @@ PARAMETER_ARGUMENTS = {
     'reliability': ('reliability', 'best_effort', 'image subscription QoS: best_effort or reliable'),
     'model_path': ('model_path', '', "ONNX / engine / checkpoint path; '' = default mini-Xception"),
     'backend': ('backend', 'auto', 'auto, onnxruntime, tensorrt or torch'),
+    'detector': ('detector', 'yunet', 'face detector: yunet (ONNX), yuface (x86_64 binding) or haar'),
+    'detector_backend': ('detector_backend', 'auto', "where yunet runs: auto, onnxruntime or tensorrt"),
     'debug_image': ('publish_debug_image', 'true', 'publish the annotated debug_image topic'),
 }
 

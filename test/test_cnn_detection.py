@@ -207,3 +207,45 @@ def test_any_frame_size_is_padded_not_resized(yunet, yuface):
     frame, _ = sample_frame(3, seed=4)
     odd = np.ascontiguousarray(frame[7:470, 3:611])        # 463 x 608: not multiples of 32
     _assert_same_faces(yunet.detect(odd), yuface.detect(odd), 'odd size')
+
+
+# --- the same runtime layer as the classifier: ONNX Runtime CPU, TensorRT / CUDA providers --------------
+
+def test_tensorrt_provider_options_hold_one_dynamic_profile_and_the_cache(tmp_path):
+    from fer_ros.backends.onnxruntime_backend import tensorrt_provider_options
+
+    options = tensorrt_provider_options('image', (1, 3, 32, 32), (1, 3, 480, 640), (1, 3, 640, 640), str(tmp_path))
+    assert options['trt_profile_min_shapes'] == 'image:1x3x32x32'
+    assert options['trt_profile_opt_shapes'] == 'image:1x3x480x640'
+    assert options['trt_profile_max_shapes'] == 'image:1x3x640x640'
+    assert options['trt_engine_cache_enable'] == 'True' and options['trt_engine_cache_path'] == str(tmp_path)
+    with pytest.raises(ValueError, match='precision'):
+        tensorrt_provider_options('image', (1,), (1,), (1,), str(tmp_path), precision='int8')
+
+
+def test_tensorrt_request_without_the_provider_runs_on_the_cpu_with_a_warning(caplog):
+    import onnxruntime as ort
+
+    if 'TensorrtExecutionProvider' in ort.get_available_providers():
+        pytest.skip('this onnxruntime has the TensorRT provider: test_detector_on_tensorrt_matches_the_cpu runs')
+    with caplog.at_level('WARNING'):
+        detector = create_detector(DetectorConfig(kind='yunet', backend='tensorrt'))
+    assert detector.device == 'CPU' and 'TensorrtExecutionProvider' in caplog.text
+    assert len(detector.detect(load_asset('astronaut.jpg'))) == 1
+
+
+def test_detector_on_tensorrt_matches_the_cpu(tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    from fer_ros.backends import gpu_available
+
+    if 'TensorrtExecutionProvider' not in ort.get_available_providers() or not gpu_available():
+        pytest.skip('needs onnxruntime-gpu with the TensorRT provider and an NVIDIA GPU (not on this machine)')
+    monkeypatch.setenv('FER_ROS_ENGINE_CACHE', str(tmp_path))
+    gpu = create_detector(DetectorConfig(kind='yunet', backend='tensorrt', confidence_threshold=THRESHOLD))
+    cpu = create_detector(DetectorConfig(kind='yunet', backend='onnxruntime', confidence_threshold=THRESHOLD))
+    assert gpu.device.startswith('GPU')
+    for num_faces, size in ((1, (640, 480)), (5, (640, 480)), (3, (320, 240))):     # shapes inside the profile
+        frame, _ = sample_frame(num_faces, size=size, seed=1)
+        _assert_same_faces(gpu.detect(frame), cpu.detect(frame), f'TensorRT {num_faces} faces {size}')
+    assert any(tmp_path.iterdir()), 'no engine written to the cache'
