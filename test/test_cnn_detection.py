@@ -229,7 +229,7 @@ def test_tensorrt_request_without_the_provider_runs_on_the_cpu_with_a_warning(ca
     if 'TensorrtExecutionProvider' in ort.get_available_providers():
         pytest.skip('this onnxruntime has the TensorRT provider: test_detector_on_tensorrt_matches_the_cpu runs')
     with caplog.at_level('WARNING'):
-        detector = create_detector(DetectorConfig(kind='yunet', backend='tensorrt'))
+        detector = create_face_detector(DetectorConfig(kind='yunet', backend='tensorrt'))
     assert detector.device == 'CPU' and 'TensorrtExecutionProvider' in caplog.text
     assert len(detector.detect(load_asset('astronaut.jpg'))) == 1
 
@@ -242,8 +242,8 @@ def test_detector_on_tensorrt_matches_the_cpu(tmp_path, monkeypatch):
     if 'TensorrtExecutionProvider' not in ort.get_available_providers() or not gpu_available():
         pytest.skip('needs onnxruntime-gpu with the TensorRT provider and an NVIDIA GPU (not on this machine)')
     monkeypatch.setenv('FER_ROS_ENGINE_CACHE', str(tmp_path))
-    gpu = create_detector(DetectorConfig(kind='yunet', backend='tensorrt', confidence_threshold=THRESHOLD))
-    cpu = create_detector(DetectorConfig(kind='yunet', backend='onnxruntime', confidence_threshold=THRESHOLD))
+    gpu = create_face_detector(DetectorConfig(kind='yunet', backend='tensorrt', confidence_threshold=THRESHOLD))
+    cpu = create_face_detector(DetectorConfig(kind='yunet', backend='onnxruntime', confidence_threshold=THRESHOLD))
     assert gpu.device.startswith('GPU')
     for num_faces, size in ((1, (640, 480)), (5, (640, 480)), (3, (320, 240))):     # shapes inside the profile
         frame, _ = sample_frame(num_faces, size=size, seed=1)

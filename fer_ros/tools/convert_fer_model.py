@@ -311,17 +311,13 @@ def convert(out: str, wheel: str | None = None, hdf5: str | None = None,
 
 
 def save_onnx(proto, out: str) -> None:
-    """Write an ONNX ModelProto to ``out`` through a temporary file (never a half-written default model)."""
+    """Write an ONNX ModelProto to ``out`` atomically (never a half-written default model)."""
     import onnx
 
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = out + '.tmp'
-    try:
+    from fer_ros.core.files import atomic_path
+
+    with atomic_path(out) as tmp:
         onnx.save(proto, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _max_difference(onnx_path: str, model, spec: ModelSpec) -> float:
