@@ -322,6 +322,7 @@ def classifier_targets(extra: list[str]) -> list[tuple[str, str]]:
     import importlib.util
 
     from fer_ros.backends import gpu_available, tensorrt_installed
+    from fer_ros.core.backend_options import ENGINE_SUFFIXES, TORCH_SUFFIXES
     from fer_ros.core.paths import default_model_path
 
     models = []
@@ -345,9 +346,9 @@ def classifier_targets(extra: list[str]) -> list[tuple[str, str]]:
             checkpoint = os.path.splitext(path)[0] + '.pt'
             if has_torch and os.path.isfile(checkpoint):
                 pairs.append((checkpoint, 'torch'))
-        elif path.endswith(('.pt', '.pth')) and has_torch:
+        elif path.endswith(TORCH_SUFFIXES) and has_torch:
             pairs.append((path, 'torch'))
-        elif path.endswith(('.engine', '.plan')) and trt:
+        elif path.endswith(ENGINE_SUFFIXES) and trt:
             pairs.append((path, 'tensorrt'))
     return pairs
 
@@ -369,7 +370,7 @@ def bench_classifier(path: str, backend_name: str, iterations: int) -> dict:
     from fer_ros.backends import create_backend
 
     # one CPU thread for every backend, as the node runs ONNX Runtime (torch would take all cores)
-    backend = create_backend(path, backend_name, intra_op_threads=1, num_threads=1)
+    backend = create_backend(path, backend_name, intra_op_threads=1, torch_threads=1)
     entry = {'model': backend.spec.name, 'path': os.path.relpath(path, REPO), 'backend': backend.name,
              'device': backend.device, 'batch': {}}
     for size in (1, 8, 32):

@@ -68,3 +68,5 @@ def test_readme_documents_every_parameter():
     readme = (REPO / 'README.md').read_text()
     missing = [p.name for p in params.PARAMETERS if f'`{p.name}`' not in readme]
     assert not missing, f'README parameter table lacks {missing}'
+    assert params.render_markdown() in readme, \
+        'README parameter table is stale: paste `python -m fer_ros.ros.params --markdown` over it'

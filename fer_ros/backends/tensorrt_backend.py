@@ -46,17 +46,17 @@ from collections.abc import Iterator
 import numpy as np
 
 from fer_ros.backends.base import Backend, BackendError, check_batch, softmax
+from fer_ros.core.backend_options import ENGINE_SUFFIXES, PRECISIONS, BackendOptions
 from fer_ros.core.files import IMAGE_SUFFIXES, atomic_write_bytes, sha256_file
 from fer_ros.core.spec import METADATA_KEY, ModelSpec, spec_from_metadata
+from fer_ros.core.validate import field_limits
 
 log = logging.getLogger(__name__)
 
-PRECISIONS: tuple[str, ...] = ('fp32', 'fp16', 'int8')
-ENGINE_SUFFIXES: tuple[str, ...] = ('.engine', '.plan', '.trt')
 SIDECAR_FORMAT = 1
 OPT_BATCH = 4                    # kernels are tuned for this many faces per frame (an HRI camera sees 1-4)
 CALIB_BATCH = 8
-DEFAULT_MAX_BATCH = 32
+DEFAULT_MAX_BATCH = field_limits(BackendOptions, 'max_batch').default
 DEFAULT_WORKSPACE_MB = 1024
 DEFAULT_MAX_CALIB_IMAGES = 512
 CACHE_ENV = 'FER_ROS_ENGINE_CACHE'

@@ -6,4 +6,40 @@ model spec from core.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from fer_ros.core.validate import check_fields, setting
+
 BACKENDS: tuple[str, ...] = ('auto', 'onnxruntime', 'tensorrt', 'torch')
+PRECISIONS: tuple[str, ...] = ('fp32', 'fp16', 'int8')
+# model files by suffix (lower case): which backend can run them
+ENGINE_SUFFIXES: tuple[str, ...] = ('.engine', '.plan', '.trt')      # serialized TensorRT engines
+TORCH_SUFFIXES: tuple[str, ...] = ('.pt', '.pth', '.ckpt')           # fer_ros checkpoints
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Options of the classifier backends; each backend reads its own and ignores the others'.
+
+    intra_op_threads: ONNX Runtime threads per inference call, 1..64 (the detector runs before, never
+        beside it).
+    precision: TensorRT engine precision when building from ONNX: 'fp32' | 'fp16' | 'int8' (int8 needs
+        int8_calib_dir). A prebuilt .engine keeps its own.
+    engine_cache_dir: folder of TensorRT engines built from ONNX; '' = $FER_ROS_ENGINE_CACHE, else
+        $XDG_CACHE_HOME/fer_ros/engines (~/.cache/fer_ros/engines).
+    max_batch: largest batch of an engine built from ONNX, 1..1024; bigger batches run in chunks.
+    int8_calib_dir: folder of face-crop images for INT8 calibration ('' = none).
+    torch_device: torch device of the torch backend ('cpu', 'cuda', 'cuda:1').
+    torch_threads: torch CPU threads, 0..64 (0 = leave torch's setting).
+    """
+
+    intra_op_threads: int = setting(1, low=1, high=64)
+    precision: str = setting('fp16', choices=PRECISIONS)
+    engine_cache_dir: str = ''
+    max_batch: int = setting(32, low=1, high=1024)
+    int8_calib_dir: str = ''
+    torch_device: str = 'cpu'
+    torch_threads: int = setting(0, low=0, high=64)
+
+    def __post_init__(self) -> None:
+        check_fields(self)

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from fer_ros.core.types import Detection
-from fer_ros.core.validate import check_range
+from fer_ros.core.validate import check_fields, setting
 
 log = logging.getLogger(__name__)
 
@@ -86,28 +86,20 @@ class DetectorConfig:
         full-frame ones to IoU >= 0.74 on the sample frames; 80 costs ~50 % more time).
     """
 
-    kind: str = 'yunet'
+    kind: str = setting('yunet', choices=DETECTOR_KINDS)
     model_path: str = ''
-    backend: str = 'auto'
-    max_side: int = 640
-    min_face_size: int = 24
-    confidence_threshold: float = 0.6
-    max_faces: int = 10
-    num_threads: int = 0
-    full_scan_period: int = 5
-    roi_scale: float = 2.0
-    roi_face_px: int = 64
+    backend: str = setting('auto', choices=DETECTOR_BACKENDS)
+    max_side: int = setting(640, low=64, high=4096)
+    min_face_size: int = setting(24, low=1, high=4096)
+    confidence_threshold: float = setting(0.6, low=0.0, high=1.0)
+    max_faces: int = setting(10, low=1, high=256)
+    num_threads: int = setting(0, low=0, high=64)
+    full_scan_period: int = setting(5, low=1, high=1000)
+    roi_scale: float = setting(2.0, low=1.2, high=8.0)
+    roi_face_px: int = setting(64, low=16, high=512)
 
     def __post_init__(self) -> None:
-        if self.kind not in DETECTOR_KINDS:
-            raise ValueError(f'DetectorConfig.kind must be one of {DETECTOR_KINDS}, got {self.kind!r}')
-        if self.backend not in DETECTOR_BACKENDS:
-            raise ValueError(f'DetectorConfig.backend must be one of {DETECTOR_BACKENDS}, got {self.backend!r}')
-        for name, low, high in (('max_side', 64, 4096), ('min_face_size', 1, 4096), ('max_faces', 1, 256),
-                                ('num_threads', 0, 64), ('full_scan_period', 1, None), ('roi_face_px', 16, 512)):
-            check_range('DetectorConfig', name, getattr(self, name), low, high, integer=True)
-        check_range('DetectorConfig', 'confidence_threshold', self.confidence_threshold, 0.0, 1.0)
-        check_range('DetectorConfig', 'roi_scale', self.roi_scale, 1.2, 8.0)
+        check_fields(self)
 
     @property
     def threads(self) -> int:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fer_ros.core.labels import NEUTRAL, SCARED
-from fer_ros.core.validate import check_range
+from fer_ros.core.validate import check_fields, check_range, field_limits, setting
 
 
 @dataclass(frozen=True)
@@ -54,16 +54,13 @@ class NeutralBaselineConfig:
     neutral_lead: on the resting face, neutral ends at least this factor ahead of each corrected class, 1..4.
     """
 
-    duration_s: float = 3.0
-    min_samples: int = 5
-    max_shift: float = math.log(4.0)
-    neutral_lead: float = 1.5
+    duration_s: float = setting(3.0, low=0.2, high=60.0)
+    min_samples: int = setting(5, low=1, high=1000)
+    max_shift: float = setting(math.log(4.0), low=0.0, high=5.0)
+    neutral_lead: float = setting(1.5, low=1.0, high=4.0)
 
     def __post_init__(self) -> None:
-        check_range('NeutralBaselineConfig', 'duration_s', self.duration_s, 0.2, 60.0)
-        check_range('NeutralBaselineConfig', 'min_samples', self.min_samples, 1, 1000, integer=True)
-        check_range('NeutralBaselineConfig', 'max_shift', self.max_shift, 0.0, 5.0)
-        check_range('NeutralBaselineConfig', 'neutral_lead', self.neutral_lead, 1.0, 4.0)
+        check_fields(self)
 
 
 @dataclass
@@ -139,7 +136,8 @@ class NeutralBaselines:
         Returns: a one-line description. Raises: ValueError for a duration outside 0.2..60 s.
         """
         duration = float(duration_s) if duration_s else self.config.duration_s
-        check_range('calibration', 'duration_s', duration, 0.2, 60.0)
+        limits = field_limits(NeutralBaselineConfig, 'duration_s')
+        check_range('calibration', 'duration_s', duration, limits.low, limits.high)
         self._collection = _Collection(face_id or None, duration, samples={})
         who = f'face {face_id}' if face_id else 'every face in view'
         return f'collecting the resting face of {who} for {duration:g} s'

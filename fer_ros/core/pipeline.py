@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from fer_ros.core.backend_options import BACKENDS
+from fer_ros.core.backend_options import BACKENDS, BackendOptions
 from fer_ros.core.commands import STOP, CommandConfig, CommandMapper, load_command_config
 from fer_ros.core.detection import DetectorConfig, FaceDetector, check_bgr
 from fer_ros.core.labels import SCARED
@@ -35,6 +35,7 @@ from fer_ros.core.smoothing import SmoothingConfig
 from fer_ros.core.spec import ModelSpec
 from fer_ros.core.tracking import FaceTracker, TrackerConfig
 from fer_ros.core.types import Command, Detection, FrameResult
+from fer_ros.core.validate import check_fields, setting
 
 if TYPE_CHECKING:  # annotations only: at run time core never imports the backends package
     from fer_ros.backends.base import Backend
@@ -46,6 +47,8 @@ class PipelineConfig:
 
     model_path: classifier file; '' = fer_ros.core.paths.default_model_path() (the converted
         mini-Xception, or $FER_ROS_MODEL). backend: 'auto' | 'onnxruntime' | 'tensorrt' | 'torch'.
+    backend_options: the backends' typed options (TensorRT precision, engine cache, INT8 calibration,
+        threads; fer_ros.core.backend_options).
     commands_path: expression -> command YAML; '' = the packaged config/commands.yaml.
     crop_margin: the square crop's side is the face box's longer side * (1 + crop_margin), 0..2.
     crop_mode: 'aligned' (eyes level, from the detector's landmarks; the square crop for faces without
@@ -56,27 +59,21 @@ class PipelineConfig:
     """
 
     model_path: str = ''
-    backend: str = 'auto'
+    backend: str = setting('auto', choices=BACKENDS)
+    backend_options: BackendOptions = BackendOptions()
     detector: DetectorConfig = DetectorConfig()
     tracker: TrackerConfig = TrackerConfig()
     smoothing: SmoothingConfig = SmoothingConfig()
     commands_path: str = ''
-    crop_margin: float = 0.2
-    crop_mode: str = 'square'
-    mirror_tta: str = 'model'
+    crop_margin: float = setting(0.2, low=0.0, high=MAX_MARGIN)
+    crop_mode: str = setting('square', choices=CROP_MODES)
+    mirror_tta: str = setting('model', choices=MIRROR_TTA_CHOICES)
     neutral: NeutralBaselineConfig = NeutralBaselineConfig()
 
     def __post_init__(self) -> None:
-        if self.crop_mode not in CROP_MODES:
-            raise ValueError(f'PipelineConfig.crop_mode must be one of {CROP_MODES}, got {self.crop_mode!r}')
-        if self.mirror_tta not in MIRROR_TTA_CHOICES:
-            raise ValueError(f'PipelineConfig.mirror_tta must be one of {MIRROR_TTA_CHOICES}, got {self.mirror_tta!r}')
-        if self.backend not in BACKENDS:
-            raise ValueError(f'PipelineConfig.backend must be one of {BACKENDS}, got {self.backend!r}')
-        if not isinstance(self.crop_margin, (int, float)) or not 0.0 <= self.crop_margin <= MAX_MARGIN:
-            raise ValueError(f'PipelineConfig.crop_margin must be in 0..{MAX_MARGIN}, got {self.crop_margin!r}')
-        for name, cls in (('detector', DetectorConfig), ('tracker', TrackerConfig), ('smoothing', SmoothingConfig),
-                          ('neutral', NeutralBaselineConfig)):
+        check_fields(self)
+        for name, cls in (('backend_options', BackendOptions), ('detector', DetectorConfig), ('tracker', TrackerConfig),
+                          ('smoothing', SmoothingConfig), ('neutral', NeutralBaselineConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f'PipelineConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}')
 

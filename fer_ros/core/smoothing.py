@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fer_ros.core.labels import CIRCUMPLEX
-from fer_ros.core.validate import check_range
+from fer_ros.core.validate import check_fields, setting
 
 SMOOTHING_METHODS: tuple[str, ...] = ('ema', 'window', 'none')
 
@@ -42,15 +42,12 @@ class SmoothingConfig:
     window: number of most recent frames averaged, >= 1. Used by 'window'.
     """
 
-    method: str = 'ema'
-    alpha: float = 0.4
-    window: int = 5
+    method: str = setting('ema', choices=SMOOTHING_METHODS)
+    alpha: float = setting(0.4, low=0.0, high=1.0, low_open=True)
+    window: int = setting(5, low=1, high=100)
 
     def __post_init__(self) -> None:
-        if self.method not in SMOOTHING_METHODS:
-            raise ValueError(f'SmoothingConfig.method must be one of {SMOOTHING_METHODS}, got {self.method!r}')
-        check_range('SmoothingConfig', 'alpha', self.alpha, 0.0, 1.0, low_open=True)
-        check_range('SmoothingConfig', 'window', self.window, 1, integer=True)
+        check_fields(self)
 
 
 class Smoother(ABC):

@@ -39,7 +39,7 @@ import numpy as np
 
 from fer_ros.core.smoothing import SmoothingConfig, Smoother, circumplex_point, circumplex_matrix, make_smoother
 from fer_ros.core.types import Detection, FaceResult
-from fer_ros.core.validate import check_range
+from fer_ros.core.validate import check_fields, setting
 
 
 @dataclass(frozen=True)
@@ -56,19 +56,15 @@ class TrackerConfig:
         smaller one (in sqrt(area)).
     """
 
-    iou_threshold: float = 0.3
-    max_center_distance: float = 0.5
-    min_hits: int = 2
-    max_misses: int = 5
-    max_age_s: float = 2.0
-    max_size_ratio: float = 2.0
+    iou_threshold: float = setting(0.3, low=0.0, high=1.0)
+    max_center_distance: float = setting(0.5, low=0.0)
+    min_hits: int = setting(2, low=1, high=100)
+    max_misses: int = setting(5, low=0, high=1000)
+    max_age_s: float = setting(2.0, low=0.0, low_open=True)
+    max_size_ratio: float = setting(2.0, low=1.0)
 
     def __post_init__(self) -> None:
-        for name, low, high, low_open in (('iou_threshold', 0.0, 1.0, False), ('max_center_distance', 0.0, None, False),
-                                          ('max_age_s', 0.0, None, True), ('max_size_ratio', 1.0, None, False)):
-            check_range('TrackerConfig', name, getattr(self, name), low, high, low_open=low_open)
-        check_range('TrackerConfig', 'min_hits', self.min_hits, 1, integer=True)
-        check_range('TrackerConfig', 'max_misses', self.max_misses, 0, integer=True)
+        check_fields(self)
 
 
 class _Track:

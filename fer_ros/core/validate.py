@@ -1,7 +1,9 @@
-"""One range check for every config dataclass (detector, tracker, smoothing, commands)."""
+"""One range check for every config dataclass (detector, tracker, smoothing, commands, backends), and the
+field metadata (``setting``) that declares each field's choices or range once."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -33,3 +35,52 @@ def check_range(owner: str, name: str, value: Any, low: float | None = None, hig
     problem = range_problem(value, low, high, low_open=low_open, integer=integer)
     if problem:
         raise ValueError(f'{owner}.{name} {problem}')
+
+
+# --- choices and ranges declared once, on the config dataclasses' fields ----------------------------
+
+def setting(default: Any, *, choices: tuple = (), low: float | None = None, high: float | None = None,
+            low_open: bool = False):
+    """A config dataclass field whose allowed values travel with it (``dataclasses.field`` metadata).
+
+    ``check_fields`` validates them in ``__post_init__``; the node's parameter table, the CLIs and the
+    generated docs read them with ``field_limits`` instead of repeating them.
+    """
+    return field(default=default, metadata={'choices': tuple(choices), 'low': low, 'high': high,
+                                            'low_open': low_open})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a ``setting`` field allows: a default, and choices or an inclusive [low, high] range."""
+
+    default: Any
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False          # low itself is excluded
+
+
+def field_limits(cls: type, name: str) -> Limits:
+    """The Limits of field ``name`` of config dataclass ``cls`` (KeyError: no such field)."""
+    f = {f.name: f for f in fields(cls)}[name]
+    m = f.metadata
+    return Limits(f.default, m.get('choices', ()), m.get('low'), m.get('high'), m.get('low_open', False))
+
+
+def check_fields(config: Any) -> None:
+    """Validate every ``setting`` field of a config dataclass instance.
+
+    Raises:
+        ValueError: '<Class>.<field> must be one of (...), got ...' or a range_problem text.
+    """
+    owner = type(config).__name__
+    for f in fields(config):
+        if 'choices' not in f.metadata:
+            continue
+        value, limits = getattr(config, f.name), field_limits(type(config), f.name)
+        if limits.choices and value not in limits.choices:
+            raise ValueError(f'{owner}.{f.name} must be one of {limits.choices}, got {value!r}')
+        if limits.low is not None or limits.high is not None:
+            integer = isinstance(limits.default, int) and not isinstance(limits.default, bool)
+            check_range(owner, f.name, value, limits.low, limits.high, low_open=limits.low_open, integer=integer)

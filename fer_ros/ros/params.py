@@ -1,18 +1,28 @@
 """The node's parameters: one table that declares, documents, validates and maps them.
 
 The table is the single source for: `declare_parameter` calls (description, range, read-only flag),
-validation at start and at run time, config/fer.yaml (a test checks the file mirrors the table) and
-the launch file (a test checks every parameter it sets exists here). No rclpy import at module
-level, so the table can be checked without ROS.
+validation at start and at run time, config/fer.yaml and the README's parameter table (both
+generated: `python -m fer_ros.ros.params [--markdown]`; tests check them) and the launch file (a test
+checks every parameter it sets exists here). A parameter that sets a core config field takes its
+default, choices and range from that field (``fer_ros.core.validate.setting``), so they are declared
+once; only the node's own parameters (QoS, rates, outputs) are defined here. No rclpy import at
+module level, so the table can be checked without ROS.
 """
 from __future__ import annotations
 
+import json
+import sys
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
-from fer_ros.core.detection import DETECTOR_BACKENDS, DETECTOR_KINDS
-from fer_ros.core.preprocess import CROP_MODES, MIRROR_TTA_CHOICES
-from fer_ros.core.validate import range_problem
+from fer_ros.core.backend_options import BackendOptions
+from fer_ros.core.detection import DetectorConfig
+from fer_ros.core.neutral_baseline import NeutralBaselineConfig
+from fer_ros.core.pipeline import PipelineConfig
+from fer_ros.core.smoothing import SmoothingConfig
+from fer_ros.core.tracking import TrackerConfig
+from fer_ros.core.validate import field_limits, range_problem
 
 NODE_NAME = 'fer_node'
 
@@ -30,6 +40,14 @@ class ParamDef:
     low: float | None = None          # inclusive range for numbers
     high: float | None = None
     read_only: bool = True            # False: may change at run time (validated in a callback)
+    low_open: bool = False            # low itself excluded (validation only; ROS ranges are closed)
+
+    @classmethod
+    def of(cls, name: str, config: type, field: str, description: str, read_only: bool = True) -> ParamDef:
+        """The parameter that sets ``config.field``: default, choices and range from that field."""
+        limits = field_limits(config, field)
+        return cls(name, limits.default, description, limits.choices, limits.low, limits.high, read_only,
+                   limits.low_open)
 
     def validate(self, value: Any) -> Any:
         """Return ``value`` coerced to the default's type, or raise ParameterError naming the parameter."""
@@ -40,7 +58,8 @@ class ParamDef:
             raise ParameterError(f'parameter {self.name!r}: expected {kind.__name__}, got {value!r}')
         if self.choices and value not in self.choices:
             raise ParameterError(f'parameter {self.name!r}: {value!r} is not one of {list(self.choices)}')
-        problem = range_problem(value, self.low, self.high, integer=kind is int) if self.low is not None else None
+        problem = (range_problem(value, self.low, self.high, low_open=self.low_open, integer=kind is int)
+                   if self.low is not None else None)
         if problem:
             raise ParameterError(f'parameter {self.name!r}: {problem}')
         return value
@@ -60,46 +79,63 @@ PARAMETERS: tuple[ParamDef, ...] = (
     ParamDef('max_image_pixels', 40_000_000, 'frames with more pixels than this are rejected (reported in '
              'diagnostics) instead of processed', low=1, high=500_000_000, read_only=False),
     # --- model ---
-    ParamDef('model_path', '', "ONNX model (or TensorRT .engine / PyTorch checkpoint for those backends); "
-             "'' = the default FER2013 mini-Xception from `make setup`"),
-    ParamDef('backend', 'auto', "inference backend; 'auto' = TensorRT when it imports and a GPU is present, "
-             "else ONNX Runtime", choices=('auto', 'onnxruntime', 'tensorrt', 'torch')),
-    ParamDef('crop_margin', 0.2, 'margin added around each face box before the square crop (fraction of size)',
-             low=0.0, high=1.0),
-    ParamDef('crop_mode', 'square', "'aligned': rotate each face so the eyes are level and frame it by the "
-             "detector's five landmarks (faces without landmarks, e.g. from haar, keep the square crop); "
-             "'square': the square around the face box", choices=CROP_MODES),
-    ParamDef('mirror_tta', 'model', "classify each face together with its mirror image in the same batch and "
-             "average the two: 'model' = the model file's default, 'on', 'off'", choices=MIRROR_TTA_CHOICES),
-    ParamDef('neutral_calibration_s', 3.0, 'seconds of frames ~/calibrate_neutral collects when a request '
-             'gives no duration', low=0.2, high=60.0, read_only=False),
+    ParamDef.of('model_path', PipelineConfig, 'model_path', "ONNX model (or TensorRT .engine / PyTorch checkpoint "
+                "for those backends); '' = the default FER2013 mini-Xception from `make setup`"),
+    ParamDef.of('backend', PipelineConfig, 'backend', "inference backend; 'auto' = TensorRT when it imports and a "
+                "GPU is present, else ONNX Runtime"),
+    ParamDef.of('onnxruntime_threads', BackendOptions, 'intra_op_threads',
+                'ONNX Runtime threads per classifier call (backend onnxruntime)'),
+    ParamDef.of('tensorrt_precision', BackendOptions, 'precision', "TensorRT engine precision when the engine is "
+                "built from the ONNX model ('int8' needs tensorrt_int8_calib_dir); a prebuilt .engine keeps its own"),
+    ParamDef.of('tensorrt_engine_cache_dir', BackendOptions, 'engine_cache_dir', "folder of cached TensorRT "
+                "engines; '' = $FER_ROS_ENGINE_CACHE, else ~/.cache/fer_ros/engines"),
+    ParamDef.of('tensorrt_max_batch', BackendOptions, 'max_batch', 'largest batch (faces per call) of a TensorRT '
+                'engine built from ONNX; more faces run in chunks'),
+    ParamDef.of('tensorrt_int8_calib_dir', BackendOptions, 'int8_calib_dir', "folder of face-crop images for "
+                "INT8 calibration (tensorrt_precision = int8); '' = none"),
+    ParamDef.of('torch_device', BackendOptions, 'torch_device', "torch device of the torch backend ('cpu', "
+                "'cuda', 'cuda:1')"),
+    ParamDef.of('crop_margin', PipelineConfig, 'crop_margin', 'margin added around each face box before the '
+                'square crop (fraction of size)'),
+    ParamDef.of('crop_mode', PipelineConfig, 'crop_mode', "'aligned': rotate each face so the eyes are level and "
+                "frame it by the detector's five landmarks (faces without landmarks, e.g. from haar, keep the "
+                "square crop); 'square': the square around the face box"),
+    ParamDef.of('mirror_tta', PipelineConfig, 'mirror_tta', "classify each face together with its mirror image in "
+                "the same batch and average the two: 'model' = the model file's default, 'on', 'off'"),
+    ParamDef.of('neutral_calibration_s', NeutralBaselineConfig, 'duration_s', 'seconds of frames '
+                '~/calibrate_neutral collects when a request gives no duration', read_only=False),
     # --- face detection ---
-    ParamDef('detector', 'yunet', "face detector: 'yunet' (libfacedetection CNN as ONNX, on detector_backend), "
-             "'yuface' (the same CNN, its x86_64 C++ binding) or 'haar' (OpenCV)", choices=DETECTOR_KINDS),
-    ParamDef('detector_backend', 'auto', "where 'yunet' runs: 'auto' = ONNX Runtime's TensorRT/CUDA provider when "
-             "present with a GPU, else CPU; 'onnxruntime' = CPU; 'tensorrt' = TensorRT provider + engine cache",
-             choices=DETECTOR_BACKENDS),
-    ParamDef('detector_model_path', '', "the 'yunet' ONNX model; '' = the default from `make setup`"),
-    ParamDef('detector_max_side', 640, 'detection runs on a copy downscaled to this longest side (pixels)',
-             low=64, high=4096, read_only=False),
-    ParamDef('detector_full_scan_period', 5, 'full-frame face detection every N frames; in between only '
-             'around the tracked faces (fast). 1 = every frame. New faces are found up to N-1 frames late',
-             low=1, high=1000, read_only=False),
-    ParamDef('min_face_size', 24, 'smallest face side to report, in source-image pixels',
-             low=1, high=4096, read_only=False),
-    ParamDef('detection_threshold', 0.6, 'minimum detector confidence (0..1)', low=0.0, high=1.0, read_only=False),
-    ParamDef('max_faces', 10, 'at most this many faces (highest scores) per frame', low=1, high=64, read_only=False),
+    ParamDef.of('detector', DetectorConfig, 'kind', "face detector: 'yunet' (libfacedetection CNN as ONNX, on "
+                "detector_backend), 'yuface' (the same CNN, its x86_64 C++ binding) or 'haar' (OpenCV)"),
+    ParamDef.of('detector_backend', DetectorConfig, 'backend', "where 'yunet' runs: 'auto' = ONNX Runtime's "
+                "TensorRT/CUDA provider when present with a GPU, else CPU; 'onnxruntime' = CPU; 'tensorrt' = "
+                "TensorRT provider + engine cache"),
+    ParamDef.of('detector_model_path', DetectorConfig, 'model_path',
+                "the 'yunet' ONNX model; '' = the default from `make setup`"),
+    ParamDef.of('detector_max_side', DetectorConfig, 'max_side', 'detection runs on a copy downscaled to this '
+                'longest side (pixels)', read_only=False),
+    ParamDef.of('detector_full_scan_period', DetectorConfig, 'full_scan_period', 'full-frame face detection every '
+                'N frames; in between only around the tracked faces (fast). 1 = every frame. New faces are found '
+                'up to N-1 frames late', read_only=False),
+    ParamDef.of('min_face_size', DetectorConfig, 'min_face_size', 'smallest face side to report, in source-image '
+                'pixels', read_only=False),
+    ParamDef.of('detection_threshold', DetectorConfig, 'confidence_threshold', 'minimum detector confidence',
+                read_only=False),
+    ParamDef.of('max_faces', DetectorConfig, 'max_faces', 'at most this many faces (highest scores) per frame',
+                read_only=False),
     # --- tracking and smoothing ---
-    ParamDef('tracker_iou_threshold', 0.3, 'IoU needed to continue a track', low=0.0, high=1.0),
-    ParamDef('tracker_min_hits', 2, 'a face is published after this many consecutive detections', low=1, high=100),
-    ParamDef('tracker_max_misses', 5, 'a track is dropped after this many frames without a detection',
-             low=0, high=1000),
-    ParamDef('smoothing', 'ema', "temporal smoothing of probabilities: 'ema', 'window' or 'none'",
-             choices=('ema', 'window', 'none')),
-    ParamDef('smoothing_alpha', 0.4, 'EMA weight of the newest frame (smoothing = ema)', low=0.01, high=1.0),
-    ParamDef('smoothing_window', 5, 'frames averaged (smoothing = window)', low=1, high=100),
+    ParamDef.of('tracker_iou_threshold', TrackerConfig, 'iou_threshold', 'IoU needed to continue a track'),
+    ParamDef.of('tracker_min_hits', TrackerConfig, 'min_hits',
+                'a face is published after this many consecutive detections'),
+    ParamDef.of('tracker_max_misses', TrackerConfig, 'max_misses',
+                'a track is dropped after this many frames without a detection'),
+    ParamDef.of('smoothing', SmoothingConfig, 'method', "temporal smoothing of probabilities: 'ema', 'window' or "
+                "'none'"),
+    ParamDef.of('smoothing_alpha', SmoothingConfig, 'alpha', 'EMA weight of the newest frame (smoothing = ema)'),
+    ParamDef.of('smoothing_window', SmoothingConfig, 'window', 'frames averaged (smoothing = window)'),
     # --- commands ---
-    ParamDef('commands_file', '', "expression-to-command mapping YAML; '' = the packaged config/commands.yaml"),
+    ParamDef.of('commands_file', PipelineConfig, 'commands_path',
+                "expression-to-command mapping YAML; '' = the packaged config/commands.yaml"),
     ParamDef('command_tick_hz', 10.0, 'rate of the timer that emits HOLD and heartbeat commands when '
              'frames stop arriving', low=0.1, high=100.0),
     # --- outputs ---
@@ -122,17 +158,16 @@ def validate_all(values: dict[str, Any]) -> dict[str, Any]:
     return {p.name: p.validate(values.get(p.name, p.default)) for p in PARAMETERS}
 
 
-def pipeline_config(values: dict[str, Any]):
+def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
     """Validated parameter values -> fer_ros.core.pipeline.PipelineConfig."""
-    from fer_ros.core.detection import DetectorConfig
-    from fer_ros.core.pipeline import PipelineConfig
-    from fer_ros.core.smoothing import SmoothingConfig
-    from fer_ros.core.tracking import TrackerConfig
-
     return PipelineConfig(
         model_path=values['model_path'],
         backend=values['backend'],
-        detector=detector_config(values, DetectorConfig),
+        backend_options=BackendOptions(
+            intra_op_threads=values['onnxruntime_threads'], precision=values['tensorrt_precision'],
+            engine_cache_dir=values['tensorrt_engine_cache_dir'], max_batch=values['tensorrt_max_batch'],
+            int8_calib_dir=values['tensorrt_int8_calib_dir'], torch_device=values['torch_device']),
+        detector=detector_config(values),
         tracker=TrackerConfig(iou_threshold=values['tracker_iou_threshold'], min_hits=values['tracker_min_hits'],
                               max_misses=values['tracker_max_misses']),
         smoothing=SmoothingConfig(method=values['smoothing'], alpha=values['smoothing_alpha'],
@@ -144,15 +179,13 @@ def pipeline_config(values: dict[str, Any]):
     )
 
 
-def detector_config(values: dict[str, Any], cls=None):
+def detector_config(values: dict[str, Any]) -> DetectorConfig:
     """The DetectorConfig part (also rebuilt when a detector threshold changes at run time)."""
-    if cls is None:
-        from fer_ros.core.detection import DetectorConfig as cls
-    return cls(kind=values['detector'], backend=values['detector_backend'], model_path=values['detector_model_path'],
-               max_side=values['detector_max_side'],
-               full_scan_period=values['detector_full_scan_period'],
-               min_face_size=values['min_face_size'], confidence_threshold=values['detection_threshold'],
-               max_faces=values['max_faces'])
+    return DetectorConfig(kind=values['detector'], backend=values['detector_backend'],
+                          model_path=values['detector_model_path'], max_side=values['detector_max_side'],
+                          full_scan_period=values['detector_full_scan_period'],
+                          min_face_size=values['min_face_size'], confidence_threshold=values['detection_threshold'],
+                          max_faces=values['max_faces'])
 
 
 def declare(node) -> dict[str, Any]:
@@ -183,26 +216,39 @@ def declare(node) -> dict[str, Any]:
     return values
 
 
+def _limits_text(p: ParamDef) -> str:
+    if p.choices:
+        return f"one of: {', '.join(p.choices)}"
+    if p.low is not None:
+        return f'range {"(" if p.low_open else ""}{p.low:g}..{p.high:g}'
+    return ''
+
+
 def render_yaml() -> str:
     """config/fer.yaml text: every parameter with its default and description as a comment.
     (`python -m fer_ros.ros.params > config/fer.yaml`; a test checks the file matches the table.)"""
-    import json
-    import textwrap
-
     lines = ['# fer_node parameters (defaults). Generated from fer_ros/ros/params.py: edit the table there,',
              '# then `python -m fer_ros.ros.params > config/fer.yaml`. [runtime] = may change while running',
              '# (ros2 param set); the others are read at start.',
              f'{NODE_NAME}:', '  ros__parameters:']
     for p in PARAMETERS:
         note = p.description + ('' if p.read_only else ' [runtime]')
-        if p.choices:
-            note += f" (one of: {', '.join(p.choices)})"
-        elif p.low is not None:
-            note += f' (range {p.low}..{p.high})'
+        if _limits_text(p):
+            note += f' ({_limits_text(p)})'
         lines += ['    # ' + text for text in textwrap.wrap(note, 96)]
         lines.append(f'    {p.name}: {json.dumps(p.default)}')
     return '\n'.join(lines) + '\n'
 
 
+def render_markdown() -> str:
+    """The README's parameter table (`python -m fer_ros.ros.params --markdown`; a test checks the README)."""
+    rows = ['| parameter | default | runtime | meaning |', '|---|---|---|---|']
+    for p in PARAMETERS:
+        meaning = p.description + (f' ({_limits_text(p)})' if _limits_text(p) else '')
+        rows.append(f"| `{p.name}` | `{json.dumps(p.default)}` | {'' if p.read_only else 'yes'} | "
+                    f"{meaning.replace('|', '/')} |")
+    return '\n'.join(rows) + '\n'
+
+
 if __name__ == '__main__':
-    print(render_yaml(), end='')
+    print(render_markdown() if sys.argv[1:] == ['--markdown'] else render_yaml(), end='')

@@ -22,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fer_ros.core.backend_options import BACKENDS
 from fer_ros.evaluation.bag_io import BagError, BagReader
 from fer_ros.evaluation.ground_truth import LabelError, Labels
 from fer_ros.evaluation.offline import EvalError, default_params_file, node_parameters, parse_overrides, run_offline
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--out', metavar='DIR', help='output folder (default: eval_<bag name>); files are replaced')
     p.add_argument('--mode', choices=('offline', 'live'), default='offline', help='default offline')
     p.add_argument('--model', metavar='PATH', help='classifier model (default: the default model)')
-    p.add_argument('--backend', choices=('auto', 'onnxruntime', 'tensorrt', 'torch'),
+    p.add_argument('--backend', choices=BACKENDS,
                    help="inference backend (default: the parameter file's, 'auto')")
     p.add_argument('--params-file', metavar='YAML', help='fer_node parameter file (default: packaged config/fer.yaml)')
     p.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',

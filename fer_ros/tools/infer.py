@@ -19,11 +19,11 @@ import sys
 
 import numpy as np
 
-from fer_ros.backends import BACKENDS, BackendError, create_backend, create_face_detector
+from fer_ros.backends import BACKENDS, BackendError, backend_for, create_face_detector
 from fer_ros.core.detection import DETECTOR_BACKENDS, DETECTOR_KINDS, DetectorConfig
 from fer_ros.core.files import read_image
-from fer_ros.core.paths import default_model_path
-from fer_ros.core.pipeline import analyze_frame
+from fer_ros.core.pipeline import PipelineConfig, analyze_frame
+from fer_ros.core.validate import field_limits
 
 
 def face_json(detection, probabilities: np.ndarray, labels: tuple[str, ...]) -> dict:
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('images', nargs='+', metavar='IMAGE', help='image files (JPEG, PNG, ...)')
     parser.add_argument('--model', default='', help='classifier (.onnx, TensorRT engine or .pt checkpoint); '
                         'default: the converted mini-Xception (or $FER_ROS_MODEL)')
-    parser.add_argument('--backend', default='auto', choices=BACKENDS)
+    parser.add_argument('--backend', default=PipelineConfig.backend, choices=BACKENDS)
     parser.add_argument('--detector', default=DetectorConfig.kind, choices=DETECTOR_KINDS)
     parser.add_argument('--detector-backend', default=DetectorConfig.backend, choices=DETECTOR_BACKENDS,
                         help="where the 'yunet' detector runs (default %(default)s)")
@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--threshold', type=float, default=DetectorConfig.confidence_threshold,
                         help='detector confidence threshold 0..1 (default %(default)s)')
     parser.add_argument('--max-faces', type=int, default=DetectorConfig.max_faces)
-    parser.add_argument('--margin', type=float, default=0.2, help='crop margin (default %(default)s)')
+    margin = field_limits(PipelineConfig, 'crop_margin')
+    parser.add_argument('--margin', type=float, default=margin.default,
+                        help=f'crop margin {margin.low:g}..{margin.high:g} (default %(default)s)')
     return parser
 
 
@@ -60,13 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format='fer-infer: %(levelname)s: %(message)s')
     try:
-        detector = create_face_detector(DetectorConfig(kind=args.detector, backend=args.detector_backend,
-                                                  max_side=args.max_side,
-                                                  min_face_size=args.min_face, confidence_threshold=args.threshold,
-                                                  max_faces=args.max_faces))
-        if not 0.0 <= args.margin <= 2.0:
-            raise ValueError(f'--margin must be in 0..2, got {args.margin}')
-        backend = create_backend(args.model or default_model_path(), args.backend)
+        config = PipelineConfig(model_path=args.model, backend=args.backend, crop_margin=args.margin,
+                                detector=DetectorConfig(kind=args.detector, backend=args.detector_backend,
+                                                        max_side=args.max_side, min_face_size=args.min_face,
+                                                        confidence_threshold=args.threshold,
+                                                        max_faces=args.max_faces))
+        detector = create_face_detector(config.detector)
+        backend = backend_for(config)
     except (ValueError, FileNotFoundError, BackendError, RuntimeError) as exc:
         print(f'fer-infer: {exc}', file=sys.stderr)
         return 2
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             print(json.dumps({'image': path, 'error': str(exc)}), flush=True)
             continue
-        result = analyze_frame(image, detector, backend, args.margin)
+        result = analyze_frame(image, detector, backend, config.crop_margin)
         timing = {k: round(v, 3) for k, v in result.timing_ms.items()}
         timing['total'] = round(sum(result.timing_ms.values()), 3)
         faces = [face_json(d, p, labels) for d, p in zip(result.detections, result.probabilities)]
