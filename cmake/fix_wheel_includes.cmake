@@ -26,7 +26,7 @@ function(_fer_rewrite_wheel_include_dirs)
       set_target_properties(${_target} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_dirs}")
     endif()
   endforeach()
-  # The project keeps its venv in the source tree (.venv). rosidl_generator_py adds the venv's
+  # The project keeps its venvs in the source tree (.venv, .venv-<distro>). rosidl_generator_py adds the venv's
   # Python/numpy headers as PUBLIC include dirs of our generated library, and CMake refuses to
   # export an interface path inside the source tree. Only C code linking that Python extension
   # would use them (none does), so drop them from the exported interface; compiling keeps them.
@@ -38,7 +38,7 @@ function(_fer_rewrite_wheel_include_dirs)
     endif()
     get_target_property(_dirs ${_target} INTERFACE_INCLUDE_DIRECTORIES)
     if(_dirs)
-      list(FILTER _dirs EXCLUDE REGEX "^${CMAKE_SOURCE_DIR}/\\.venv/")
+      list(FILTER _dirs EXCLUDE REGEX "^${CMAKE_SOURCE_DIR}/\\.venv[^/]*/")
       set_target_properties(${_target} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${_dirs}")
     endif()
   endforeach()

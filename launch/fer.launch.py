@@ -6,7 +6,10 @@
 
 Arguments override the parameters file (default: share/fer_ros/config/fer.yaml). The Fast DDS
 profile with a 32 MiB shared-memory segment is set for the node unless use_fastdds_profile:=false
-(without it, best-effort 640x480 frames between processes are lost with Fast DDS defaults).
+(without it, best-effort 640x480 frames between processes are lost with Fast DDS defaults), under the
+variable(s) this distro's Fast DDS reads (fer_ros/ros/fastdds_profile.py: FASTDDS_DEFAULT_PROFILES_FILE on
+Kilted and later; on Humble/Jazzy FASTRTPS_DEFAULT_PROFILES_FILE too, the only one Fast DDS 2.x reads).
+The camera driver's process needs the same variable(s) set (in its own launch file or shell).
 """
 import os
 
@@ -17,6 +20,8 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.descriptions import ParameterValue
+
+from fer_ros.ros.fastdds_profile import PROFILE_NAME, profile_environment
 
 # Launch arguments that set node parameters of the same name (checked by test/test_launch_config.py).
 PARAMETER_ARGUMENTS = {
@@ -40,7 +45,8 @@ def generate_launch_description():
                               description='node parameters YAML'),
         DeclareLaunchArgument('namespace', default_value='', description='namespace of the node and its topics'),
         DeclareLaunchArgument('use_fastdds_profile', default_value='true',
-                              description='set FASTDDS_DEFAULT_PROFILES_FILE to the large-image profile'),
+                              description='load the large-image Fast DDS profile in the node '
+                                          '(FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE, as this distro reads)'),
     ]
     args += [DeclareLaunchArgument(name, default_value=default, description=text)
              for name, (_, default, text) in PARAMETER_ARGUMENTS.items()]
@@ -54,7 +60,7 @@ def generate_launch_description():
         remappings=[('image', LaunchConfiguration('image')),
                     ('image/compressed', [LaunchConfiguration('image'), '/compressed'])],
     )
-    profile = SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE',
-                                     os.path.join(share, 'config', 'fastdds_large_images.xml'),
-                                     condition=IfCondition(LaunchConfiguration('use_fastdds_profile')))
-    return LaunchDescription(args + [profile, node])
+    # ROS_DISTRO (set by the ROS 2 setup.bash) picks the variable name(s); a profile already set is kept.
+    profile = [SetEnvironmentVariable(name, path, condition=IfCondition(LaunchConfiguration('use_fastdds_profile')))
+               for name, path in profile_environment(os.path.join(share, 'config', PROFILE_NAME)).items()]
+    return LaunchDescription(args + profile + [node])

@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# Run a command inside the project's environment: .venv + the colcon install tree (+ system ROS 2),
-# DDS discovery limited to this host, the Fast DDS large-image profile, and a ROS domain of our own
-# (derived from the PID unless ROS_DOMAIN_ID is set) so parallel runs on one machine don't cross-talk.
+# [DISTRO=jazzy] scripts/with_ros.sh CMD...: run CMD inside the project's environment for DISTRO
+# (default kilted; paths in scripts/env.sh): its venv + colcon install tree (+ system ROS 2), DDS
+# discovery limited to this host, the Fast DDS large-image profile under the variable(s) this distro's
+# Fast DDS reads (fer_ros/ros/fastdds_profile.py), and a ROS domain of our own (derived from the PID
+# unless ROS_DOMAIN_ID is set) so parallel runs on one machine don't cross-talk.
 set -eo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${ROS_DISTRO:-}" ] && [ -f "/opt/ros/$ROS_DISTRO/setup.bash" ]; then
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+fer_clean_env
+if [ ! -x "$FER_VENV/bin/python" ] || [ ! -f "$FER_INSTALL/setup.bash" ]; then
+  echo "[with_ros] the $DISTRO environment is not built ($FER_VENV, $FER_INSTALL): run make setup DISTRO=$DISTRO" >&2
+  exit 1
+fi
+if [ -n "$SYSTEM_ROS_SETUP" ]; then
   # shellcheck disable=SC1090
-  source "/opt/ros/$ROS_DISTRO/setup.bash"
+  source "$SYSTEM_ROS_SETUP"
 fi
 # shellcheck disable=SC1091
-source .venv/bin/activate
+source "$FER_VENV/bin/activate"
 # shellcheck disable=SC1091
-source install/setup.bash
+source "$FER_INSTALL/setup.bash"
+export ROS_DISTRO=${ROS_DISTRO:-$DISTRO}   # a system ROS sets it; the wheels do not
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
-export FASTDDS_DEFAULT_PROFILES_FILE=${FASTDDS_DEFAULT_PROFILES_FILE:-$PWD/install/fer_ros/share/fer_ros/config/fastdds_large_images.xml}
+profile_exports=$(python -m fer_ros.ros.fastdds_profile "$FER_INSTALL/fer_ros/share/fer_ros/config/fastdds_large_images.xml")
+eval "$profile_exports"
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( $$ % 100 + 1 ))}
 export PYTHONUNBUFFERED=1
 exec "$@"

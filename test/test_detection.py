@@ -31,7 +31,7 @@ def haar():
     try:
         find_haar_cascade()
     except FileNotFoundError as exc:
-        pytest.skip(f'no Haar cascade on this machine: {exc}')
+        pytest.skip(f'no Haar cascade (make setup installs opencv-python-headless<5, which has them): {exc}')
     return create_face_detector(DetectorConfig(kind='haar'))
 
 

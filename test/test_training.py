@@ -260,7 +260,7 @@ def test_ablation_runner_table(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which('torchrun') is None and not os.path.exists(
-    os.path.join(os.path.dirname(sys.executable), 'torchrun')), reason='torchrun not installed')
+    os.path.join(os.path.dirname(sys.executable), 'torchrun')), reason='torchrun not installed (make setup installs torch, which has it)')
 def test_torchrun_ddp_two_cpu_processes(tmp_path):
     """The unchanged entry point under torchrun (Gloo on CPU): 2 processes, rank 0 writes the files,
     every test image evaluated exactly once."""

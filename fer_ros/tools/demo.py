@@ -15,6 +15,7 @@ import rclpy
 from rclpy.node import Node
 
 from fer_ros.core.paths import find_executable
+from fer_ros.ros.fastdds_profile import apply_profile
 from fer_ros.ros.processes import stop_process
 from fer_ros.msg import FaceExpressionArray, HriCommand
 
@@ -60,6 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument('--print-period', type=float, default=1.0, help='reprint an unchanged face every N s')
     args = ap.parse_args(argv)
 
+    apply_profile()   # the node and camera processes get the large-image Fast DDS profile
     rclpy.init()
     printer = DemoPrinter(args.print_period)
     node_cmd = [find_executable('fer_node'), '--ros-args', '-p', f'image_transport:={args.transport}']
