@@ -16,6 +16,8 @@ from fer_ros.ros.processes import LoggedProcess
 
 from fer_ros.core.paths import find_executable
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def _installed(name: str) -> Path:
     """lib/fer_ros/NAME of the active distro's install tree (found through AMENT_PREFIX_PATH, which
