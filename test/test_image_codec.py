@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_ros.core.image_codec import (SUPPORTED_ENCODINGS, ImageDecodeError, decode_compressed, decode_image,
+from fer_ros.core.image_codec import (SUPPORTED_ENCODINGS, ImageDecodeError, compressed_size, decode_compressed, decode_image,
                                       encode_compressed, encode_image)
 
 
@@ -153,3 +153,30 @@ def test_compressed_size_limit():
     _, data = encode_compressed(bgr_image(20, 20), 'png')
     with pytest.raises(ImageDecodeError, match='limit'):
         decode_compressed('png', data, max_pixels=399)
+
+
+def test_png_bomb_is_refused_from_its_header_before_decoding():
+    from image_bombs import png_bomb
+    bomb = png_bomb(20000, 20000)             # ~50 KB that would decode to 1.2 GB
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageDecodeError, match='20000x20000.*not decoded'):
+        decode_compressed('png', bomb)
+
+
+def test_jpeg_claiming_a_huge_size_is_refused_before_decoding():
+    from image_bombs import jpeg_claiming
+    _, data = encode_compressed(bgr_image(20, 20), 'jpeg')
+    with pytest.raises(ImageDecodeError, match='30000x20000.*not decoded'):
+        decode_compressed('jpeg', jpeg_claiming(data, 30000, 20000))
+    assert compressed_size(data) == ('jpeg', 20, 20)
+
+
+def test_other_formats_than_jpeg_and_png_are_refused():
+    ok, bmp = cv2.imencode('.bmp', bgr_image(8, 8))
+    with pytest.raises(ImageDecodeError, match='JPEG or PNG'):
+        decode_compressed('bmp', bmp.tobytes())
+
+
+def test_opencv_assertions_become_decode_errors_naming_the_image():
+    with pytest.raises(ImageDecodeError, match='yuv422 image 3x2 cannot be converted.*Assertion'):
+        decode_image('yuv422', 2, 3, 6, bytes(12))

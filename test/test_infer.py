@@ -77,3 +77,14 @@ def test_command_line_exit_status_and_stdout_is_pure_json(tmp_path):
     assert out.returncode == 1
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(lines) == 2 and lines[0]['faces'][0]['expression'] == 'happy' and 'error' in lines[1]
+
+
+def test_decompression_bomb_is_refused_and_the_batch_goes_on(capsys, tmp_path):
+    from image_bombs import png_bomb
+    bomb = tmp_path / 'bomb.png'
+    bomb.write_bytes(png_bomb(20000, 20000))
+    good = os.path.join(ASSETS, 'astronaut.jpg')
+    code, lines, err = run(capsys, str(bomb), good)
+    assert code == 1
+    assert '20000x20000' in lines[0]['error'] and 'not decoded' in lines[0]['error']
+    assert len(lines[1]['faces']) == 1

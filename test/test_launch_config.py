@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_fer_yaml_is_rendered_from_the_parameter_table():
     text = (REPO / 'config' / 'fer.yaml').read_text()
     assert text == params.render_yaml(), 'config/fer.yaml is stale: python -m fer_ros.ros.params > config/fer.yaml'
-    values = yaml.safe_load(text)['fer_node']['ros__parameters']
+    values = yaml.safe_load(text)['/**']['ros__parameters']
     assert values == {p.name: p.default for p in params.PARAMETERS}
     assert params.validate_all(values) == values
 

@@ -188,3 +188,15 @@ def test_sample_labels_match_segments():
         else:
             assert targets is None
         t += segment.frames / make_bag.SAMPLE_RATE_HZ
+
+
+def test_decompression_bomb_in_the_image_folder_is_skipped(tmp_path, capsys):
+    from image_bombs import png_bomb
+    folder, _ = _image_folder(tmp_path, 2)
+    (folder / 'frame_000b.png').write_bytes(png_bomb(20000, 20000))
+    out = tmp_path / 'bag'
+    assert make_bag.main(['--images', str(folder), '--out', str(out), '--no-progress']) == 1
+    err = capsys.readouterr().err
+    assert 'frame_000b.png' in err and '20000x20000' in err and 'skipped' in err
+    _, _, msgs = _read(out, '/camera/image_raw')
+    assert len(msgs) == 2 and all(m.msg.width == 96 for m in msgs)

@@ -22,12 +22,10 @@ The mapper turns the per-frame, per-face smoothed expressions (``FaceResult``) i
   never cleared by one noisy frame, nor by the operator leaving the view.
 - **Anti-chatter.** Besides the confidence hysteresis, a change (except to STOP) waits until
   ``min_dwell_s`` after the previous change.
-- **Time.** Stamps are seconds on one clock for ``update`` and ``tick`` (frame stamps; the node's
-  timer must use the same time base). A stamp older than the newest by at most ``clock_reset_s`` is an
-  out-of-order frame: ignored (nothing emitted, ``out_of_order`` counts it). A larger step back is a
-  clock reset (a bag replayed again): all timers restart at the new stamp, the current command (a
-  latched STOP included) is kept, and the frame is processed. Evidence older than ``hold_timeout_s``
-  (a gap in frames) is discarded.
+- **Time.** Stamps are seconds on one clock for ``update`` and ``tick``, never running backwards (the
+  command clock of fer_ros.core.stamps, which also decides about out-of-order frames and clock jumps;
+  a clock jump therefore never reaches the mapper, and a latched STOP stays latched through it).
+  Evidence older than ``hold_timeout_s`` (a gap in frames) is discarded.
 """
 from __future__ import annotations
 
@@ -363,8 +361,6 @@ class CommandMapper:
             raise ValueError(f'config must be a CommandConfig, got {type(config).__name__}')
         self.config = config
         self._active_rules = {e: r for e, r in config.rules.items() if r.command is not None}
-        self.out_of_order = 0                 # frames/ticks ignored because their stamp went backwards
-        self.clock_resets = 0
         self._s = _State()
 
     @property
@@ -432,26 +428,22 @@ class CommandMapper:
     # --- internals -------------------------------------------------------------------------------
 
     def _accept(self, stamp: float) -> bool:
-        """Stamp bookkeeping: False for an out-of-order stamp (ignored), True otherwise."""
-        s, cfg = self._s, self.config
-        if not math.isfinite(stamp):
-            self.out_of_order += 1
-            return False
+        """Stamp bookkeeping. Stamps must never run backwards: ordering, clock jumps and cameras are
+        decided before the mapper, by fer_ros.core.stamps.StampPolicy (the one stamp policy).
+
+        Raises:
+            ValueError: a non-finite stamp, or one older than the newest accepted.
+        """
+        s = self._s
+        if not math.isfinite(stamp) or (s.newest is not None and stamp < s.newest):
+            raise ValueError(f'CommandMapper: stamp {stamp!r} is not finite or older than the newest {s.newest!r}; '
+                             'order stamps with fer_ros.core.stamps.StampPolicy first')
         if s.newest is None:
-            s.newest = s.last_face = stamp
+            s.last_face = stamp
             if s.current is not None:  # kept by reset(keep_command=True): its timers start now
                 s.changed_at = s.last_emit = stamp
-            return True
-        if stamp >= s.newest:
-            s.newest = stamp
-            return True
-        if s.newest - stamp <= cfg.clock_reset_s:
-            self.out_of_order += 1
-            return False
-        # Clock reset: keep the command in force (a latched STOP stays latched), restart every timer.
-        self.clock_resets += 1
-        self.reset(keep_command=True)
-        return self._accept(stamp)
+        s.newest = stamp
+        return True
 
     def _forget_evidence(self) -> None:
         self._s.runs.clear()

@@ -9,6 +9,9 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from fer_ros.core.image_codec import (DEFAULT_MAX_PIXELS, JPEG_SIGNATURE, PNG_SIGNATURE, ImageDecodeError,
+                                      check_compressed_size)
+
 # Still-image files the tools read (fer-infer, INT8 calibration, image-folder datasets, fer-make-bag --images).
 IMAGE_SUFFIXES: tuple[str, ...] = ('.png', '.jpg', '.jpeg', '.bmp', '.pgm', '.ppm', '.tif', '.tiff', '.webp')
 
@@ -44,12 +47,14 @@ def atomic_write_bytes(path: str, payload: bytes) -> None:
         f.write(payload)
 
 
-def read_image(path: str) -> np.ndarray:
-    """uint8[H, W, 3] BGR from an image file (works for non-ASCII paths too).
+def read_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """uint8[H, W, 3] BGR from an image file (works for non-ASCII paths too). A PNG or JPEG with more
+    than ``max_pixels`` pixels is refused from its header, before decoding (a decompression bomb: a
+    few hundred KB that decode to gigabytes); other formats are checked after decoding.
 
     Raises:
-        ValueError: missing, empty or undecodable file (the message says which, not the path: callers
-            name the file).
+        ValueError: missing, empty, oversized or undecodable file (the message says which, not the path:
+            callers name the file).
     """
     if not os.path.isfile(path):
         raise ValueError('no such file')
@@ -59,7 +64,17 @@ def read_image(path: str) -> np.ndarray:
         raise ValueError(f'cannot read: {exc.strerror or exc}') from None
     if data.size == 0:
         raise ValueError('empty file')
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bytes(data[:8]) == PNG_SIGNATURE or bytes(data[:2]) == JPEG_SIGNATURE:
+        try:
+            check_compressed_size(data, max_pixels, 'the file')
+        except ImageDecodeError as exc:
+            raise ValueError(str(exc).replace('the file: ', '').replace('the file ', '')) from None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise ValueError(f'OpenCV failed to decode it: {str(exc).strip()}') from None
     if image is None:
         raise ValueError(f'not a decodable image ({data.size} bytes)')
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise ValueError(f'{image.shape[1]}x{image.shape[0]} is above the limit of {max_pixels} pixels')
     return image

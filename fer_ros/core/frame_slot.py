@@ -33,6 +33,13 @@ class LatestFrameSlot:
             item, self._item = self._item, None
             return item
 
+    def discard(self) -> None:
+        """Drop a frame still waiting (counted as dropped), e.g. when processing stops."""
+        with self._cond:
+            if self._item is not None:
+                self.dropped += 1
+                self._item = None
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

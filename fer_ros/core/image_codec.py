@@ -73,19 +73,87 @@ def decode_image(encoding: str, height: int, width: int, step: int, data, is_big
         return np.ascontiguousarray(pixels)
     if channels == 1:
         pixels = pixels[:, :, 0]
-    return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
+    try:
+        return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
+    except cv2.error as exc:     # e.g. packed 4:2:2 with an odd width: say which image, keep OpenCV's text
+        raise ImageDecodeError(f'{encoding} image {width}x{height} cannot be converted to BGR: '
+                               f'{str(exc).strip()}') from None
+
+
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+JPEG_SIGNATURE = b'\xff\xd8'
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the image size.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def compressed_size(data, what: str = 'image') -> tuple[str, int, int]:
+    """('png' | 'jpeg', width, height) read from a PNG or JPEG file's header, without decoding.
+
+    Checking the size before decoding is what stops a decompression bomb (a few hundred KB that
+    decode to gigabytes).
+
+    Raises:
+        ImageDecodeError: neither a PNG nor a JPEG, or a header too short to say its size.
+    """
+    head = bytes(memoryview(data)[:8])
+    if head == PNG_SIGNATURE:
+        ihdr = bytes(memoryview(data)[8:24])
+        if len(ihdr) < 16 or ihdr[4:8] != b'IHDR':
+            raise ImageDecodeError(f'{what} does not decode: PNG without an IHDR header')
+        return 'png', int.from_bytes(ihdr[8:12], 'big'), int.from_bytes(ihdr[12:16], 'big')
+    if head[:2] == JPEG_SIGNATURE:
+        view = memoryview(data)
+        i, n = 2, len(view)
+        while i + 4 <= n:
+            if view[i] != 0xFF:
+                raise ImageDecodeError(f'{what} does not decode: JPEG marker expected at byte {i}')
+            marker = view[i + 1]
+            if marker == 0xFF:                      # fill byte
+                i += 1
+                continue
+            if marker in (0x01,) or 0xD0 <= marker <= 0xD7:   # markers without a length
+                i += 2
+                continue
+            length = (view[i + 2] << 8) | view[i + 3]
+            if marker in _JPEG_SOF:
+                if i + 9 > n:
+                    break
+                return 'jpeg', (view[i + 7] << 8) | view[i + 8], (view[i + 5] << 8) | view[i + 6]
+            if marker == 0xDA or length < 2:        # scan data before any frame header: not a valid JPEG
+                break
+            i += 2 + length
+        raise ImageDecodeError(f'{what} does not decode: JPEG without a frame header (SOF) giving its size')
+    raise ImageDecodeError(f'{what} does not decode as JPEG or PNG (first bytes {head[:4]!r})')
+
+
+def check_compressed_size(data, max_pixels: int, what: str = 'image') -> tuple[str, int, int]:
+    """``compressed_size`` plus the pixel limit: ImageDecodeError before any decoding if exceeded."""
+    kind, width, height = compressed_size(data, what)
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(f'{what}: {kind} header gives an empty size {width}x{height}')
+    if width * height > max_pixels:
+        raise ImageDecodeError(f'{what}: {kind} header says {width}x{height} = {width * height} pixels, above '
+                               f'the limit of {max_pixels}; not decoded')
+    return kind, width, height
 
 
 def decode_compressed(fmt: str, data, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """sensor_msgs/CompressedImage fields (format, data) -> uint8[H, W, 3] BGR. JPEG and PNG.
 
+    The size in the file's header is checked against ``max_pixels`` before anything is decoded.
+
     Raises:
-        ImageDecodeError: empty data, bytes that do not decode, or an oversized image.
+        ImageDecodeError: empty data, neither JPEG nor PNG, an oversized image, or bytes that do not decode.
     """
     buf = np.frombuffer(memoryview(data), dtype=np.uint8)
     if buf.size == 0:
         raise ImageDecodeError(f'empty CompressedImage (format {fmt!r})')
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    check_compressed_size(buf, max_pixels, f'CompressedImage ({fmt!r}, {buf.size} bytes)')
+    try:
+        image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as exc:                 # OpenCV assertion text: keep it, say what it was about
+        raise ImageDecodeError(f'CompressedImage ({fmt!r}, {buf.size} bytes): OpenCV failed to decode it: '
+                               f'{str(exc).strip()}') from None
     if image is None:
         raise ImageDecodeError(f'CompressedImage ({fmt!r}, {buf.size} bytes) does not decode as JPEG or PNG')
     if image.shape[0] * image.shape[1] > max_pixels:

@@ -18,6 +18,7 @@ publish exactly the same thing. The Pipeline is given its backend (core imports 
 """
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -33,6 +34,7 @@ from fer_ros.core.preprocess import (CROP_MODES, MAX_MARGIN, MIRROR_TTA_CHOICES,
                                      with_mirrors)
 from fer_ros.core.smoothing import SmoothingConfig
 from fer_ros.core.spec import ModelSpec
+from fer_ros.core.stamps import StampConfig, StampPolicy
 from fer_ros.core.tracking import FaceTracker, TrackerConfig
 from fer_ros.core.types import Command, Detection, FrameResult
 from fer_ros.core.validate import check_fields, setting
@@ -138,6 +140,34 @@ def stop_guards(config: CommandConfig) -> dict[str, float]:
     return guards
 
 
+# A camera's faces count for commands while its last frame is at most this old (command clock).
+FACES_FRESH_S = 0.5
+
+
+def check_model_output(backend: Backend, model: str) -> None:
+    """Run one blank input through the model at start: its output must be one probability per label.
+
+    Raises:
+        ValueError: the output shape is not [1, len(labels)] (a model that would fail every frame).
+    """
+    spec = backend.spec
+    blank = np.zeros((1, spec.channels, spec.height, spec.width), np.float32)
+    out = np.asarray(backend.infer(blank))
+    if out.shape != (1, len(backend.labels)):
+        raise ValueError(f'model {model}: output shape {list(out.shape)} does not match its '
+                         f'{len(backend.labels)} labels {list(backend.labels)} (expected [1, {len(backend.labels)}])')
+
+
+@dataclass
+class _Camera:
+    """Per-camera state: tracks, ROI-mode count, its latest faces and their command time."""
+
+    tracker: FaceTracker
+    roi_frames: int = 0           # consecutive ROI-mode frames since the last full-frame detection
+    faces: list = field(default_factory=list)
+    command_time: float = float('-inf')
+
+
 class Pipeline:
     """detect -> crop -> one batched inference -> track/smooth -> commands.
 
@@ -161,12 +191,12 @@ class Pipeline:
         self._backend = backend
         self._detector_factory = detector_factory
         self._detector = detector_factory(config.detector)
-        self._tracker = FaceTracker(config.tracker, config.smoothing, self._backend.labels)
         self._mapper = CommandMapper(load_command_config(config.commands_path or None))
-        self._roi_frames = 0      # consecutive ROI-mode frames since the last full-frame detection
+        self._stamps = StampPolicy(StampConfig(clock_reset_s=self._mapper.config.clock_reset_s))
+        self._face_numbers = itertools.count(1)     # face ids are unique across cameras
+        self._cameras: dict[str, _Camera] = {}
         self.mirror = {'on': True, 'off': False}.get(config.mirror_tta, self._backend.spec.mirror_tta)
         self.neutral = NeutralBaselines(config.neutral, self._backend.labels, stop_guards(self._mapper.config))
-        self._tracker.observe, self._tracker.correct = self.neutral.observe, self.neutral.correct
 
     @property
     def spec(self) -> ModelSpec:
@@ -204,48 +234,86 @@ class Pipeline:
         else:
             self._detector = self._detector_factory(config)
 
-    def process(self, bgr: np.ndarray, stamp: float) -> FrameResult:
+    def process(self, bgr: np.ndarray, stamp: float, camera: str = '', arrival: float | None = None) -> FrameResult:
         """One frame through the whole pipeline.
 
         Args:
             bgr: uint8[H, W, 3] BGR frame. stamp: frame time in seconds (the image header's stamp).
+            camera: the camera (header frame_id): each camera has its own tracks and stamp timeline.
+            arrival: when the frame was received, seconds of a monotonic clock (the node's); None = stamp
+                (offline, where stamps are the only clock). See fer_ros.core.stamps.
         Returns:
             FrameResult: confirmed tracked faces, commands to publish now, timing_ms {'detect' (whole
             detection, either mode), 'preprocess', 'infer', 'track' (tracker + command mapper),
-            'total'}, num_detections, detect_mode ('full' or 'roi').
+            'total'}, num_detections, detect_mode ('full' or 'roi'); ``skipped`` names the stamp problem
+            of a frame that was not processed (then nothing else is set), ``new_timeline`` says the
+            camera's tracks were reset first (its clock jumped).
         """
         t0 = time.perf_counter()
+        verdict = self._stamps.judge(camera, float(stamp), float(stamp if arrival is None else arrival))
+        for gone in verdict.forgotten:
+            self._cameras.pop(gone, None)
+        if verdict.skip:
+            return FrameResult(stamp=float(stamp), labels=self.labels, camera=camera, skipped=verdict.skip)
+        cam = self._cameras.get(camera)
+        if cam is None:
+            tracker = FaceTracker(self.config.tracker, self.config.smoothing, self._backend.labels,
+                                  numbers=self._face_numbers)
+            tracker.observe, tracker.correct = self.neutral.observe, self.neutral.correct
+            cam = self._cameras[camera] = _Camera(tracker)
+        elif verdict.new_timeline:
+            cam.tracker.reset()
+            cam.roi_frames = 0
         regions = None
-        if self._roi_frames < self._detector.config.full_scan_period - 1:
+        if cam.roi_frames < self._detector.config.full_scan_period - 1:
             # tracks' last boxes; none (nobody tracked) means a full scan
-            regions = self._tracker.active_boxes(stamp) or None
+            regions = cam.tracker.active_boxes(verdict.stamp) or None
         analysis = analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin, regions,
                                  crop_mode=self.config.crop_mode, mirror=self.mirror)
-        self._roi_frames = 0 if regions is None else self._roi_frames + 1
+        cam.roi_frames = 0 if regions is None else cam.roi_frames + 1
         t1 = time.perf_counter()
-        faces = self._tracker.update(analysis.detections, analysis.probabilities, stamp)
-        self.neutral.end_frame(stamp, self._tracker.face_ids)
-        commands = self._mapper.update(faces, stamp)
+        faces = cam.tracker.update(analysis.detections, analysis.probabilities, verdict.stamp)
+        cam.faces, cam.command_time = faces, verdict.command_time
+        self.neutral.end_frame(verdict.command_time, self.visible_face_ids())
+        commands = self._mapper.update(self._faces_in_view(verdict.command_time), verdict.command_time)
         t2 = time.perf_counter()
         timing = dict(analysis.timing_ms, track=(t2 - t1) * 1e3, total=(t2 - t0) * 1e3)
         return FrameResult(stamp=float(stamp), labels=self.labels, faces=faces, commands=commands,
                            timing_ms=timing, num_detections=len(analysis.detections),
-                           detect_mode=analysis.detect_mode)
+                           detect_mode=analysis.detect_mode, camera=camera, new_timeline=verdict.new_timeline)
 
     def visible_face_ids(self) -> list[str]:
-        """Ids of the faces tracked now (what a calibration request may name)."""
-        return self._tracker.face_ids
+        """Ids of the faces tracked now, every camera's (what a calibration request may name)."""
+        return [face_id for cam in self._cameras.values() for face_id in cam.tracker.face_ids]
 
-    def tick(self, stamp: float) -> list[Command]:
-        """Advance the command mapper's clock without a frame (HOLD, heartbeats); call a few times a second."""
-        return self._mapper.tick(stamp)
+    def _faces_in_view(self, now: float) -> list:
+        """Every camera's latest faces, from cameras that sent a frame in the last FACES_FRESH_S of
+        command time: commands are decided on what all cameras see (one camera: exactly its faces)."""
+        return [f for cam in self._cameras.values() if now - cam.command_time <= FACES_FRESH_S for f in cam.faces]
+
+    def tick(self, arrival: float) -> list[Command]:
+        """Advance the command mapper's clock without a frame (HOLD, heartbeats); call a few times a second.
+
+        arrival: now, on the clock given to ``process`` as ``arrival`` (or the stamps' clock offline)."""
+        now = self._stamps.tick_time(float(arrival))
+        return [] if now is None else self._mapper.tick(now)
+
+    def camera_clock(self, arrival: float) -> tuple[str, float] | None:
+        """(camera, its clock now) of the camera that sent the last processed frame: the frame_id and
+        stamp for timer-driven outputs. None before the first frame."""
+        return self._stamps.camera_clock(float(arrival))
 
     def reset(self) -> None:
-        """Forget tracks and evidence (e.g. after a clock jump or a bag restart); the next frame is a
-        full-frame detection. The command in force is kept (a latched STOP stays latched)."""
-        self._tracker.reset()
+        """Forget tracks, timelines and evidence (e.g. a bag restart); the next frame is a full-frame
+        detection. The command in force is kept (a latched STOP stays latched) and the command clock
+        keeps running."""
+        self._cameras.clear()
+        self._stamps.reset()
         self._mapper.reset(keep_command=True)
-        self._roi_frames = 0
+
+    def reset_commands(self) -> None:
+        """Forget the command in force too (processing stopped: the node published HOLD)."""
+        self._mapper.reset()
 
     def close(self) -> None:
         """Release the backend's resources."""

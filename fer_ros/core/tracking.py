@@ -100,7 +100,8 @@ class FaceTracker:
             array given to ``update`` is in this order.
     """
 
-    def __init__(self, config: TrackerConfig, smoothing: SmoothingConfig, labels: tuple[str, ...]) -> None:
+    def __init__(self, config: TrackerConfig, smoothing: SmoothingConfig, labels: tuple[str, ...],
+                 numbers=None) -> None:
         if not isinstance(config, TrackerConfig):
             raise ValueError(f'config must be a TrackerConfig, got {type(config).__name__}')
         if not isinstance(smoothing, SmoothingConfig):
@@ -112,7 +113,8 @@ class FaceTracker:
             raise ValueError('labels must not be empty')
         self._coords = circumplex_matrix(self.labels)  # validates the labels once, not per frame
         self._tracks: list[_Track] = []
-        self._numbers = itertools.count(1)
+        # numbers: an iterator of track numbers shared by several trackers (one per camera) keeps ids unique
+        self._numbers = numbers if numbers is not None else itertools.count(1)
         # Optional per-face hooks (the Pipeline's neutral baselines): observe(face_id, raw float32[K],
         # stamp) sees every classified face; correct(face_id, smoothed float32[K]) -> float32[K]
         # changes what is published (expression, confidence, valence/arousal follow it).

@@ -643,28 +643,6 @@ def decode_image_message(msgtype: str, msg, max_pixels: int = DEFAULT_MAX_PIXELS
                         max_pixels=max_pixels)
 
 
-class StampClock:
-    """The stamp each frame is processed with: its header stamp, unless that is not after the previous
-    frame's (zero or repeated stamps from a driver, a clock jump back), in which case the previous stamp
-    advanced by the log-time gap. Offline and live mode both use it, so they see the same stamps and the
-    live node's outputs (which copy the stamp) match frames one to one.
-    """
-
-    def __init__(self) -> None:
-        self._prev: int | None = None
-        self._prev_log = 0
-        self.replaced = 0      # frames whose header stamp was not used
-
-    def effective(self, header_ns: int, log_ns: int) -> int:
-        if self._prev is None or header_ns > self._prev:
-            out = header_ns
-        else:
-            out = self._prev + max(1, log_ns - self._prev_log)
-            self.replaced += 1
-        self._prev, self._prev_log = out, log_ns
-        return out
-
-
 def image_message(typestore, bgr: np.ndarray, stamp: int, frame_id: str, fmt: str = 'raw',
                   encoding: str = 'bgr8', quality: int = 90) -> tuple[str, object]:
     """uint8[H, W, 3] BGR -> (msgtype, rosbags Image or CompressedImage message) stamped ``stamp`` ns.
@@ -687,5 +665,5 @@ def image_message(typestore, bgr: np.ndarray, stamp: int, frame_id: str, fmt: st
 
 
 __all__ = ['BagError', 'TopicNotFoundError', 'UnsupportedMessageTypeError', 'TopicInfo', 'BagMessage',
-           'Damage', 'BagReader', 'BagWriter', 'StampClock', 'make_typestore', 'fer_message_types', 'stamp_ns',
+           'Damage', 'BagReader', 'BagWriter', 'make_typestore', 'fer_message_types', 'stamp_ns',
            'decode_image_message', 'image_message', 'IMAGE', 'COMPRESSED_IMAGE', 'IMAGE_TYPES', 'STORAGES']

@@ -30,7 +30,9 @@ from fer_ros.core.paths import find_executable
 from fer_ros.ros.processes import LoggedProcess
 from fer_ros.core.types import Command, FaceResult, FrameResult
 
-from .bag_io import (COMPRESSED_IMAGE, BagReader, BagWriter, StampClock, make_typestore, stamp_ns)
+from fer_ros.core.stamps import StampClock
+
+from .bag_io import (COMPRESSED_IMAGE, BagReader, BagWriter, make_typestore, stamp_ns)
 from .report import NO_OUTPUT, FrameRecord
 
 NAMESPACE = '/fer_eval'

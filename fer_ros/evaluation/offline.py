@@ -13,7 +13,8 @@ from pathlib import Path
 import yaml
 
 from fer_ros.core.image_codec import ImageDecodeError
-from fer_ros.evaluation.bag_io import BagReader, StampClock, decode_image_message, stamp_ns
+from fer_ros.core.stamps import StampClock
+from fer_ros.evaluation.bag_io import BagReader, decode_image_message, stamp_ns
 from fer_ros.evaluation.report import DECODE_ERROR, FrameRecord
 from fer_ros.ros.params import NODE_NAME
 
@@ -143,7 +144,7 @@ def run_offline(reader: BagReader, topic: str, values: dict, progress: bool = Tr
             previous = next((r for r in reversed(records) if r.result is not None), None)
             if ticked and previous is not None:
                 previous.result.commands.extend(ticked)      # they happened after that frame
-            result = pipeline.process(bgr, seconds)
+            result = pipeline.process(bgr, seconds, camera=str(getattr(m.msg.header, 'frame_id', '')))
             next_tick = seconds + tick_s
             records.append(FrameRecord(index, t_s, stamp, result, timing_ms={'decode': decode_ms}))
     finally:

@@ -41,6 +41,7 @@ class ParamDef:
     high: float | None = None
     read_only: bool = True            # False: may change at run time (validated in a callback)
     low_open: bool = False            # low itself excluded (validation only; ROS ranges are closed)
+    min_nonzero: float | None = None  # when set, a non-zero value must be at least this (0 keeps its 'off' meaning)
 
     @classmethod
     def of(cls, name: str, config: type, field: str, description: str, read_only: bool = True) -> ParamDef:
@@ -62,6 +63,8 @@ class ParamDef:
                    if self.low is not None else None)
         if problem:
             raise ParameterError(f'parameter {self.name!r}: {problem}')
+        if self.min_nonzero is not None and value != 0 and value < self.min_nonzero:
+            raise ParameterError(f'parameter {self.name!r}: must be 0 (off) or >= {self.min_nonzero:g}, got {value!r}')
         return value
 
 
@@ -74,8 +77,9 @@ PARAMETERS: tuple[ParamDef, ...] = (
              "(sensor-data QoS) connects to best-effort and reliable cameras alike",
              choices=('best_effort', 'reliable')),
     ParamDef('qos_depth', 1, 'QoS history depth of the image subscription (1 = latest frame only)', low=1, high=100),
-    ParamDef('max_rate_hz', 0.0, 'process at most this many frames per second (0 = as fast as possible)',
-             low=0.0, high=1000.0, read_only=False),
+    ParamDef('max_rate_hz', 0.0, 'process at most this many frames per second (0 = as fast as possible; '
+             'at least 1, so the node never looks away from the camera for more than a second)',
+             low=0.0, high=1000.0, read_only=False, min_nonzero=1.0),
     ParamDef('max_image_pixels', 40_000_000, 'frames with more pixels than this are rejected (reported in '
              'diagnostics) instead of processed', low=1, high=500_000_000, read_only=False),
     # --- model ---
@@ -144,6 +148,22 @@ PARAMETERS: tuple[ParamDef, ...] = (
     ParamDef('diagnostics_period_s', 1.0, 'period of /diagnostics messages (seconds)', low=0.1, high=60.0),
 )
 PARAMETERS_BY_NAME: dict[str, ParamDef] = {p.name: p for p in PARAMETERS}
+# Parameters rclpy itself declares on every node (accepted, validated by rclpy, not ours to map).
+ROS_PARAMETERS: tuple[str, ...] = ('use_sim_time', 'start_type_description_service')
+ROS_PARAMETER_PREFIXES: tuple[str, ...] = ('qos_overrides.',)
+
+
+def is_ros_parameter(name: str) -> bool:
+    return name in ROS_PARAMETERS or name.startswith(ROS_PARAMETER_PREFIXES)
+
+
+def unknown_parameter_message(name: str, where: str = '') -> str:
+    """'unknown parameter 'x' (in ...); did you mean 'y'?' with the closest known names."""
+    import difflib
+    close = difflib.get_close_matches(name, list(PARAMETERS_BY_NAME), n=2, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else \
+        f'; known: {", ".join(sorted(PARAMETERS_BY_NAME))}'
+    return f'unknown parameter {name!r}{f" ({where})" if where else ""}{hint}'
 
 
 def validate_all(values: dict[str, Any]) -> dict[str, Any]:
@@ -152,9 +172,9 @@ def validate_all(values: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ParameterError: unknown name or bad value; the message names the parameter.
     """
-    unknown = set(values) - set(PARAMETERS_BY_NAME)
+    unknown = sorted(n for n in set(values) - set(PARAMETERS_BY_NAME) if not is_ros_parameter(n))
     if unknown:
-        raise ParameterError(f'unknown parameter(s) {sorted(unknown)}; known: {sorted(PARAMETERS_BY_NAME)}')
+        raise ParameterError('; '.join(unknown_parameter_message(n) for n in unknown))
     return {p.name: p.validate(values.get(p.name, p.default)) for p in PARAMETERS}
 
 
@@ -188,9 +208,14 @@ def detector_config(values: dict[str, Any]) -> DetectorConfig:
                           max_faces=values['max_faces'])
 
 
-def declare(node) -> dict[str, Any]:
+def declare(node, validate: bool = True, enforce_read_only: bool = True) -> dict[str, Any]:
     """Declare every parameter on an rclpy node (with description, range, read-only) and return the
-    validated values (overrides from --params-file / -p included).
+    values (overrides from --params-file / -p included), validated unless ``validate`` is False.
+
+    Types are checked here rather than by rclpy (dynamic typing in the descriptor), so a value of the
+    wrong type is refused with a message naming the parameter, at start and at run time.
+    enforce_read_only: False leaves read-only parameters settable (a managed node while unconfigured;
+    its own callback refuses them once configured).
 
     Raises:
         ParameterError: a value given at start is invalid.
@@ -202,7 +227,8 @@ def declare(node) -> dict[str, Any]:
         desc = p.description
         if p.choices:
             desc += f" (one of: {', '.join(p.choices)})"
-        descriptor = ParameterDescriptor(description=desc, read_only=p.read_only)
+        descriptor = ParameterDescriptor(description=desc, read_only=p.read_only and enforce_read_only,
+                                         dynamic_typing=True)
         if p.low is not None and isinstance(p.default, float):
             descriptor.floating_point_range = [FloatingPointRange(from_value=float(p.low), to_value=float(p.high),
                                                                   step=0.0)]
@@ -210,10 +236,15 @@ def declare(node) -> dict[str, Any]:
             descriptor.integer_range = [IntegerRange(from_value=int(p.low), to_value=int(p.high), step=0)]
         try:
             value = node.declare_parameter(p.name, p.default, descriptor).value
-        except Exception as exc:  # rclpy raises InvalidParameterTypeException & co.
+        except Exception as exc:  # rclpy raises InvalidParameterValueException & co.
             raise ParameterError(f'parameter {p.name!r}: {exc}') from exc
-        values[p.name] = p.validate(value)
+        values[p.name] = p.validate(value) if validate else value
     return values
+
+
+def current_values(node) -> dict[str, Any]:
+    """The node's current values of every parameter of the table, validated (ParameterError)."""
+    return {p.name: p.validate(node.get_parameter(p.name).value) for p in PARAMETERS}
 
 
 def _limits_text(p: ParamDef) -> str:
@@ -227,10 +258,13 @@ def _limits_text(p: ParamDef) -> str:
 def render_yaml() -> str:
     """config/fer.yaml text: every parameter with its default and description as a comment.
     (`python -m fer_ros.ros.params > config/fer.yaml`; a test checks the file matches the table.)"""
-    lines = ['# fer_node parameters (defaults). Generated from fer_ros/ros/params.py: edit the table there,',
-             '# then `python -m fer_ros.ros.params > config/fer.yaml`. [runtime] = may change while running',
-             '# (ros2 param set); the others are read at start.',
-             f'{NODE_NAME}:', '  ros__parameters:']
+    lines = ['# fer_node / fer_lifecycle_node parameters (defaults). Generated from fer_ros/ros/params.py: edit',
+             '# the table there, then `python -m fer_ros.ros.params > config/fer.yaml`. [runtime] = may change',
+             '# while running (ros2 param set); the others are read at start (managed node: at configure).',
+             "# Keyed '/**' so the file applies under any namespace and node name (a key naming the node,",
+             "# `fer_node:`, would match only /fer_node: under a namespace ROS would silently ignore it).",
+             "# Unknown keys are refused at start, naming the key and this file.",
+             "/**:", '  ros__parameters:']
     for p in PARAMETERS:
         note = p.description + ('' if p.read_only else ' [runtime]')
         if _limits_text(p):

@@ -22,8 +22,10 @@ import numpy as np
 from fer_ros.backends import BACKENDS, BackendError, backend_for, create_face_detector
 from fer_ros.core.detection import DETECTOR_BACKENDS, DETECTOR_KINDS, DetectorConfig
 from fer_ros.core.files import read_image
+from fer_ros.core.image_codec import DEFAULT_MAX_PIXELS
 from fer_ros.core.pipeline import PipelineConfig, analyze_frame
 from fer_ros.core.validate import field_limits
+>>>>>>> 214d127 (issue 11: one stamp policy per camera (core/stamps.py), header-checked image decoding, rate wait that wakes, shared node runtime, lifecycle node, params-file checks, soak tool)
 
 
 def face_json(detection, probabilities: np.ndarray, labels: tuple[str, ...]) -> dict:
@@ -55,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     margin = field_limits(PipelineConfig, 'crop_margin')
     parser.add_argument('--margin', type=float, default=margin.default,
                         help=f'crop margin {margin.low:g}..{margin.high:g} (default %(default)s)')
+    parser.add_argument('--max-pixels', type=int, default=DEFAULT_MAX_PIXELS,
+                        help='images with more pixels are refused before decoding (default %(default)s)')
+>>>>>>> 214d127 (issue 11: one stamp policy per camera (core/stamps.py), header-checked image decoding, rate wait that wakes, shared node runtime, lifecycle node, params-file checks, soak tool)
     return parser
 
 
@@ -76,12 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in args.images:
         try:
-            image = read_image(path)
-        except ValueError as exc:
+            image = read_image(path, args.max_pixels)
+            result = analyze_frame(image, detector, backend, config.crop_margin)
+        except (ValueError, BackendError) as exc:   # one bad file never stops the batch
             failed += 1
             print(json.dumps({'image': path, 'error': str(exc)}), flush=True)
             continue
-        result = analyze_frame(image, detector, backend, config.crop_margin)
         timing = {k: round(v, 3) for k, v in result.timing_ms.items()}
         timing['total'] = round(sum(result.timing_ms.values()), 3)
         faces = [face_json(d, p, labels) for d, p in zip(result.detections, result.probabilities)]

@@ -22,7 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_ros.core.files import IMAGE_SUFFIXES
+from fer_ros.core.files import IMAGE_SUFFIXES, read_image
+from fer_ros.core.image_codec import DEFAULT_MAX_PIXELS
 from fer_ros.evaluation.bag_io import STORAGES, BagError, BagWriter, image_message
 
 RAW_ENCODINGS = ('bgr8', 'rgb8', 'mono8')
@@ -120,8 +121,8 @@ class SkippedFiles:
     files: list[str]
 
 
-def image_folder_frames(folder: str, skipped: SkippedFiles, max_frames: int | None = None
-                        ) -> tuple[Iterator[tuple[np.ndarray, None]], int]:
+def image_folder_frames(folder: str, skipped: SkippedFiles, max_frames: int | None = None,
+                        max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Iterator[tuple[np.ndarray, None]], int]:
     """Frames of the image files in ``folder`` in name order; unreadable files are reported on stderr
     and appended to ``skipped.files``.
 
@@ -138,9 +139,10 @@ def image_folder_frames(folder: str, skipped: SkippedFiles, max_frames: int | No
 
     def gen():
         for f in files:
-            image = cv2.imread(str(f), cv2.IMREAD_COLOR)
-            if image is None:
-                print(f'fer-make-bag: {f}: not a readable image, skipped', file=sys.stderr)
+            try:     # PNG/JPEG size checked from the header first: a decompression bomb is skipped
+                image = read_image(str(f), max_pixels)
+            except ValueError as exc:
+                print(f'fer-make-bag: {f}: {exc}; skipped', file=sys.stderr)
                 skipped.files.append(str(f))
                 continue
             yield image, None
