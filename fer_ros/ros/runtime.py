@@ -22,6 +22,7 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -88,8 +89,10 @@ class FerRuntime:
         self.reason = ''                             # why the last configure failed
         self._diag_pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
         period = self._values['diagnostics_period_s']
+        # Timers run on the steady clock: with use_sim_time and no /clock (yet) they must still fire.
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._diag_timer = node.create_timer(period if isinstance(period, float) and period >= 0.1 else 1.0,
-                                             self._publish_diagnostics)
+                                             self._publish_diagnostics, clock=self._steady)
 
     # ------------------------------------------------------------------ transitions
     def configure(self) -> None:
@@ -120,7 +123,8 @@ class FerRuntime:
         self._worker.start()
         self._sub = self.node.create_subscription(msg_type, topic, self._on_image, qos)
         self._subscribed_at = time.monotonic()
-        self._tick_timer = self.node.create_timer(1.0 / self._values['command_tick_hz'], self._on_tick)
+        self._tick_timer = self.node.create_timer(1.0 / self._values['command_tick_hz'], self._on_tick,
+                                                  clock=self._steady)
         self.state = 'active'
         self.node.get_logger().info(
             f"active: {self._sub.topic_name} ({self._values['image_transport']}, {self._values['reliability']}) "

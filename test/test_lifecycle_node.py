@@ -1,0 +1,141 @@
+"""fer_lifecycle_node as a real process, driven from this process through the standard lifecycle
+services (/fer_node/change_state and /fer_node/get_state, transitions by label)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ros_harness import INSTALL, PARAMS_FILE, Collector, Proc, diag_values, requires_ros, ros_args
+
+pytestmark = [pytest.mark.ros, requires_ros]
+LIFECYCLE_EXE = INSTALL / 'lib' / 'fer_ros' / 'fer_lifecycle_node'
+
+
+@pytest.fixture
+def collector():
+    c = Collector()
+    yield c
+    c.close()
+
+
+class Lifecycle:
+    def __init__(self, collector, node_name='/fer_node'):
+        from lifecycle_msgs.srv import ChangeState, GetState
+        self.collector = collector
+        self.change = collector.node.create_client(ChangeState, f'{node_name}/change_state')
+        self.get = collector.node.create_client(GetState, f'{node_name}/get_state')
+
+    def _call(self, client, request, proc):
+        self.collector.wait_for(lambda: client.service_is_ready(), 60, proc, f'{client.srv_name} offered')
+        future = client.call_async(request)
+        self.collector.wait_for(future.done, 60, proc, f'a reply from {client.srv_name}')
+        return future.result()
+
+    def state(self, proc) -> str:
+        from lifecycle_msgs.srv import GetState
+        return self._call(self.get, GetState.Request(), proc).current_state.label
+
+    def transition(self, label: str, proc) -> bool:
+        """By label: rclpy 7 (Jazzy) crashes on a request with an invalid transition id (ros2/rclpy#1209)."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+        return self._call(self.change, ChangeState.Request(transition=Transition(label=label)), proc).success
+
+
+def _start(tmp_path, params=None):
+    return Proc([LIFECYCLE_EXE] + ros_args({'diagnostics_period_s': 0.2, **(params or {})}, None, PARAMS_FILE),
+                tmp_path / 'lifecycle.log', cwd=tmp_path)
+
+
+def _image(stamp_s):
+    from std_msgs.msg import Header
+
+    from fer_ros.core.sample_frames import sample_frame
+    from fer_ros.core.stamps import to_stamp
+    from fer_ros.ros.convert import bgr_to_image
+    header = Header(frame_id='cam')
+    header.stamp.sec, header.stamp.nanosec = to_stamp(stamp_s)
+    return bgr_to_image(sample_frame(1, size=(640, 480), seed=0)[0], header)
+
+
+def _latest_diag(collector):
+    for _, msg in reversed(collector.snapshot()[2]):
+        values = diag_values(msg)
+        if values:
+            return values
+    return {}
+
+
+def test_every_transition_from_another_process(tmp_path, collector):
+    from sensor_msgs.msg import Image
+    node = _start(tmp_path, {'model_path': str(tmp_path / 'missing.onnx')})
+    life = Lifecycle(collector)
+    try:
+        assert life.state(node) == 'unconfigured'
+        assert collector.node.count_subscribers('/image') == 0          # nothing before configure+activate
+
+        # configure with a bad model: stays unconfigured, with the reason in the log and diagnostics
+        assert not life.transition('configure', node)
+        assert life.state(node) == 'unconfigured'
+        collector.wait_for(lambda: 'missing.onnx' in _latest_diag(collector).get('_message', ''), 20, node,
+                           'the configure failure in diagnostics')
+        assert 'configure failed' in node.output() and 'missing.onnx' in node.output()
+
+        # parameters may be fixed while unconfigured (model_path is read-only once configured)
+        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+        client = collector.node.create_client(SetParameters, '/fer_node/set_parameters')
+        assert client.wait_for_service(timeout_sec=30)
+        future = client.call_async(SetParameters.Request(parameters=[Parameter(
+            name='model_path', value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=''))]))
+        collector.wait_for(future.done, 20, node, 'set model_path')
+        assert future.result().results[0].successful, future.result().results[0].reason
+
+        assert life.transition('configure', node)
+        assert life.state(node) == 'inactive'
+        assert collector.node.count_subscribers('/image') == 0          # inactive: not subscribed yet
+
+        assert life.transition('activate', node)
+        assert life.state(node) == 'active'
+        pub = collector.publisher(Image, 'image')
+        collector.wait_for(lambda: pub.get_subscription_count() > 0, 30, node, 'the active node to subscribe')
+        t = time.time()
+        pub.publish(_image(t))
+        collector.wait_for(lambda: len(collector.snapshot()[0]) >= 1, 30, node, 'expressions while active')
+
+        commands_before = len(collector.snapshot()[1])
+        assert life.transition('deactivate', node)
+        assert life.state(node) == 'inactive'
+        collector.wait_for(lambda: any(m.command == 'HOLD' and not m.heartbeat
+                                       for _, m in collector.snapshot()[1][commands_before:]),
+                           20, node, 'HOLD on deactivate')
+        assert collector.node.count_subscribers('/image') == 0          # no longer processing
+        processed = len(collector.snapshot()[0])
+
+        assert life.transition('cleanup', node)
+        assert life.state(node) == 'unconfigured'
+        # and back: configure + activate again, frames are processed again
+        assert life.transition('configure', node) and life.transition('activate', node)
+        collector.wait_for(lambda: pub.get_subscription_count() > 0, 30, node, 'subscribed again')
+        pub.publish(_image(t + 1.0))
+        collector.wait_for(lambda: len(collector.snapshot()[0]) > processed, 30, node, 'expressions after reactivation')
+        collector.wait_for(lambda: _latest_diag(collector).get('state') == 'active', 20, node, 'diagnostics: active')
+
+        assert life.transition('shutdown', node)                         # from active: ends the process
+        assert node.popen.wait(30) == 0, node.output()
+        assert 'Traceback' not in node.output()
+    finally:
+        node.stop()
+
+
+def test_invalid_transition_is_refused_and_the_node_lives_on(tmp_path, collector):
+    node = _start(tmp_path)
+    life = Lifecycle(collector)
+    try:
+        assert life.state(node) == 'unconfigured'
+        assert not life.transition('activate', node)                     # not from unconfigured
+        assert not life.transition('no_such_transition', node)
+        assert life.state(node) == 'unconfigured' and node.popen.poll() is None
+    finally:
+        assert node.stop() == 0
