@@ -28,6 +28,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
+from fer_ros.core.stamps import SKIP_REASONS
 from fer_ros.core.paths import find_executable
 from fer_ros.ros.fastdds_profile import apply_profile
 from fer_ros.ros.processes import stop_process
@@ -103,11 +104,11 @@ def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: 
         'latency_ms': {f'p{q}': float(np.percentile(latency, q)) for q in (50, 90, 99)} if latency.size else {},
         'mean_faces_per_frame': float(np.mean([f for _, _, f in probe.receipts])) if probe.receipts else 0.0,
         'node_diagnostics': {k: d.get(k) for k in ('frames_received', 'frames_processed', 'frames_dropped',
-                                                   'decode_errors', 'out_of_order', 'pipeline_errors')},
+                                                   'decode_errors', 'pipeline_errors') + SKIP_REASONS},
     }
     if d:
         received, processed, dropped = (int(d[k]) for k in ('frames_received', 'frames_processed', 'frames_dropped'))
-        errors = sum(int(d.get(k, 0)) for k in ('decode_errors', 'out_of_order'))
+        errors = sum(int(d.get(k, 0)) for k in ('decode_errors', 'pipeline_errors') + SKIP_REASONS)
         result['drop_counter_consistent'] = received == processed + dropped + errors
         result['received_fps'] = received / seconds   # frames that reached the node's subscription
         result['published_equals_processed'] = len(probe.receipts) == processed

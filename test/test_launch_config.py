@@ -70,3 +70,13 @@ def test_readme_documents_every_parameter():
     assert not missing, f'README parameter table lacks {missing}'
     assert params.render_markdown() in readme, \
         'README parameter table is stale: paste `python -m fer_ros.ros.params --markdown` over it'
+
+
+def test_launch_file_starts_either_node_with_the_same_name_and_topics():
+    """launch_ros is not installable here: check the managed branch by reading the file."""
+    text = (REPO / 'launch' / 'fer.launch.py').read_text()
+    assert "Node(executable='fer_node', condition=UnlessCondition(managed), **common)" in text
+    assert "LifecycleNode(executable='fer_lifecycle_node', condition=IfCondition(managed), **common)" in text
+    assert 'TRANSITION_CONFIGURE' in text and 'TRANSITION_ACTIVATE' in text and "goal_state='inactive'" in text
+    cmake = (REPO / 'CMakeLists.txt').read_text()
+    assert 'fer_lifecycle_node' in cmake and (REPO / 'bin' / 'fer_lifecycle_node.in').is_file()

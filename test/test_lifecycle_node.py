@@ -51,7 +51,7 @@ def _start(tmp_path, params=None):
 def _image(stamp_s):
     from std_msgs.msg import Header
 
-    from fer_ros.core.sample_frames import sample_frame
+    from fer_ros.sample_frames import sample_frame
     from fer_ros.core.stamps import to_stamp
     from fer_ros.ros.convert import bgr_to_image
     header = Header(frame_id='cam')

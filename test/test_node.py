@@ -85,7 +85,7 @@ def test_expressions_for_every_processed_frame_with_input_header(tmp_path, colle
                 assert msg.command == config.command_for(msg.expression), msg
                 assert msg.source_face_id in ids
         assert int(diag['frames_received']) == processed + int(diag['frames_dropped']) + \
-            int(diag.get('out_of_order', '0')) + int(diag.get('decode_errors', '0'))
+            sum(int(diag.get(k, '0')) for k in ('decode_errors', 'pipeline_errors', 'out_of_order', 'future_stamp', 'clock_jump', 'bad_stamp'))
     finally:
         assert node.stop() == 0
 

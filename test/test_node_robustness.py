@@ -36,7 +36,7 @@ def _diag(collector) -> dict:
 
 
 def _frame():
-    from fer_ros.core.sample_frames import sample_frame
+    from fer_ros.sample_frames import sample_frame
     return sample_frame(1, size=(640, 480), seed=0)[0]
 
 
