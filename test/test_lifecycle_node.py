@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from ros_harness import INSTALL, PARAMS_FILE, Collector, Proc, diag_values, requires_ros, ros_args
+from ros_harness import NODE_EXE, PARAMS_FILE, Collector, Proc, diag_values, requires_ros, ros_args
 
 pytestmark = [pytest.mark.ros, requires_ros]
-LIFECYCLE_EXE = INSTALL / 'lib' / 'fer_ros' / 'fer_lifecycle_node'
+LIFECYCLE_EXE = NODE_EXE.parent / 'fer_lifecycle_node'
 
 
 @pytest.fixture

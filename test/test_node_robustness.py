@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_harness import (INSTALL, NODE_EXE, PARAMS_FILE, Collector, Proc, diag_values, requires_ros, ros_args,
+from ros_harness import (NODE_EXE, PARAMS_FILE, Collector, Proc, diag_values, requires_ros,
                          start_node)
 
 pytestmark = [pytest.mark.ros, requires_ros]

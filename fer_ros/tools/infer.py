@@ -25,7 +25,6 @@ from fer_ros.core.files import read_image
 from fer_ros.core.image_codec import DEFAULT_MAX_PIXELS
 from fer_ros.core.pipeline import PipelineConfig, analyze_frame
 from fer_ros.core.validate import field_limits
->>>>>>> 214d127 (issue 11: one stamp policy per camera (core/stamps.py), header-checked image decoding, rate wait that wakes, shared node runtime, lifecycle node, params-file checks, soak tool)
 
 
 def face_json(detection, probabilities: np.ndarray, labels: tuple[str, ...]) -> dict:
@@ -59,7 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f'crop margin {margin.low:g}..{margin.high:g} (default %(default)s)')
     parser.add_argument('--max-pixels', type=int, default=DEFAULT_MAX_PIXELS,
                         help='images with more pixels are refused before decoding (default %(default)s)')
->>>>>>> 214d127 (issue 11: one stamp policy per camera (core/stamps.py), header-checked image decoding, rate wait that wakes, shared node runtime, lifecycle node, params-file checks, soak tool)
     return parser
 
 
