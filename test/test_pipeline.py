@@ -60,7 +60,8 @@ def test_one_face_is_tracked_and_classified(counting):
     assert set(second.timing_ms) == STAGES and all(v >= 0 for v in second.timing_ms.values())
     assert second.timing_ms['total'] >= second.timing_ms['detect'] + second.timing_ms['infer']
     assert second.labels == pipeline.labels and second.stamp == pytest.approx(1 / 30)
-    assert counting.calls == [1, 1, 1]
+    rows = 2 if pipeline.mirror else 1                # mirror TTA: each face and its mirror in one batch
+    assert counting.calls == [rows] * 3
     assert isinstance(pipeline.tick(0.2), list)
 
 
@@ -69,7 +70,7 @@ def test_five_faces_go_through_one_inference_call(counting):
     frame, boxes = sample_frame(5)
     result = pipeline.process(frame, 0.0)
     assert result.num_detections == 5 and len(result.faces) == 5
-    assert counting.calls == [5]
+    assert counting.calls == [5 * (2 if pipeline.mirror else 1)]   # one call (mirrors in the same batch)
     assert len({f.face_id for f in result.faces}) == 5
 
 
@@ -137,7 +138,7 @@ def test_roi_mode_alternates_and_keeps_faces_and_ids(counting, num_faces):
             assert box_iou(full_boxes, [f.box for f in result.faces]).max(axis=1).min() >= 0.7
     assert modes == ['full', 'roi', 'roi', 'roi', 'roi'] * 4
     assert len(set(map(tuple, ids))) == 1 and len(ids[0]) == num_faces
-    assert counting.calls == [num_faces] * 21                           # one batched call per frame
+    assert counting.calls == [num_faces * (2 if pipeline.mirror else 1)] * 21   # one batched call per frame
 
 
 def test_a_new_face_is_found_at_the_next_full_scan():

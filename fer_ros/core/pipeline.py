@@ -108,26 +108,31 @@ def analyze_frame(bgr: np.ndarray, detector: FaceDetector, backend: Backend, mar
         ValueError: ``bgr`` is not a non-empty uint8[H, W, 3] array.
     """
     check_bgr(bgr, 'analyze_frame')
-    spec = backend.spec
     t0 = time.perf_counter()
     detections = detector.detect(bgr) if regions is None else detector.detect(bgr, regions=regions)
     t1 = time.perf_counter()
-    if detections:
-        batch = crop_faces(bgr, [d.box for d in detections], spec, margin, [d.landmarks for d in detections],
-                           crop_mode)
-        if mirror:
-            batch = with_mirrors(batch)
-        t2 = time.perf_counter()
-        probabilities = backend.infer(batch)
-        if mirror:
-            probabilities = average_mirrors(probabilities)
-        t3 = time.perf_counter()
-    else:
-        probabilities = np.zeros((0, spec.num_classes), np.float32)
-        t2 = t3 = t1
-    return FrameAnalysis(detections, probabilities,
-                         {'detect': (t1 - t0) * 1e3, 'preprocess': (t2 - t1) * 1e3, 'infer': (t3 - t2) * 1e3},
+    probabilities, timing = classify_faces(bgr, detections, backend, margin, crop_mode=crop_mode, mirror=mirror)
+    return FrameAnalysis(detections, probabilities, {'detect': (t1 - t0) * 1e3, **timing},
                          'full' if regions is None else 'roi')
+
+
+def classify_faces(bgr: np.ndarray, detections: list[Detection], backend: Backend, margin: float, *,
+                   crop_mode: str = 'square', mirror: bool = False) -> tuple[np.ndarray, dict[str, float]]:
+    """The classifier's float32[N, K] probabilities for the N detected faces of ``bgr`` (ONE inference
+    call, 2N rows with ``mirror``), and timing_ms {'preprocess', 'infer'}. See ``analyze_frame``."""
+    spec = backend.spec
+    if not detections:
+        return np.zeros((0, spec.num_classes), np.float32), {'preprocess': 0.0, 'infer': 0.0}
+    t0 = time.perf_counter()
+    batch = crop_faces(bgr, [d.box for d in detections], spec, margin, [d.landmarks for d in detections], crop_mode)
+    if mirror:
+        batch = with_mirrors(batch)
+    t1 = time.perf_counter()
+    probabilities = backend.infer(batch)
+    if mirror:
+        probabilities = average_mirrors(probabilities)
+    t2 = time.perf_counter()
+    return probabilities, {'preprocess': (t1 - t0) * 1e3, 'infer': (t2 - t1) * 1e3}
 
 
 def stop_guards(config: CommandConfig) -> dict[str, float]:
