@@ -271,6 +271,7 @@ def main(argv=None) -> int:
     parser.add_argument('--cache', default=os.path.join(REPO, 'bench', 'cache', 'accuracy'))
     parser.add_argument('--json', default='', help='write every figure here')
     parser.add_argument('--repeats', type=int, default=200, help='timing rounds (every setting once per round)')
+    parser.add_argument('--cost-only', action='store_true', help='only the per-face cost of every setting')
     args = parser.parse_args(argv)
 
     from fer_ros.backends import create_backend
@@ -301,6 +302,15 @@ def main(argv=None) -> int:
     defaults = PipelineConfig()
     mirror_default = {'on': True, 'off': False}.get(defaults.mirror_tta, backend.spec.mirror_tta)
     report = {'load_before': os.getloadavg(), 'settings': [], 'defaults': (defaults.crop_mode, mirror_default)}
+    group = max(detections, key=lambda k: len(detections[k]))
+    if args.cost_only:
+        costs = per_face_costs(backend, images[group], [d for _, d in detections[group]], args.repeats)
+        print(f'load average before {report["load_before"][0]:.2f}, after {os.getloadavg()[0]:.2f} (1 min; '
+              f'{os.cpu_count()} CPUs); median ms per face, {len(detections[group])}-face batch, crop + inference:')
+        for (crop, mirror), ms in costs.items():
+            star = '*' if (crop, mirror) == report['defaults'] else ' '
+            print(f'{star} crop_mode={crop:8} mirror_tta={"on " if mirror else "off"}  {ms:.3f} ms/face')
+        return 1 if problems else 0
     bag = bag_sequence()
     for crop, mirror in SETTINGS:
         photo_pairs = []
@@ -321,7 +331,6 @@ def main(argv=None) -> int:
             entry['sequences'][calibration] = summarise(seq_pairs)
         report['settings'].append(entry)
         print(f'... {crop}/{"mirror" if mirror else "plain"} done', file=sys.stderr)
-    group = max(detections, key=lambda k: len(detections[k]))
     costs = per_face_costs(backend, images[group], [d for _, d in detections[group]], args.repeats)
     for entry in report['settings']:
         entry['ms_per_face'] = costs[(entry['crop_mode'], entry['mirror_tta'])]
