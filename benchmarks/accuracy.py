@@ -274,15 +274,14 @@ def main(argv=None) -> int:
     parser.add_argument('--cost-only', action='store_true', help='only the per-face cost of every setting')
     args = parser.parse_args(argv)
 
-    from fer_ros.backends import create_backend
-    from fer_ros.core.detection import create_detector
+    from fer_ros.backends import create_backend, create_face_detector
     from fer_ros.core.paths import default_model_path
     from fer_ros.core.pipeline import Pipeline, PipelineConfig, classify_faces
 
     labels = load_labels()
     roots = fetch(args.cache, labels)
     backend = create_backend(default_model_path(), 'onnxruntime')
-    detector = create_detector()
+    detector = create_face_detector()
     photos = defaultdict(list)
     for lab in labels:
         photos[(lab.source, lab.path)].append(lab)
@@ -318,16 +317,18 @@ def main(argv=None) -> int:
             probs, _ = classify_faces(images[key], [d for _, d in found], backend, 0.2, crop_mode=crop, mirror=mirror)
             photo_pairs += [(lab, backend.labels[int(np.argmax(p))]) for (lab, _), p in zip(found, probs)]
         config = PipelineConfig(crop_mode=crop, mirror_tta='on' if mirror else 'off')
+
+        def make_pipeline(config=config):
+            return Pipeline(config, backend, detector_factory=lambda _: detector)
+
         entry = {'crop_mode': crop, 'mirror_tta': mirror, 'photos': summarise(photo_pairs), 'sequences': {}}
         for calibration in CALIBRATIONS:
             seq_pairs = []
             for key, faces in photos.items():
                 if key in images:
-                    seq_pairs += run_sequence(lambda: Pipeline(config, backend=backend, detector=detector),
-                                              photo_sequence(images[key], faces), calibration, 0.4)
+                    seq_pairs += run_sequence(make_pipeline, photo_sequence(images[key], faces), calibration, 0.4)
             # the bag runs at 4 Hz: 1 s collects the 5 frames a baseline needs
-            seq_pairs += run_sequence(lambda: Pipeline(config, backend=backend, detector=detector), bag, calibration,
-                                      1.0)
+            seq_pairs += run_sequence(make_pipeline, bag, calibration, 1.0)
             entry['sequences'][calibration] = summarise(seq_pairs)
         report['settings'].append(entry)
         print(f'... {crop}/{"mirror" if mirror else "plain"} done', file=sys.stderr)

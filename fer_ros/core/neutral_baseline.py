@@ -235,7 +235,8 @@ class NeutralBaselines:
             state = 'idle'
         else:
             who = c.face_id or 'all faces'
-            state = f'collecting {who} for {c.duration_s:g} s' + ('' if c.start is not None else ' (waiting for a frame)')
+            waiting = '' if c.start is not None else ' (waiting for a frame)'
+            state = f'collecting {who} for {c.duration_s:g} s{waiting}'
         values = {'neutral_calibration': state, 'neutral_calibration_last': self.last_result,
                   'neutral_baselines': ' '.join(sorted(self._baselines)) or 'none'}
         for face_id in sorted(self._baselines):
