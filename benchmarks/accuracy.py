@@ -247,7 +247,7 @@ def summarise(pairs) -> dict:
             'accuracy': sum(h for h, _ in per.values()) / max(1, len(chosen)),
             'recall': {name: h / n for name, (h, n) in sorted(per.items())},
             'neutral': per['neutral'][0] / per['neutral'][1] if per['neutral'][1] else None,
-            'apex': sum(h for h, _ in apex) / max(1, sum(n for _, n in apex)),
+            'apex': sum(h for h, _ in apex) / sum(n for _, n in apex) if apex else None,
         }
     return out
 
