@@ -299,7 +299,7 @@ def main(argv=None) -> int:
         detections[key] = [(faces[i], found[j]) for i, j in pairs.items()]
 
     defaults = PipelineConfig()
-    mirror_default = {'on': True, 'off': False}.get(defaults.mirror_tta, backend.spec.mirror_tta)
+    mirror_default = {'always': True, 'never': False}.get(defaults.mirror_tta, backend.spec.mirror_tta)
     report = {'load_before': os.getloadavg(), 'settings': [], 'defaults': (defaults.crop_mode, mirror_default)}
     group = max(detections, key=lambda k: len(detections[k]))
     if args.cost_only:
@@ -316,7 +316,7 @@ def main(argv=None) -> int:
         for key, found in detections.items():
             probs, _ = classify_faces(images[key], [d for _, d in found], backend, 0.2, crop_mode=crop, mirror=mirror)
             photo_pairs += [(lab, backend.labels[int(np.argmax(p))]) for (lab, _), p in zip(found, probs)]
-        config = PipelineConfig(crop_mode=crop, mirror_tta='on' if mirror else 'off')
+        config = PipelineConfig(crop_mode=crop, mirror_tta='always' if mirror else 'never')
 
         def make_pipeline(config=config):
             return Pipeline(config, backend, detector_factory=lambda _: detector)

@@ -165,8 +165,8 @@ def test_mirror_tta_is_one_inference_call_and_averages_the_pair(backend):
 
     counting = Counting(DEFAULT_ONNX)
     image = photo('astronaut.jpg')
-    on = build(PipelineConfig(model_path=DEFAULT_ONNX, mirror_tta='on'), counting)
-    off = build(PipelineConfig(model_path=DEFAULT_ONNX, mirror_tta='off'), counting)
+    on = build(PipelineConfig(model_path=DEFAULT_ONNX, mirror_tta='always'), counting)
+    off = build(PipelineConfig(model_path=DEFAULT_ONNX, mirror_tta='never'), counting)
     assert on.mirror and not off.mirror
     counting.calls.clear()
     mirrored = stateless(on, image)

@@ -55,7 +55,7 @@ class PipelineConfig:
     crop_margin: the square crop's side is the face box's longer side * (1 + crop_margin), 0..2.
     crop_mode: 'aligned' (eyes level, from the detector's landmarks; the square crop for faces without
         landmarks) or 'square' (see fer_ros.core.preprocess).
-    mirror_tta: 'model' (the model's ModelSpec.mirror_tta), 'on' or 'off': classify each face together
+    mirror_tta: 'model' (the model's ModelSpec.mirror_tta), 'always' or 'never': classify each face together
         with its horizontal mirror in the same batch and average the two (doubles the batch).
     neutral: per-face neutral baselines (fer_ros.core.neutral_baseline); inactive until requested.
     """
@@ -200,7 +200,7 @@ class Pipeline:
         self._stamps = StampPolicy(StampConfig(clock_reset_s=self._mapper.config.clock_reset_s))
         self._face_numbers = itertools.count(1)     # face ids are unique across cameras
         self._cameras: dict[str, _Camera] = {}
-        self.mirror = {'on': True, 'off': False}.get(config.mirror_tta, self._backend.spec.mirror_tta)
+        self.mirror = {'always': True, 'never': False}.get(config.mirror_tta, self._backend.spec.mirror_tta)
         self.neutral = NeutralBaselines(config.neutral, self._backend.labels, stop_guards(self._mapper.config))
 
     @property

@@ -29,8 +29,9 @@ from fer_ros.core.spec import ModelSpec
 MAX_MARGIN = 2.0
 # 'aligned': eyes level, framed by the landmarks (square crop where a face has none); 'square': box only.
 CROP_MODES = ('aligned', 'square')
-# Mirrored-view test-time augmentation: 'model' = the model's ModelSpec.mirror_tta; 'on' / 'off' override it.
-MIRROR_TTA_CHOICES = ('model', 'on', 'off')
+# Mirrored-view test-time augmentation: 'model' = the model's ModelSpec.mirror_tta; 'always' / 'never'
+# override it (not 'on' / 'off': YAML, and so ROS parameter files and -p overrides, read those as booleans).
+MIRROR_TTA_CHOICES = ('model', 'always', 'never')
 
 
 def square_box(box: Sequence[float], margin: float) -> tuple[int, int, int]:

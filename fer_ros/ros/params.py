@@ -105,7 +105,7 @@ PARAMETERS: tuple[ParamDef, ...] = (
                 "frame it by the detector's five landmarks (faces without landmarks, e.g. from haar, keep the "
                 "square crop); 'square': the square around the face box"),
     ParamDef.of('mirror_tta', PipelineConfig, 'mirror_tta', "classify each face together with its mirror image in "
-                "the same batch and average the two: 'model' = the model file's default, 'on', 'off'"),
+                "the same batch and average the two: 'model' = the model file's default, 'always', 'never' (not on/off: YAML reads those as booleans)"),
     ParamDef.of('neutral_calibration_s', NeutralBaselineConfig, 'duration_s', 'seconds of frames '
                 '~/calibrate_neutral collects when a request gives no duration', read_only=False),
     # --- face detection ---
