@@ -21,11 +21,12 @@ if [ -z "$SYSTEM_ROS_SETUP" ] && [ -f "/opt/ros/$DISTRO/setup.bash" ]; then
   SYSTEM_ROS_SETUP=/opt/ros/$DISTRO/setup.bash
 fi
 
-# The Python of each distro's wheel environment. Jazzy's own (Ubuntu 24.04) is 3.12 and its ROS wheels
-# exist for it, but yuface 2023.5.1 (the default face detector) has cp310/cp311 wheels only and no sdist,
-# so both distros use 3.11 here; a system ROS 2 brings its own python3.
+# The Python of each distro's wheel environment: the one its Ubuntu release ships where the wheels allow.
+# Jazzy: 3.12 (Ubuntu 24.04). Kilted: 3.11 (Kilted is Ubuntu 24.04 too, but torch 2.13.0 CPU is served for
+# cp311 from local disk here; on cp312 PyPI has only the CUDA build). A system ROS 2 brings its own python3.
 case "$DISTRO" in
-  kilted|jazzy) FER_DISTRO_PYTHON=3.11 ;;
+  kilted) FER_DISTRO_PYTHON=3.11 ;;
+  jazzy) FER_DISTRO_PYTHON=3.12 ;;
   *) FER_DISTRO_PYTHON=3 ;;
 esac
 

@@ -36,6 +36,9 @@ pytestmark = pytest.mark.skipif(not (WHEELS and os.path.isfile(MODEL)),
                                 reason='face detector not converted yet (make setup / scripts/fetch_face_detector.sh)')
 
 
+NO_YUFACE = 'the yuface binding is not installed (its wheels: x86_64, CPython 3.10/3.11 only)'
+
+
 @pytest.fixture(scope='module')
 def layers():
     return read_conv_layers(library_bytes(WHEELS[-1]))
@@ -49,7 +52,7 @@ def yunet():
 
 @pytest.fixture(scope='module')
 def yuface():
-    pytest.importorskip('yuface', reason='the yuface binding (x86_64 only) is the reference')
+    pytest.importorskip('yuface', reason=NO_YUFACE)
     return create_face_detector(DetectorConfig(kind='yuface', confidence_threshold=THRESHOLD, min_face_size=1,
                                           max_faces=256, full_scan_period=1))
 
@@ -72,7 +75,7 @@ def test_reads_53_layers_with_consistent_shapes(layers):
 
 def test_elf_reads_equal_the_loaded_library(layers):
     """What the file reader resolves (symbols + relocations) is what the dynamic loader made of it."""
-    yuface = pytest.importorskip('yuface', reason='loading the x86_64 library needs the yuface binding')
+    yuface = pytest.importorskip('yuface', reason=NO_YUFACE)
     lib = ctypes.CDLL(os.path.join(os.path.dirname(yuface.__file__), 'libfacedetection.so'))
 
     class ConvInfo(ctypes.Structure):

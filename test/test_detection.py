@@ -10,6 +10,9 @@ from fer_ros.core.detection import DetectorConfig, find_haar_cascade
 from fer_ros.sample_frames import FACE_SOURCES, load_asset, sample_frame
 
 
+NO_YUFACE = 'the yuface binding is not installed (its wheels: x86_64, CPython 3.10/3.11 only)'
+
+
 def iou(a, b) -> float:
     ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
     iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
@@ -22,7 +25,7 @@ def iou(a, b) -> float:
 def cnn(request):
     """Both builds of the libfacedetection CNN: the ONNX model (default) and the yuface binding."""
     if request.param == 'yuface':
-        pytest.importorskip('yuface', reason='the yuface binding has x86_64 wheels only (not on a Jetson)')
+        pytest.importorskip('yuface', reason=NO_YUFACE)
     return create_face_detector(DetectorConfig(kind=request.param))
 
 
@@ -242,7 +245,7 @@ def test_yuface_detection_does_not_leak_memory():
 
     from fer_ros.core.detection import DetectorConfig
     from fer_ros.sample_frames import sample_frame
-    pytest.importorskip('yuface', reason='the yuface binding has x86_64 wheels only (not on a Jetson)')
+    pytest.importorskip('yuface', reason=NO_YUFACE)
     detector = create_face_detector(DetectorConfig(kind='yuface', max_side=320))
     frame, _ = sample_frame(1, size=(320, 240), seed=0)
     for _ in range(20):   # warm-up: allocator pools, OpenMP threads
