@@ -158,3 +158,38 @@ def diag_values(diag_msg) -> dict[str, str]:
         if 'expression recognition' in status.name:
             return {kv.key: kv.value for kv in status.values} | {'_level': status.level, '_message': status.message}
     return {}
+
+
+# Counters of frames the node received and did not process (a frame ends in exactly one of these,
+# in frames_processed or in frames_dropped); absent keys count 0.
+FRAME_ERROR_COUNTERS = ('decode_errors', 'pipeline_errors', 'out_of_order', 'future_stamp', 'clock_jump', 'bad_stamp')
+
+
+def frames_handled(values: dict[str, str]) -> int:
+    """Frames the node has finished with according to one diagnostics message's values."""
+    return (int(values.get('frames_processed', '0')) + int(values.get('frames_dropped', '0'))
+            + sum(int(values.get(k, '0')) for k in FRAME_ERROR_COUNTERS))
+
+
+def wait_settled(collector: Collector, proc: Proc, after: int = 0, timeout: float = 60.0) -> dict[str, str]:
+    """Wait (on conditions, not a fixed sleep) until the node has finished every frame it received and
+    this process has every expression array it published: two diagnostics messages in a row, both newer
+    than the first ``after`` ones, report the same counts, every received frame is handled, and as many
+    expression arrays arrived as frames were processed. Returns the last diagnostics values."""
+    state: dict[str, str] = {}
+
+    def settled() -> bool:
+        exprs, _, diags = collector.snapshot()
+        values = [v for v in (diag_values(m) for _, m in diags[after:]) if v]
+        if len(values) < 2:
+            return False
+        previous, last = ({k: v for k, v in d.items() if k.startswith('frames_') or k in FRAME_ERROR_COUNTERS}
+                          for d in values[-2:])
+        state.clear()
+        state.update(values[-1])
+        return (previous == last and frames_handled(values[-1]) == int(values[-1]['frames_received'])
+                and len(exprs) == int(values[-1]['frames_processed']))
+
+    collector.wait_for(settled, timeout, proc, 'the node to finish every received frame')
+    return dict(state)
+

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_harness import Collector, diag_values, requires_ros, start_camera, start_node
+from ros_harness import (Collector, diag_values, frames_handled, requires_ros, start_camera, start_node,
+                         wait_settled)
 
 pytestmark = [pytest.mark.ros, requires_ros]
 
@@ -33,18 +34,22 @@ def _latest_diag(collector):
     return {}
 
 
-def _run_stream(tmp_path, collector, node_params=None, camera_params=None, seconds=2.5):
+def _run_stream(tmp_path, collector, node_params=None, camera_params=None, frames=12, until=None):
+    """A 30 Hz camera process streams until the node has published ``frames`` expression arrays (and
+    ``until()`` holds, if given) however fast this machine processes them, then stops; returns once the
+    node has finished every frame."""
     node = start_node(tmp_path, node_params)
     try:
         collector.wait_node_ready(node, '/image/compressed' if (node_params or {}).get('image_transport') == 'compressed'
                                   else '/image')
-        camera = start_camera(tmp_path, {'rate_hz': 30.0, 'duration_s': seconds, 'frame_id': 'cam_test',
+        camera = start_camera(tmp_path, {'rate_hz': 30.0, 'duration_s': 0.0, 'frame_id': 'cam_test',
                                          **(camera_params or {})})
-        assert camera.popen.wait(seconds + 30) == 0, camera.output()
-        # all frames published; give the node time to finish the last one and publish diagnostics
-        collector.wait_for(lambda: diag_values(collector.snapshot()[2][-1][1]).get('frames_processed', '0') != '0'
-                           if collector.snapshot()[2] else False, 10, node, 'diagnostics')
-        time.sleep(1.5)
+        try:
+            collector.wait_for(lambda: len(collector.snapshot()[0]) >= frames and (until is None or until()), 120,
+                               node, f'{frames} expression arrays')
+        finally:
+            assert camera.stop() == 0, camera.output()
+        wait_settled(collector, node, after=len(collector.snapshot()[2]))
         return node, camera.output()
     except BaseException:
         node.stop()
@@ -53,7 +58,9 @@ def _run_stream(tmp_path, collector, node_params=None, camera_params=None, secon
 
 def test_expressions_for_every_processed_frame_with_input_header(tmp_path, collector):
     start = time.time()
-    node, camera_log = _run_stream(tmp_path, collector)
+    # stream until a command decision too (commands need confirmation over stamped time, not frames)
+    node, camera_log = _run_stream(tmp_path, collector,
+                                   until=lambda: any(not m.heartbeat for _, m in collector.snapshot()[1]))
     try:
         exprs, commands, _ = collector.snapshot()
         diag = _latest_diag(collector)
@@ -94,7 +101,7 @@ def test_expressions_for_every_processed_frame_with_input_header(tmp_path, colle
     ('best_effort', 'reliable'), ('reliable', 'reliable')])
 def test_reliable_cameras_640x480(tmp_path, collector, node_reliability, camera_reliability):
     node, _ = _run_stream(tmp_path, collector, {'reliability': node_reliability},
-                          {'reliability': camera_reliability}, seconds=1.5)
+                          {'reliability': camera_reliability}, frames=10)
     try:
         exprs, _, _ = collector.snapshot()
         assert len(exprs) >= 10
@@ -105,7 +112,7 @@ def test_reliable_cameras_640x480(tmp_path, collector, node_reliability, camera_
 
 def test_compressed_transport(tmp_path, collector):
     node, _ = _run_stream(tmp_path, collector, {'image_transport': 'compressed'},
-                          {'transport': 'compressed'}, seconds=1.5)
+                          {'transport': 'compressed'}, frames=10)
     try:
         exprs, _, _ = collector.snapshot()
         assert len(exprs) >= 10 and any(m.faces for _, m in exprs)
@@ -114,7 +121,7 @@ def test_compressed_transport(tmp_path, collector):
 
 
 def test_five_faces_get_distinct_stable_ids(tmp_path, collector):
-    node, _ = _run_stream(tmp_path, collector, camera_params={'num_faces': 5}, seconds=2.0)
+    node, _ = _run_stream(tmp_path, collector, camera_params={'num_faces': 5}, frames=10)
     try:
         exprs, _, _ = collector.snapshot()
         last = exprs[-1][1]
@@ -135,9 +142,26 @@ def _good_image(collector, stamp_s: float, frame_id='bad_test'):
     return bgr_to_image(sample_frame(1, size=(640, 480), seed=0)[0], header)
 
 
+FAST_DIAGNOSTICS = {'diagnostics_period_s': 0.1}   # lets a test see each frame's outcome quickly
+
+
+def _publish_one_at_a_time(collector, node, pub, msgs) -> dict:
+    """Publish ``msgs`` so that the latest-frame slot drops none: each one only after the node's
+    diagnostics show every earlier frame received and finished (a condition, not a sleep, so a slow or
+    loaded machine only takes longer). Returns the settled diagnostics values."""
+    for count, msg in enumerate(msgs, 1):
+        pub.publish(msg)
+
+        def finished(count=count):
+            values = _latest_diag(collector)
+            return bool(values) and int(values['frames_received']) == count == frames_handled(values)
+        collector.wait_for(finished, 30, node, f'the node to finish frame {count} of {len(msgs)}')
+    return wait_settled(collector, node)
+
+
 def test_bad_raw_frames_are_reported_and_skipped(tmp_path, collector):
     from sensor_msgs.msg import Image
-    node = start_node(tmp_path)
+    node = start_node(tmp_path, FAST_DIAGNOSTICS)
     try:
         collector.wait_node_ready(node)
         pub = collector.publisher(Image, 'image', reliable=True)
@@ -153,14 +177,9 @@ def test_bad_raw_frames_are_reported_and_skipped(tmp_path, collector):
                      step=8000, data=b'\x00' * 16)   # header claims 8000x8000; rejected before any copy
         older = _good_image(collector, t0 - 0.5)        # out of order in time
         after = _good_image(collector, t0 + 1.0)
-        for msg in (good, unknown, short, empty, huge, older, after):
-            pub.publish(msg)
-            time.sleep(0.25)   # one at a time, so the latest-frame slot drops none of them
-        collector.wait_for(lambda: any(abs(_stamp(m) - (t0 + 1.0)) < 1e-3 for _, m in collector.snapshot()[0]),
-                           10, node, 'the good frame after the bad ones')
-        time.sleep(1.2)
-        diag = _latest_diag(collector)
+        diag = _publish_one_at_a_time(collector, node, pub, (good, unknown, short, empty, huge, older, after))
         assert node.popen.poll() is None, 'node died'
+        assert int(diag['frames_dropped']) == 0, diag
         assert int(diag['decode_errors']) == 4, diag
         assert int(diag['out_of_order']) == 1, diag
         from diagnostic_msgs.msg import DiagnosticStatus
@@ -176,7 +195,7 @@ def test_bad_raw_frames_are_reported_and_skipped(tmp_path, collector):
 def test_bad_compressed_frames_are_reported_and_skipped(tmp_path, collector):
     from sensor_msgs.msg import CompressedImage
     from fer_ros.sample_frames import sample_frame
-    node = start_node(tmp_path, {'image_transport': 'compressed'})
+    node = start_node(tmp_path, {'image_transport': 'compressed', **FAST_DIAGNOSTICS})
     try:
         collector.wait_node_ready(node, '/image/compressed')
         pub = collector.publisher(CompressedImage, 'image/compressed')
@@ -186,15 +205,13 @@ def test_bad_compressed_frames_are_reported_and_skipped(tmp_path, collector):
         t0 = time.time()
         frames = [(b'', 'jpeg'), (jpeg[: len(jpeg) // 3] + b'garbage' * 10, 'jpeg'), (b'\x00' * 500, 'png'),
                   (big, 'jpeg'), (jpeg, 'jpeg')]
+        msgs = []
         for i, (data, fmt) in enumerate(frames):
-            msg = CompressedImage(format=fmt, data=data)
-            msg.header.stamp.sec, msg.header.stamp.nanosec = int(t0 + i), 0
-            pub.publish(msg)
-            time.sleep(0.5 if data is big else 0.25)
-        collector.wait_for(lambda: len(collector.snapshot()[0]) >= 1, 10, node, 'the good frame')
-        time.sleep(1.2)
-        diag = _latest_diag(collector)
+            msgs.append(CompressedImage(format=fmt, data=data))
+            msgs[-1].header.stamp.sec, msgs[-1].header.stamp.nanosec = int(t0 + i), 0
+        diag = _publish_one_at_a_time(collector, node, pub, msgs)
         assert node.popen.poll() is None
+        assert int(diag['frames_dropped']) == 0, diag
         # the truncated JPEG may decode partially (libjpeg pads it); every other bad one must be rejected
         assert int(diag['decode_errors']) >= 3, diag
         assert 'empty CompressedImage' in node.output()
@@ -209,10 +226,12 @@ def test_camera_disappears_and_comes_back(tmp_path, collector):
         collector.wait_node_ready(node)
         before = 0
         for run in range(2):
-            cam = start_camera(tmp_path, {'rate_hz': 20.0, 'duration_s': 1.0}, name=f'camera{run}')
-            assert cam.popen.wait(30) == 0
-            collector.wait_for(lambda: len(collector.snapshot()[0]) >= before + 3, 10, node,
-                               f'expressions from camera run {run}')
+            cam = start_camera(tmp_path, {'rate_hz': 20.0, 'duration_s': 0.0}, name=f'camera{run}')
+            try:
+                collector.wait_for(lambda: len(collector.snapshot()[0]) >= before + 3, 60, node,
+                                   f'expressions from camera run {run}')
+            finally:
+                assert cam.stop() == 0, cam.output()   # the camera goes away; the node must not mind
             before = len(collector.snapshot()[0])
         assert node.popen.poll() is None
     finally:
@@ -223,7 +242,7 @@ def test_debug_image_published_when_subscribed(tmp_path, collector):
     from sensor_msgs.msg import Image
     got = []
     collector.node.create_subscription(Image, 'debug_image', got.append, 5)
-    node, _ = _run_stream(tmp_path, collector, seconds=1.0)
+    node, _ = _run_stream(tmp_path, collector, frames=3, until=lambda: bool(got))
     try:
         assert got, 'no debug image'
         assert (got[-1].width, got[-1].height, got[-1].encoding) == (640, 480, 'bgr8')

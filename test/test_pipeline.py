@@ -185,7 +185,9 @@ def test_full_scan_period_1_is_the_old_behaviour():
         by_box = {d.box: p for d, p in zip(expected.detections, expected.probabilities)}
         assert len(result.faces) == 5
         for face in result.faces:
-            assert np.array_equal(face.raw_probabilities, by_box[face.box])
+            # same batch through the same runtime; a tolerance, not bit equality, in case the runtime's
+            # threads split the work differently between the two calls
+            np.testing.assert_allclose(face.raw_probabilities, by_box[face.box], rtol=0, atol=1e-6)
 
 
 def test_scan_period_changes_at_run_time_and_reset_rescans():
