@@ -323,7 +323,7 @@ def classifier_targets(extra: list[str]) -> list[tuple[str, str]]:
 
     from fer_ros.backends import gpu_available, tensorrt_installed
     from fer_ros.core.backend_options import ENGINE_SUFFIXES, TORCH_SUFFIXES
-    from fer_ros.core.paths import default_model_path
+    from fer_ros.core.paths import DEFAULT_DETECTOR_MODEL, default_model_path
 
     models = []
     try:
@@ -339,6 +339,8 @@ def classifier_targets(extra: list[str]) -> list[tuple[str, str]]:
         if real in seen:
             continue
         seen.add(real)
+        if os.path.basename(path) == DEFAULT_DETECTOR_MODEL:
+            continue            # the face detector, timed in part 1
         if path.endswith('.onnx'):
             pairs.append((path, 'onnxruntime'))
             if trt:
