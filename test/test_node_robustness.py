@@ -352,3 +352,44 @@ def test_a_camera_whose_frames_never_arrive_is_explained_in_diagnostics(tmp_path
         assert 'fastdds_large_images.xml' in diag['_message'] and 'reliability' in diag['_message']
     finally:
         assert node.stop() == 0
+
+
+def test_a_clock_jump_back_never_unlatches_stop(tmp_path, collector):
+    """commands.yaml mapping happy -> STOP (no scared face ships with the repository): the astronaut
+    latches STOP; then the camera clock jumps back 100 s and the cameraman (sad, no STOP evidence)
+    is shown. STOP must hold for its whole release time on the new timeline before anything follows."""
+    from fer_ros.core.commands import load_command_config
+    from ros_harness import REPO
+    commands = (REPO / 'config' / 'commands.yaml').read_text()
+    assert 'happy:     {command: CONFIRM}' in commands
+    path = tmp_path / 'commands.yaml'
+    path.write_text(commands.replace('happy:     {command: CONFIRM}', 'happy:     {command: STOP}'))
+    release_s = load_command_config(str(path)).commands['STOP'].release_s
+    node = start_node(tmp_path, {'commands_file': str(path), **FAST_DIAG})
+    try:
+        collector.wait_node_ready(node)
+        pub = _publisher(collector, node)
+        t = time.time()
+        _warm_up(collector, node, pub, t)
+        k = 0
+        while not any(m.command == 'STOP' for _, m in collector.snapshot()[1]):
+            _send_and_wait(collector, node, pub, _image(t + k / 30), 'astronaut frames until STOP')
+            k += 1
+            assert k < 300, 'no STOP from the astronaut mapped to STOP'
+        cameraman = cv2.imread(str(REPO / 'assets' / 'camera.jpg'), cv2.IMREAD_COLOR)
+        jump = t + k / 30 - 100.0
+        for j in range(2):                                  # held back until 3 frames agree on the new clock
+            pub.publish(_image(jump + j / 30, bgr=cameraman))
+            _wait_diag(collector, node, lambda d: d.get('clock_jump') == str(j + 1), f'jump frame {j} skipped')
+        for j in range(2, 150):                             # 5 s of camera clock after the jump
+            _send_and_wait(collector, node, pub, _image(jump + j / 30, bgr=cameraman), f'cameraman frame {j}')
+        _wait_diag(collector, node, lambda d: d.get('clock_resets') == '1', 'the clock jump adopted')
+        changes = [m for _, m in collector.snapshot()[1] if not m.heartbeat]
+        last_stop = max(i for i, m in enumerate(changes) if m.command == 'STOP')
+        following = changes[last_stop + 1:]
+        assert following, [m.command for m in changes]             # calm frames do release it, eventually
+        adopted = jump + 2 / 30                                     # the 3rd frame on the new clock
+        assert following[0].command != 'STOP' and _stamp(following[0]) - adopted >= release_s - 1e-3, \
+            (following[0].command, _stamp(following[0]) - adopted)
+    finally:
+        assert node.stop() == 0
