@@ -193,3 +193,32 @@ def wait_settled(collector: Collector, proc: Proc, after: int = 0, timeout: floa
     collector.wait_for(settled, timeout, proc, 'the node to finish every received frame')
     return dict(state)
 
+
+def latest_diag(collector: Collector) -> dict[str, str]:
+    """The newest fer_node status received (diag_values), or {}."""
+    for _, msg in reversed(collector.snapshot()[2]):
+        values = diag_values(msg)
+        if values:
+            return values
+    return {}
+
+
+def image_msg(stamp_s: float, frame_id: str = 'cam', bgr=None):
+    """A bgr8 sensor_msgs/Image stamped ``stamp_s`` (saturated to a ROS Time): ``bgr``, or a 640x480
+    frame with one face."""
+    from std_msgs.msg import Header
+
+    from fer_ros.core.stamps import to_stamp
+    from fer_ros.ros.convert import bgr_to_image
+    from fer_ros.sample_frames import sample_frame
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = to_stamp(stamp_s)
+    return bgr_to_image(sample_frame(1, size=(640, 480), seed=0)[0] if bgr is None else bgr, header)
+
+
+@pytest.fixture
+def collector():
+    """A Collector for one test (import this fixture into a test module to use it)."""
+    c = Collector()
+    yield c
+    c.close()

@@ -6,17 +6,11 @@ import time
 
 import pytest
 
-from ros_harness import NODE_EXE, PARAMS_FILE, Collector, Proc, diag_values, requires_ros, ros_args
+from ros_harness import (NODE_EXE, PARAMS_FILE, Proc, collector, image_msg, latest_diag,  # noqa: F401
+                         requires_ros, ros_args)
 
 pytestmark = [pytest.mark.ros, requires_ros]
 LIFECYCLE_EXE = NODE_EXE.parent / 'fer_lifecycle_node'
-
-
-@pytest.fixture
-def collector():
-    c = Collector()
-    yield c
-    c.close()
 
 
 class Lifecycle:
@@ -48,25 +42,6 @@ def _start(tmp_path, params=None):
                 tmp_path / 'lifecycle.log', cwd=tmp_path)
 
 
-def _image(stamp_s):
-    from std_msgs.msg import Header
-
-    from fer_ros.sample_frames import sample_frame
-    from fer_ros.core.stamps import to_stamp
-    from fer_ros.ros.convert import bgr_to_image
-    header = Header(frame_id='cam')
-    header.stamp.sec, header.stamp.nanosec = to_stamp(stamp_s)
-    return bgr_to_image(sample_frame(1, size=(640, 480), seed=0)[0], header)
-
-
-def _latest_diag(collector):
-    for _, msg in reversed(collector.snapshot()[2]):
-        values = diag_values(msg)
-        if values:
-            return values
-    return {}
-
-
 def test_every_transition_from_another_process(tmp_path, collector):
     from sensor_msgs.msg import Image
     node = _start(tmp_path, {'model_path': str(tmp_path / 'missing.onnx')})
@@ -78,7 +53,7 @@ def test_every_transition_from_another_process(tmp_path, collector):
         # configure with a bad model: stays unconfigured, with the reason in the log and diagnostics
         assert not life.transition('configure', node)
         assert life.state(node) == 'unconfigured'
-        collector.wait_for(lambda: 'missing.onnx' in _latest_diag(collector).get('_message', ''), 20, node,
+        collector.wait_for(lambda: 'missing.onnx' in latest_diag(collector).get('_message', ''), 20, node,
                            'the configure failure in diagnostics')
         assert 'configure failed' in node.output() and 'missing.onnx' in node.output()
 
@@ -101,7 +76,7 @@ def test_every_transition_from_another_process(tmp_path, collector):
         pub = collector.publisher(Image, 'image')
         collector.wait_for(lambda: pub.get_subscription_count() > 0, 30, node, 'the active node to subscribe')
         t = time.time()
-        pub.publish(_image(t))
+        pub.publish(image_msg(t))
         collector.wait_for(lambda: len(collector.snapshot()[0]) >= 1, 30, node, 'expressions while active')
 
         commands_before = len(collector.snapshot()[1])
@@ -118,9 +93,9 @@ def test_every_transition_from_another_process(tmp_path, collector):
         # and back: configure + activate again, frames are processed again
         assert life.transition('configure', node) and life.transition('activate', node)
         collector.wait_for(lambda: pub.get_subscription_count() > 0, 30, node, 'subscribed again')
-        pub.publish(_image(t + 1.0))
+        pub.publish(image_msg(t + 1.0))
         collector.wait_for(lambda: len(collector.snapshot()[0]) > processed, 30, node, 'expressions after reactivation')
-        collector.wait_for(lambda: _latest_diag(collector).get('state') == 'active', 20, node, 'diagnostics: active')
+        collector.wait_for(lambda: latest_diag(collector).get('state') == 'active', 20, node, 'diagnostics: active')
 
         assert life.transition('shutdown', node)                         # from active: ends the process
         assert node.popen.wait(30) == 0, node.output()

@@ -8,46 +8,23 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_harness import (NODE_EXE, PARAMS_FILE, Collector, Proc, diag_values, requires_ros,
-                         start_node)
+from ros_harness import (NODE_EXE, PARAMS_FILE, Proc, collector, image_msg, latest_diag,  # noqa: F401
+                         requires_ros, start_node)
 
 pytestmark = [pytest.mark.ros, requires_ros]
 FAST_DIAG = {'diagnostics_period_s': 0.2}
 INT32_MAX = 2**31 - 1
 
 
-@pytest.fixture
-def collector():
-    c = Collector()
-    yield c
-    c.close()
-
-
 def _stamp(msg) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 
 
-def _diag(collector) -> dict:
-    for _, msg in reversed(collector.snapshot()[2]):
-        values = diag_values(msg)
-        if values:
-            return values
-    return {}
 
 
 def _frame():
     from fer_ros.sample_frames import sample_frame
     return sample_frame(1, size=(640, 480), seed=0)[0]
-
-
-def _image(stamp_s: float, frame_id: str = 'cam', bgr=None):
-    from std_msgs.msg import Header
-
-    from fer_ros.core.stamps import to_stamp
-    from fer_ros.ros.convert import bgr_to_image
-    header = Header(frame_id=frame_id)
-    header.stamp.sec, header.stamp.nanosec = to_stamp(stamp_s)
-    return bgr_to_image(_frame() if bgr is None else bgr, header)
 
 
 def _publisher(collector, node, msg_type=None, topic='image'):
@@ -68,7 +45,7 @@ def _warm_up(collector, node, pub, before_s: float) -> int:
     """Publish frames stamped a second before ``before_s`` until one comes out (the first message after
     matching can be lost while the node's side of discovery completes). Returns frames processed."""
     for k in range(30):
-        pub.publish(_image(before_s - 1.0 + k * 1e-3, 'warm_up'))
+        pub.publish(image_msg(before_s - 1.0 + k * 1e-3, 'warm_up'))
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline and not collector.snapshot()[0]:
             time.sleep(0.05)
@@ -80,8 +57,8 @@ def _warm_up(collector, node, pub, before_s: float) -> int:
 
 
 def _wait_diag(collector, node, predicate, what, timeout=20):
-    collector.wait_for(lambda: bool(_diag(collector)) and predicate(_diag(collector)), timeout, node, what)
-    return _diag(collector)
+    collector.wait_for(lambda: bool(latest_diag(collector)) and predicate(latest_diag(collector)), timeout, node, what)
+    return latest_diag(collector)
 
 
 def _set(collector, name, value, node_name='/fer_node'):
@@ -109,10 +86,10 @@ def test_rate_parameter_cannot_blind_the_node_and_a_change_applies_at_once(tmp_p
         assert not refused.successful and 'max_rate_hz' in refused.reason and '>= 1' in refused.reason
         assert _set(collector, 'max_rate_hz', 1.0).successful
         t = time.time()
-        _send_and_wait(collector, node, pub, _image(t), 'a frame at 1 Hz')
+        _send_and_wait(collector, node, pub, image_msg(t), 'a frame at 1 Hz')
         assert _set(collector, 'max_rate_hz', 0.0).successful          # wakes the worker's rate wait
         for k in range(1, 6):                                          # back to full rate: each frame gets out
-            _send_and_wait(collector, node, pub, _image(t + 0.05 * k), f'frame {k} after max_rate_hz := 0')
+            _send_and_wait(collector, node, pub, image_msg(t + 0.05 * k), f'frame {k} after max_rate_hz := 0')
     finally:
         assert node.stop() == 0
 
@@ -235,7 +212,7 @@ def test_use_sim_time_is_accepted_and_wrong_or_unknown_run_time_values_are_named
         collector.wait_node_ready(node)
         pub = _publisher(collector, node)
         warm = _warm_up(collector, node, pub, time.time())         # frames processed with sim time, no /clock
-        _send_and_wait(collector, node, pub, _image(time.time()), 'a frame with use_sim_time (no /clock)')
+        _send_and_wait(collector, node, pub, image_msg(time.time()), 'a frame with use_sim_time (no /clock)')
         _wait_diag(collector, node, lambda d: d.get('frames_processed') == str(warm + 1), 'diagnostics without /clock')
         assert _set(collector, 'use_sim_time', False).successful
         wrong = _set(collector, 'detection_threshold', 'high')
@@ -256,11 +233,11 @@ def test_one_future_stamp_does_not_starve_the_good_frames(tmp_path, collector):
         t = time.time()
         warm = _warm_up(collector, node, pub, t)
         for k in range(5):
-            _send_and_wait(collector, node, pub, _image(t + k / 30))
-        pub.publish(_image(t + 5 / 30 + 0.9))
+            _send_and_wait(collector, node, pub, image_msg(t + k / 30))
+        pub.publish(image_msg(t + 5 / 30 + 0.9))
         _wait_diag(collector, node, lambda d: d.get('future_stamp') == '1', 'the future-stamped frame to be skipped')
         for k in range(6, 51):                                       # 45 good frames: every one processed
-            _send_and_wait(collector, node, pub, _image(t + k / 30), f'good frame {k}')
+            _send_and_wait(collector, node, pub, image_msg(t + k / 30), f'good frame {k}')
         diag = _wait_diag(collector, node, lambda d: d.get('frames_processed') == str(warm + 50), 'the counts')
         assert diag['out_of_order'] == '0' and diag['clock_resets'] == '0'
     finally:
@@ -275,8 +252,8 @@ def test_two_cameras_with_skewed_clocks_keep_separate_tracks_and_commands_decide
         t = time.time()
         warm = _warm_up(collector, node, pub, t - 5.0)
         for k in range(40):                                # ~1.3 s of both cameras; 'right' runs 5 s behind
-            _send_and_wait(collector, node, pub, _image(t + k / 30, 'left'))
-            _send_and_wait(collector, node, pub, _image(t + k / 30 - 5.0, 'right'))
+            _send_and_wait(collector, node, pub, image_msg(t + k / 30, 'left'))
+            _send_and_wait(collector, node, pub, image_msg(t + k / 30 - 5.0, 'right'))
         diag = _wait_diag(collector, node, lambda d: d.get('frames_processed') == str(warm + 80),
                           'every frame processed')
         assert diag['clock_resets'] == '0' and diag['clock_jump'] == '0' and diag['out_of_order'] == '0'
@@ -298,7 +275,7 @@ def test_timer_driven_command_stamps_saturate_instead_of_overflowing(tmp_path, c
         far = INT32_MAX - 0.5                               # the camera clock is about to leave int32
         _warm_up(collector, node, pub, far)
         for k in range(3):
-            _send_and_wait(collector, node, pub, _image(far + k * 0.1), 'far-future frames')
+            _send_and_wait(collector, node, pub, image_msg(far + k * 0.1), 'far-future frames')
         # frames stop: HOLD / heartbeats come from the timer, on the camera's clock, past INT32_MAX
         collector.wait_for(lambda: any(m.header.stamp.sec == INT32_MAX and m.header.stamp.nanosec == 999_999_999
                                        for _, m in collector.snapshot()[1]), 20, node, 'a saturated command stamp')
@@ -318,7 +295,7 @@ def test_diagnostics_return_to_ok_and_opencv_errors_name_the_topic(tmp_path, col
         collector.wait_node_ready(node)
         pub = _publisher(collector, node)
         _warm_up(collector, node, pub, time.time())
-        odd = _image(time.time())
+        odd = image_msg(time.time())
         odd = Image(header=odd.header, height=3, width=3, encoding='yuv422', step=6, data=b'\x80' * 18)
         pub.publish(odd)
         _wait_diag(collector, node, lambda d: d['_level'] == DiagnosticStatus.WARN, 'WARN after the bad frame')
@@ -329,8 +306,8 @@ def test_diagnostics_return_to_ok_and_opencv_errors_name_the_topic(tmp_path, col
             nonlocal k
             k += 1
             if k % 4 == 0:                                  # good frames keep coming
-                pub.publish(_image(t + k * 0.05))
-            d = _diag(collector)
+                pub.publish(image_msg(t + k * 0.05))
+            d = latest_diag(collector)
             return d.get('_level') == DiagnosticStatus.OK and int(d.get('frames_processed', '0')) > 0
         collector.wait_for(ok_again, 40, node, 'diagnostics back to OK once the error is old')
         log = node.output()
@@ -373,16 +350,16 @@ def test_a_clock_jump_back_never_unlatches_stop(tmp_path, collector):
         _warm_up(collector, node, pub, t)
         k = 0
         while not any(m.command == 'STOP' for _, m in collector.snapshot()[1]):
-            _send_and_wait(collector, node, pub, _image(t + k / 30), 'astronaut frames until STOP')
+            _send_and_wait(collector, node, pub, image_msg(t + k / 30), 'astronaut frames until STOP')
             k += 1
             assert k < 300, 'no STOP from the astronaut mapped to STOP'
         cameraman = cv2.imread(str(REPO / 'assets' / 'camera.jpg'), cv2.IMREAD_COLOR)
         jump = t + k / 30 - 100.0
         for j in range(2):                                  # held back until 3 frames agree on the new clock
-            pub.publish(_image(jump + j / 30, bgr=cameraman))
+            pub.publish(image_msg(jump + j / 30, bgr=cameraman))
             _wait_diag(collector, node, lambda d: d.get('clock_jump') == str(j + 1), f'jump frame {j} skipped')
         for j in range(2, 150):                             # 5 s of camera clock after the jump
-            _send_and_wait(collector, node, pub, _image(jump + j / 30, bgr=cameraman), f'cameraman frame {j}')
+            _send_and_wait(collector, node, pub, image_msg(jump + j / 30, bgr=cameraman), f'cameraman frame {j}')
         _wait_diag(collector, node, lambda d: d.get('clock_resets') == '1', 'the clock jump adopted')
         changes = [m for _, m in collector.snapshot()[1] if not m.heartbeat]
         last_stop = max(i for i, m in enumerate(changes) if m.command == 'STOP')
