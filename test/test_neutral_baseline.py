@@ -172,3 +172,40 @@ def test_the_cameraman_reads_neutral_after_calibrating_the_pipeline():
     after = result.faces[0]
     assert after.face_id == before.face_id and after.expression == 'neutral'
     assert 'neutral_baseline_' + before.face_id in pipeline.neutral.status()
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_stop_is_commanded_on_the_same_frame_with_and_without_a_baseline(seed):
+    """Tracker + smoothing + command mapper with the packaged commands.yaml: whatever the person's
+    baseline (even one learned from a scared-looking rest), a scared face gives STOP when it would
+    have without calibration, at the same stamp."""
+    from fer_ros.core.commands import CommandMapper, load_command_config
+    from fer_ros.core.pipeline import stop_guards
+    from fer_ros.core.smoothing import SmoothingConfig
+    from fer_ros.core.tracking import FaceTracker, TrackerConfig
+    from fer_ros.core.types import Detection
+
+    rng = np.random.default_rng(seed)
+    commands = load_command_config(None)
+    resting = rng.dirichlet(np.full(len(LABELS), 0.4)).astype(np.float32)
+    scared_rows = [probs(scared=float(rng.uniform(0.5, 0.9)), neutral=0.05) for _ in range(15)]
+    first_stop = []
+    for calibrate in (False, True):
+        tracker = FaceTracker(TrackerConfig(min_hits=1), SmoothingConfig(), LABELS)
+        mapper = CommandMapper(commands)
+        baselines = NeutralBaselines(NeutralBaselineConfig(min_samples=3, duration_s=0.2), LABELS, stop_guards(commands))
+        tracker.observe, tracker.correct = baselines.observe, baselines.correct
+        face = [Detection(box=(100.0, 100.0, 80.0, 80.0), score=0.9)]
+        stamp, stop_at = 0.0, None
+        if calibrate:
+            baselines.request()
+        for row in [resting] * 5 + scared_rows:
+            faces = tracker.update(face, row[None, :], stamp)
+            baselines.end_frame(stamp, tracker.face_ids)
+            if any(c.command == 'STOP' for c in mapper.update(faces, stamp)) and stop_at is None:
+                stop_at = stamp
+            stamp += 0.1
+        assert not calibrate or baselines.baseline('f1') is not None
+        first_stop.append(stop_at)
+    assert first_stop[0] is not None and first_stop[1] is not None
+    assert first_stop[1] <= first_stop[0] + 1e-9
