@@ -7,17 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from ros_harness import REPO, Collector, diag_values, requires_ros, start_camera, start_node
+from ros_harness import (NODE_EXE, PARAMS_FILE, REPO, Proc, collector, latest_diag, requires_ros,  # noqa: F401
+                         ros_args, start_camera, start_node)
 
 pytestmark = [pytest.mark.ros, requires_ros]
 CAMERAMAN = str(REPO / 'assets' / 'camera.jpg')
-
-
-@pytest.fixture
-def collector():
-    c = Collector()
-    yield c
-    c.close()
 
 
 def _call(collector, client, request, timeout=10.0):
@@ -25,11 +19,6 @@ def _call(collector, client, request, timeout=10.0):
     future = client.call_async(request)
     collector.wait_for(future.done, timeout, what=f'a reply from {client.srv_name}')
     return future.result()
-
-
-def _latest_diag(collector) -> dict:
-    diags = collector.snapshot()[2]
-    return diag_values(diags[-1][1]) if diags else {}
 
 
 def _latest_faces(collector):
@@ -59,16 +48,16 @@ def test_calibrating_the_cameraman_makes_his_resting_face_neutral_and_clearing_u
         reply = _call(collector, calibrate, CalibrateNeutral.Request(face_id=face_id, duration_s=1.0))
         assert reply.accepted, reply.message
         key = f'neutral_baseline_{face_id}'
-        collector.wait_for(lambda: key in _latest_diag(collector), 30, node, 'the baseline in /diagnostics')
-        assert 'resting' in _latest_diag(collector)[key]
-        assert _latest_diag(collector)['neutral_calibration_last'] == f'calibrated {face_id}'
+        collector.wait_for(lambda: key in latest_diag(collector), 30, node, 'the baseline in /diagnostics')
+        assert 'resting' in latest_diag(collector)[key]
+        assert latest_diag(collector)['neutral_calibration_last'] == f'calibrated {face_id}'
         collector.wait_for(lambda: [f.expression for f in _latest_faces(collector)] == ['neutral'], 30, node,
                            'the calibrated resting face to read neutral')
         assert _latest_faces(collector)[0].face_id == face_id
 
         cleared = _call(collector, clear, ClearNeutral.Request(face_id=''))
         assert list(cleared.cleared) == [face_id]
-        collector.wait_for(lambda: _latest_diag(collector).get('neutral_baselines') == 'none', 30, node,
+        collector.wait_for(lambda: latest_diag(collector).get('neutral_baselines') == 'none', 30, node,
                            'diagnostics to show no baseline')
         collector.wait_for(lambda: [f.expression for f in _latest_faces(collector)] not in ([], ['neutral']), 30,
                            node, 'the uncorrected expression to return')
@@ -76,4 +65,22 @@ def test_calibrating_the_cameraman_makes_his_resting_face_neutral_and_clearing_u
     finally:
         if camera is not None:
             camera.stop()
+        node.stop()
+
+
+def test_the_lifecycle_node_offers_the_services_and_refuses_before_configure(tmp_path, collector):
+    """Both executables share the services (fer_ros/ros/calibration.py through the node runtime); an
+    unconfigured lifecycle node has no pipeline and says so."""
+    from fer_ros.srv import CalibrateNeutral, ClearNeutral
+
+    node = Proc([NODE_EXE.parent / 'fer_lifecycle_node'] + ros_args({}, None, PARAMS_FILE),
+                tmp_path / 'lifecycle.log', cwd=tmp_path)
+    try:
+        calibrate = collector.node.create_client(CalibrateNeutral, '/fer_node/calibrate_neutral')
+        clear = collector.node.create_client(ClearNeutral, '/fer_node/clear_neutral')
+        reply = _call(collector, calibrate, CalibrateNeutral.Request(face_id='', duration_s=0.0))
+        assert not reply.accepted and 'not configured' in reply.message
+        assert 'not configured' in _call(collector, clear, ClearNeutral.Request(face_id='')).message
+        assert node.popen.poll() is None
+    finally:
         node.stop()
