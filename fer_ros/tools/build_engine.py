@@ -24,9 +24,11 @@ import os
 import sys
 
 from fer_ros.backends.base import BackendError
-from fer_ros.backends.tensorrt_backend import (DEFAULT_MAX_BATCH, DEFAULT_MAX_CALIB_IMAGES, DEFAULT_WORKSPACE_MB,
-                                               build_engine, default_engine_cache_dir, ensure_engine,
-                                               import_tensorrt, open_cuda, read_sidecar, sidecar_path)
+from fer_ros.backends.cuda_runtime import open_cuda
+from fer_ros.backends.tensorrt_calibration import DEFAULT_MAX_CALIB_IMAGES
+from fer_ros.backends.tensorrt_engine import (DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB, build_engine,
+                                              default_engine_cache_dir, ensure_engine, import_tensorrt, read_sidecar,
+                                              sidecar_path)
 
 PROG = 'fer-build-engine'
 
