@@ -15,9 +15,10 @@ def test_same_array_as_cv_bridge(encoding):
     import cv2
     from std_msgs.msg import Header
 
-    from fer_ros.ros.convert import bgr_to_image, image_to_bgr
+    from fer_ros.core.image_codec import decode_message
+    from fer_ros.ros.convert import bgr_to_image
     bgr = cv2.imread(str(__import__('pathlib').Path(__file__).parents[1] / 'assets' / 'astronaut.jpg'))
     msg = bgr_to_image(bgr, Header(), encoding)
-    ours = image_to_bgr(msg, 10**8)
+    ours = decode_message(msg, 10**8)
     theirs = cv_bridge.CvBridge().imgmsg_to_cv2(msg, desired_encoding='bgr8')
     assert np.array_equal(ours, theirs)

@@ -13,8 +13,11 @@ import pytest
 
 from fer_ros.core.labels import EXPRESSIONS
 from fer_ros.core.types import Command, FaceResult, FrameResult
-from fer_ros.evaluation import bag_io, metrics, offline
-from fer_ros.evaluation.bag_io import BagError, BagReader, BagWriter, TopicNotFoundError, UnsupportedMessageTypeError
+from fer_ros.core.image_codec import decode_message
+from fer_ros.evaluation import bag_io, bag_types, bag_writer, metrics, offline
+from fer_ros.evaluation.bag_io import BagReader
+from fer_ros.evaluation.bag_types import BagError, TopicNotFoundError, UnsupportedMessageTypeError
+from fer_ros.evaluation.bag_writer import BagWriter
 from fer_ros.evaluation.ground_truth import LabelError, Labels
 from fer_ros.evaluation.report import FILES, FrameRecord, RunInfo, confusion_from_rows, write_report
 from fer_ros.tools import eval_bag, make_bag
@@ -115,14 +118,14 @@ def test_latency_summary():
 # --------------------------------------------------------------------------- bag reading
 
 def _make_bag(path: Path, storage: str, n: int = 12, fmt: str = 'raw', size=(64, 48), extra_string=False) -> list:
-    store = bag_io.make_typestore()
+    store = bag_types.make_typestore()
     frames = []
     with BagWriter(path, storage, store) as w:
         topic = '/cam' if fmt == 'raw' else '/cam/compressed'
         for i in range(n):
             img = np.full((size[1], size[0], 3), (i * 10) % 256, np.uint8)
             frames.append(img)
-            msgtype, msg = bag_io.image_message(store, img, 5_000_000_000 + i * 100_000_000, 'cam', fmt)
+            msgtype, msg = bag_writer.image_message(store, img, 5_000_000_000 + i * 100_000_000, 'cam', fmt)
             if i == 0:
                 w.add_topic(topic, msgtype)
                 if extra_string:
@@ -179,7 +182,7 @@ def test_truncated_bag_is_read_up_to_the_damage(tmp_path, storage):
         assert r.damage is not None
         assert 10 < len(msgs) < 40 and r.damage.messages_read == len(msgs)
         for i, m in enumerate(msgs):                           # the good part is intact and in order
-            assert np.array_equal(bag_io.decode_image_message(m.msgtype, m.msg), frames[i])
+            assert np.array_equal(decode_message(m.msg), frames[i])
         text = r.damage.describe(r.start_ns)
         assert f'after message {len(msgs)}' in text and f't = {(len(msgs) - 1) * 0.1:.3f} s' in text
 
@@ -210,7 +213,7 @@ def test_ros1_bag(tmp_path):
         assert r.storage == 'ros1'
         msgs = list(r.messages(['/cam']))
         assert [bag_io.stamp_ns(m.msg) for m in msgs] == [(10 + i) * 10**9 + 5 for i in range(3)]
-        assert bag_io.decode_image_message(msgs[2].msgtype, msgs[2].msg)[0, 0].tolist() == [4, 3, 2]
+        assert decode_message(msgs[2].msg)[0, 0].tolist() == [4, 3, 2]
         cdr = [m.msg for m in r.messages(['/cam'], deserialize=False)]   # ROS 2 CDR for republishing
         assert bag_io.stamp_ns(r.deserialize(cdr[1], msgs[1].msgtype)) == 11 * 10**9 + 5
 
@@ -376,16 +379,16 @@ def test_cli_errors(tmp_path, capsys):
 
 @needs_model
 def test_undecodable_frame_is_reported_not_fatal(tmp_path, capsys):
-    store = bag_io.make_typestore()
+    store = bag_types.make_typestore()
     bag = tmp_path / 'bag'
     good = cv2.imencode('.jpg', np.full((48, 64, 3), 128, np.uint8))[1]
     with BagWriter(bag, 'sqlite3', store) as w:
-        w.add_topic('/cam/compressed', bag_io.COMPRESSED_IMAGE)
+        w.add_topic('/cam/compressed', bag_types.COMPRESSED_IMAGE)
         for i, data in enumerate([good, np.frombuffer(b'garbage!', np.uint8), good]):
             header = store.types['std_msgs/msg/Header'](
                 stamp=store.types['builtin_interfaces/msg/Time'](sec=1, nanosec=i * 1000), frame_id='c')
             w.write('/cam/compressed', 10**9 + i * 1000,
-                    store.types[bag_io.COMPRESSED_IMAGE](header=header, format='jpeg', data=data))
+                    store.types[bag_types.COMPRESSED_IMAGE](header=header, format='jpeg', data=data))
     out = tmp_path / 'o'
     assert eval_bag.main([str(bag), '--topic', '/cam/compressed', '--out', str(out), '--no-progress']) == 1
     assert '1 frame(s) did not decode' in capsys.readouterr().err

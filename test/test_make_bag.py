@@ -7,7 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_ros.evaluation.bag_io import COMPRESSED_IMAGE, IMAGE, BagReader, decode_image_message, stamp_ns
+from fer_ros.core.image_codec import decode_message
+from fer_ros.evaluation.bag_io import BagReader, stamp_ns
+from fer_ros.evaluation.bag_types import COMPRESSED_IMAGE, IMAGE
 from fer_ros.tools import make_bag
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +57,7 @@ def test_image_folder_raw_exact(tmp_path, storage):
     for i, m in enumerate(msgs):
         assert stamp_ns(m.msg) == m.log_ns == 1_000_500_000_000 + i * 50_000_000
         assert m.msg.header.frame_id == 'cam_optical'
-        assert np.array_equal(decode_image_message(m.msgtype, m.msg), frames[i])
+        assert np.array_equal(decode_message(m.msg), frames[i])
 
 
 def test_compressed_and_custom_topic(tmp_path):
@@ -67,7 +69,7 @@ def test_compressed_and_custom_topic(tmp_path):
     assert topics['/camera/image_raw/compressed'].msgtype == COMPRESSED_IMAGE and len(msgs) == 3
     for m, f in zip(msgs, frames):
         assert m.msg.format == 'jpeg'
-        diff = np.abs(decode_image_message(m.msgtype, m.msg).astype(int) - f.astype(int)).mean()
+        diff = np.abs(decode_message(m.msg).astype(int) - f.astype(int)).mean()
         assert diff < 4.0
 
     out2 = tmp_path / 'bag2'
@@ -91,7 +93,7 @@ def test_video_file(tmp_path):
     _, _, msgs = _read(out, '/camera/image_raw')
     assert len(msgs) == 6
     assert msgs[1].log_ns - msgs[0].log_ns == round(1e9 / 12)      # the video's own rate
-    diff = np.abs(decode_image_message(msgs[2].msgtype, msgs[2].msg).astype(int) - frames[2].astype(int)).mean()
+    diff = np.abs(decode_message(msgs[2].msg).astype(int) - frames[2].astype(int)).mean()
     assert diff < 8.0    # MJPG round trip
 
     out2 = tmp_path / 'bag2'

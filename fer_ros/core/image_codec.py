@@ -161,6 +161,19 @@ def decode_compressed(fmt: str, data, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
     return image
 
 
+def decode_message(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A sensor_msgs/Image or CompressedImage (rclpy or rosbags object: the same field names) ->
+    uint8[H, W, 3] BGR. The one image decoder of the node and the bag evaluation.
+
+    Raises:
+        ImageDecodeError: the message does not decode (the text says which field is wrong).
+    """
+    if hasattr(msg, 'encoding'):       # Image; CompressedImage has format + data only
+        return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian,
+                            max_pixels=max_pixels)
+    return decode_compressed(msg.format, msg.data, max_pixels=max_pixels)
+
+
 def encode_image(bgr: np.ndarray, encoding: str = 'bgr8') -> tuple[str, int, int, int, bytes, int]:
     """uint8[H, W, 3] BGR -> sensor_msgs/Image fields (encoding, height, width, step, data, is_bigendian).
 

@@ -32,7 +32,9 @@ from fer_ros.core.types import Command, FaceResult, FrameResult
 
 from fer_ros.core.stamps import StampClock
 
-from .bag_io import (COMPRESSED_IMAGE, BagReader, BagWriter, make_typestore, stamp_ns)
+from .bag_io import BagReader, stamp_ns
+from .bag_types import COMPRESSED_IMAGE, make_typestore
+from .bag_writer import BagWriter
 from .report import NO_OUTPUT, FrameRecord
 
 NAMESPACE = '/fer_eval'

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from fer_ros.core.image_codec import ImageDecodeError
+from fer_ros.core.image_codec import ImageDecodeError, decode_message
 from fer_ros.core.stamps import StampClock
-from fer_ros.evaluation.bag_io import BagReader, decode_image_message, stamp_ns
+from fer_ros.evaluation.bag_io import BagReader, stamp_ns
 from fer_ros.evaluation.report import DECODE_ERROR, FrameRecord
 from fer_ros.ros.params import NODE_NAME
 
@@ -131,7 +131,7 @@ def run_offline(reader: BagReader, topic: str, values: dict, progress: bool = Tr
             t_s = (m.log_ns - reader.start_ns) * 1e-9
             t0 = time.perf_counter()
             try:
-                bgr = decode_image_message(m.msgtype, m.msg, max_pixels)
+                bgr = decode_message(m.msg, max_pixels)
             except ImageDecodeError as exc:
                 records.append(FrameRecord(index, t_s, stamp, None, DECODE_ERROR, str(exc)))
                 continue

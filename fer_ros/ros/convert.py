@@ -1,20 +1,13 @@
-"""rclpy message <-> core types. Images go through the ROS-free fer_ros.core.image_codec."""
+"""rclpy message <-> core types. Images go through the ROS-free fer_ros.core.image_codec (decoding:
+``image_codec.decode_message``, shared with the bag evaluation)."""
 from __future__ import annotations
 
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
-from fer_ros.core.image_codec import decode_compressed, decode_image, encode_compressed, encode_image
+from fer_ros.core.image_codec import encode_compressed, encode_image
 from fer_ros.core.types import Command, FrameResult
 from fer_ros.msg import FaceExpression, FaceExpressionArray, HriCommand
-
-
-def image_to_bgr(msg, max_pixels: int) -> np.ndarray:
-    """sensor_msgs/Image or CompressedImage -> uint8[H, W, 3] BGR (raises ImageDecodeError)."""
-    if isinstance(msg, CompressedImage):
-        return decode_compressed(msg.format, msg.data, max_pixels=max_pixels)
-    return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian,
-                        max_pixels=max_pixels)
 
 
 def bgr_to_image(bgr: np.ndarray, header, encoding: str = 'bgr8') -> Image:

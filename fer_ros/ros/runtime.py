@@ -28,7 +28,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from fer_ros.core.frame_slot import LatestFrameSlot
-from fer_ros.core.image_codec import ImageDecodeError
+from fer_ros.core.image_codec import ImageDecodeError, decode_message
 from fer_ros.core.overlay import draw_overlay
 from fer_ros.core.stamps import SKIP_REASONS, to_seconds, to_stamp
 from fer_ros.core.stats import RateMeter, StageTimes
@@ -36,7 +36,7 @@ from fer_ros.core.types import Command
 from fer_ros.msg import FaceExpressionArray, HriCommand
 from fer_ros.ros import params, params_files
 from fer_ros.ros.calibration import NeutralCalibrationServices
-from fer_ros.ros.convert import bgr_to_image, command_to_msg, image_to_bgr, result_to_msg
+from fer_ros.ros.convert import bgr_to_image, command_to_msg, result_to_msg
 
 LOG_THROTTLE_S = 5.0
 ERROR_WINDOW_S = 10.0       # diagnostics are WARN while an error happened this recently
@@ -196,7 +196,7 @@ class FerRuntime:
 
     def _process(self, msg, arrival: float) -> None:
         try:
-            bgr = image_to_bgr(msg, self._values['max_image_pixels'])
+            bgr = decode_message(msg, self._values['max_image_pixels'])
         except ImageDecodeError as exc:
             self._report('decode_errors', f'{self._topic()}: bad image: {exc}')
             return

@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 from fer_ros.core.backend_options import BACKENDS
-from fer_ros.evaluation.bag_io import BagError, BagReader
+from fer_ros.evaluation.bag_io import BagReader
+from fer_ros.evaluation.bag_types import BagError
 from fer_ros.evaluation.ground_truth import LabelError, Labels
 from fer_ros.evaluation.offline import EvalError, default_params_file, node_parameters, parse_overrides, run_offline
 from fer_ros.evaluation.report import RunInfo, write_report

@@ -24,7 +24,8 @@ import numpy as np
 
 from fer_ros.core.files import IMAGE_SUFFIXES, read_image
 from fer_ros.core.image_codec import DEFAULT_MAX_PIXELS
-from fer_ros.evaluation.bag_io import STORAGES, BagError, BagWriter, image_message
+from fer_ros.evaluation.bag_types import STORAGES, BagError
+from fer_ros.evaluation.bag_writer import BagWriter, image_message
 
 RAW_ENCODINGS = ('bgr8', 'rgb8', 'mono8')
 DEFAULT_TOPIC = '/camera/image_raw'
