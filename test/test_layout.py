@@ -72,8 +72,6 @@ def test_imports_point_one_way(path):
     assert not wrong, f'{path} imports {wrong}; {part} may import only {sorted(ALLOWED[part])}'
 
 
-@pytest.mark.xfail(reason='issue 12 in progress: tensorrt_backend.py, commands.py, bag_io.py are being split',
-                   strict=True)
 def test_no_module_is_too_long():
     long = {str(p.relative_to(PACKAGE.parent)): n for p in modules()
             if (n := len(p.read_text().splitlines())) > MAX_LINES}

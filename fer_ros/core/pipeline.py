@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from fer_ros.core.backend_options import BACKENDS, BackendOptions
-from fer_ros.core.commands import STOP, CommandConfig, CommandMapper, load_command_config
+from fer_ros.core.command_config import STOP, CommandConfig, load_command_config
+from fer_ros.core.commands import CommandMapper
 from fer_ros.core.detection import DetectorConfig, FaceDetector, check_bgr
 from fer_ros.core.labels import SCARED
 from fer_ros.core.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
