@@ -150,7 +150,7 @@ MAX_SHARE_OFF_BY_MORE_THAN_8 = 1e-4
 
 def _decoded(bag: Path, topic: str) -> list[tuple]:
     with BagReader(bag) as reader:
-        return [(m.log_ns, stamp_ns(m.msg), m.msg.header.frame_id, m.msg.format, decode_image_message(m.msgtype, m.msg))
+        return [(m.log_ns, stamp_ns(m.msg), m.msg.header.frame_id, m.msg.format, decode_message(m.msg))
                 for m in reader.messages([topic])]
 
 
