@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from fer_ros.core.commands import CommandMapper, load_command_config
+from fer_ros.core.command_config import load_command_config
+from fer_ros.core.commands import CommandMapper
 from fer_ros.core.stamps import (CLOCK_JUMP, FUTURE_STAMP, INT32_MAX, OUT_OF_ORDER, TICK_IDLE_S, StampClock,
                                  StampConfig, StampPolicy, to_stamp)
 
