@@ -177,6 +177,8 @@ def run(seconds: float, log_path: str, rate: float = 30.0) -> dict:
     sent = {'good': 0, **dict.fromkeys(MALFORMED, 0)}
     rss: list[tuple[float, float]] = []
     events: list[str] = []
+    restart_window = (float('nan'), float('nan'))    # monotonic: camera gone .. its first frame again
+    t0 = time.monotonic()
     try:
         camera = Camera()
         if not camera.wait_matched(120):
@@ -201,6 +203,7 @@ def run(seconds: float, log_path: str, rate: float = 30.0) -> dict:
                 camera.close()
                 camera = Camera()
                 matched = camera.wait_matched(30)
+                restart_window = (now, time.monotonic())
                 events.append(f'{elapsed:.1f} s: camera restarted (matched again after '
                               f'{time.monotonic() - now:.2f} s: {matched})')
             for name, value in (('rate_10', 10.0), ('rate_0', 0.0)):
@@ -228,10 +231,11 @@ def run(seconds: float, log_path: str, rate: float = 30.0) -> dict:
             camera.close()
         code = logged.stop()
         observer.close()
-    return summarize(seconds, sent, rss, events, observer, alive, code, logged.output())
+    return summarize(seconds, sent, rss, events, observer, alive, code, logged.output(), t0, restart_window)
 
 
-def summarize(seconds, sent, rss, events, observer, alive, code, node_log) -> dict:
+def summarize(seconds, sent, rss, events, observer, alive, code, node_log, t0=0.0,
+              restart_window=(float('nan'), float('nan'))) -> dict:
     d = observer.diag
     counts = {k: int(d.get(k, 0)) for k in OUTCOME_KEYS}
     received = int(d.get('frames_received', 0))
@@ -246,6 +250,10 @@ def summarize(seconds, sent, rss, events, observer, alive, code, node_log) -> di
         'commands_received': observer.commands, 'events': events,
         'max_output_gap_s': float(gaps.max()) if gaps.size else float('nan'),
         'output_gaps_over_1s': int((gaps > MAX_GAP_S).sum()),
+        # (seconds into the run, gap length, whether the camera was restarting then: no input to answer)
+        'long_gaps': [(round(float(times[i] - t0), 2), round(float(gaps[i]), 3),
+                       bool(times[i] <= restart_window[1] and times[i + 1] >= restart_window[0]))
+                      for i in np.flatnonzero(gaps > MAX_GAP_S)],
         'rss_mb': {'first': rss[0][1] if rss else None, 'after_warmup': warm[0] if warm else None,
                    'last': rss[-1][1] if rss else None, 'max': max((m for _, m in rss), default=None),
                    'warmup_s': warm_s, 'samples': len(rss)},
@@ -257,6 +265,7 @@ def summarize(seconds, sent, rss, events, observer, alive, code, node_log) -> di
         'rss_growth_under_10mb': result['rss_growth_after_warmup_mb'] < MAX_RSS_GROWTH_MB,
         'counts_add_up': bool(d) and received == sum(counts.values()),
         'no_output_gap_over_1s': result['output_gaps_over_1s'] == 0,
+        'no_output_gap_over_1s_while_frames_came': not any(not during for _, _, during in result['long_gaps']),
     }
     if not result['checks']['no_crash']:
         result['node_log_tail'] = node_log[-3000:]
@@ -280,6 +289,9 @@ def main(argv=None) -> int:
           f"({result['output_gaps_over_1s']} over 1 s)", flush=True)
     print(f"soak: RSS first {r['first']} MB, after {r['warmup_s']:.0f} s warm-up {r['after_warmup']} MB, last {r['last']} "
           f"MB, max {r['max']} MB: growth {result['rss_growth_after_warmup_mb']:.1f} MB", flush=True)
+    for start, length, during in result['long_gaps']:
+        print(f"soak: output gap of {length:.3f} s at {start:.1f} s{' (camera restarting)' if during else ''}",
+              flush=True)
     for event in result['events']:
         print(f'soak: {event}', flush=True)
     print(f"soak: load average at end {result['load_average']}; checks {result['checks']}", flush=True)
