@@ -25,14 +25,10 @@ import time
 
 import numpy as np
 
+from fer_ros.core.stats import summary
+
 VARIANTS = ('wrn', 'wrn_scam', 'wrn_scam_gbn', 'light_ntwrn')
 BASELINE = 'mini_xception'
-
-
-def _percentiles(samples: list[float]) -> dict[str, float]:
-    a = np.asarray(samples, float)
-    return {'median': float(np.median(a)), 'p90': float(np.percentile(a, 90)),
-            'p99': float(np.percentile(a, 99)), 'n': int(a.size)}
 
 
 def train_throughput(model, shape: tuple[int, int, int], batch: int, steps: int, warmup: int) -> dict:
@@ -54,7 +50,7 @@ def train_throughput(model, shape: tuple[int, int, int], batch: int, steps: int,
         opt.step()
         if i >= warmup:
             rates.append(batch / (time.perf_counter() - t0))
-    return _percentiles(rates)
+    return summary(rates)
 
 
 def onnx_latency(path: str, shape: tuple[int, int, int], batch: int, iterations: int, warmup: int,
@@ -73,7 +69,7 @@ def onnx_latency(path: str, shape: tuple[int, int, int], batch: int, iterations:
         sess.run(None, {name: x})
         if i >= warmup:
             times.append(1000.0 * (time.perf_counter() - t0))
-    stats = _percentiles(times)
+    stats = summary(times)
     stats['images_per_s'] = batch * 1000.0 / stats['median']
     return stats
 

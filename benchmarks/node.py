@@ -31,6 +31,7 @@ from rclpy.node import Node
 
 from fer_ros.core.stamps import SKIP_REASONS
 from fer_ros.core.paths import find_executable
+from fer_ros.core.stats import percentiles
 from fer_ros.ros.fastdds_profile import apply_profile
 from fer_ros.ros.processes import stop_process
 from fer_ros.msg import FaceExpressionArray
@@ -103,7 +104,7 @@ def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: 
         'faces': faces, 'camera_rate_hz': rate, 'seconds': seconds, 'node_params': list(params),
         'expressions_received': len(probe.receipts),
         'processed_fps': float((keep.sum() - 1) / span) if span == span and span > 0 else 0.0,
-        'latency_ms': {f'p{q}': float(np.percentile(latency, q)) for q in (50, 90, 99)} if latency.size else {},
+        'latency_ms': percentiles(latency) if latency.size else {},
         'mean_faces_per_frame': float(np.mean([f for _, _, f in probe.receipts])) if probe.receipts else 0.0,
         'node_diagnostics': {k: d.get(k) for k in ('frames_received', 'frames_processed', 'frames_dropped',
                                                    'decode_errors', 'pipeline_errors') + SKIP_REASONS},

@@ -45,7 +45,7 @@ import time
 
 import numpy as np
 
-from fer_ros.core.stats import percentiles
+from fer_ros.core.stats import summary as stats_summary
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # benchmarks/ sits in the checkout
 PEER_VENV = os.path.join(REPO, 'bench', '.venv-peer')      # made by benchmarks/setup_peer.sh (make bench)
@@ -68,8 +68,9 @@ CLIP_FRAMES = 16
 
 
 def summary(values) -> dict[str, float]:
-    stats = percentiles(values)
-    return {'median': round(stats['p50'], 3), 'p90': round(stats['p90'], 3), 'p99': round(stats['p99'], 3)}
+    """median / p90 / p99 in ms, rounded for the report."""
+    stats = stats_summary(values)
+    return {k: round(stats[k], 3) for k in ('median', 'p90', 'p99')}
 
 
 def progress(iterable, desc: str, total: int):

@@ -14,6 +14,7 @@ import pytest
 from fer_ros.core.labels import EXPRESSIONS
 from fer_ros.core.types import Command, FaceResult, FrameResult
 from fer_ros.core.image_codec import decode_message
+from fer_ros.core.stats import summary
 from fer_ros.evaluation import bag_io, bag_types, bag_writer, metrics, offline
 from fer_ros.evaluation.bag_io import BagReader
 from fer_ros.evaluation.bag_types import BagError, TopicNotFoundError, UnsupportedMessageTypeError
@@ -110,9 +111,9 @@ def test_confusion_per_class_and_accuracy():
 
 
 def test_latency_summary():
-    s = metrics.summary([float(v) for v in range(1, 101)] + [None, math.nan])
+    s = summary([float(v) for v in range(1, 101)] + [None, math.nan])
     assert s['n'] == 100 and s['median'] == pytest.approx(50.5) and s['p99'] == pytest.approx(99.01)
-    assert metrics.summary([])['median'] is None
+    assert summary([])['median'] is None
 
 
 # --------------------------------------------------------------------------- bag reading

@@ -1,4 +1,6 @@
-"""Evaluation numbers and plots: confusion matrix, accuracy, per-class recall, training curves."""
+"""Training's numbers and plots: the test-set confusion counted per batch, its scores and picture (through
+fer_ros.evaluation's Confusion and plot, one metrics stack for training and bag evaluation), the
+per-epoch CSV and the training curves."""
 from __future__ import annotations
 
 import csv
@@ -6,6 +8,8 @@ import os
 from typing import Sequence
 
 import numpy as np
+
+from fer_ros.evaluation.metrics import Confusion
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -17,26 +21,21 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 
 
 def summarize(cm: np.ndarray, labels: Sequence[str]) -> dict:
-    """Accuracy, per-class recall / precision / support and their unweighted means.
+    """Accuracy, per-class recall / precision / support and the mean class recall of a test-set
+    confusion int64[K, K] (through fer_ros.evaluation.metrics.Confusion, the bag evaluation's scores).
 
     Classes with no test images get recall None (not 0, which would look like a failure).
     """
-    cm = np.asarray(cm, np.int64)
-    total = int(cm.sum())
-    support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
-    diag = np.diag(cm)
-    recall = {lab: (float(diag[i] / support[i]) if support[i] else None) for i, lab in enumerate(labels)}
-    precision = {lab: (float(diag[i] / predicted[i]) if predicted[i] else None) for i, lab in enumerate(labels)}
-    present = [v for v in recall.values() if v is not None]
+    conf = Confusion.from_counts(cm, labels)
+    per_class = conf.per_class()
     return {
-        'accuracy': float(diag.sum() / total) if total else 0.0,
-        'mean_class_recall': float(np.mean(present)) if present else 0.0,
-        'recall': recall,
-        'precision': precision,
-        'support': {lab: int(support[i]) for i, lab in enumerate(labels)},
-        'num_images': total,
-        'confusion_matrix': cm.tolist(),
+        'accuracy': conf.accuracy() or 0.0,
+        'mean_class_recall': conf.macro()['recall'] or 0.0,
+        'recall': {lab: v['recall'] for lab, v in per_class.items()},
+        'precision': {lab: v['precision'] for lab, v in per_class.items()},
+        'support': {lab: v['support'] for lab, v in per_class.items()},
+        'num_images': conf.total,
+        'confusion_matrix': np.asarray(cm, np.int64).tolist(),
     }
 
 
@@ -61,35 +60,18 @@ def append_csv(path: str, row: dict) -> None:
         writer.writerow(row)
 
 
+def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: str, title: str = '') -> None:
+    """PNG of a test-set confusion int64[K, K] (fer_ros.evaluation.plots.plot_confusion)."""
+    from fer_ros.evaluation.plots import plot_confusion as plot
+
+    plot(Confusion.from_counts(cm, labels), path, title or 'confusion matrix')
+
+
 def _pyplot():
     import matplotlib
     matplotlib.use('Agg')  # files only; never needs a display
     import matplotlib.pyplot as plt
     return plt
-
-
-def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: str, title: str = '') -> None:
-    """PNG: row-normalised confusion matrix (colour, percent) with the raw counts in each cell."""
-    plt = _pyplot()
-    cm = np.asarray(cm, np.int64)
-    rows = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
-    k = len(labels)
-    fig, ax = plt.subplots(figsize=(1.1 * k + 2, 1.0 * k + 1.5), dpi=110)
-    im = ax.imshow(norm, cmap='Blues', vmin=0, vmax=1)
-    ax.set_xticks(range(k), labels, rotation=45, ha='right')
-    ax.set_yticks(range(k), labels)
-    ax.set_xlabel('predicted')
-    ax.set_ylabel('true')
-    for i in range(k):
-        for j in range(k):
-            ax.text(j, i, f'{100 * norm[i, j]:.0f}%\n{cm[i, j]}', ha='center', va='center', fontsize=7,
-                    color='white' if norm[i, j] > 0.5 else 'black')
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label='share of true class')
-    ax.set_title(title or 'confusion matrix')
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def plot_curves(history: list[dict], path: str, title: str = '') -> None:

@@ -8,11 +8,22 @@ import numpy as np
 
 
 def percentiles(values, qs=(50, 90, 99)) -> dict[str, float]:
-    """{'p50': ..., 'p90': ..., 'p99': ...} of ``values`` (NaN when empty)."""
+    """{'p50': ..., 'p90': ..., 'p99': ...} of ``values`` (NaN when empty). The one percentile helper of
+    the diagnostics, the reports and the benchmarks."""
     arr = np.asarray(list(values), dtype=np.float64)
     if arr.size == 0:
         return {f'p{q}': float('nan') for q in qs}
     return {f'p{q}': float(np.percentile(arr, q)) for q in qs}
+
+
+def summary(values) -> dict[str, float | int | None]:
+    """n, mean, median, p90, p99, min, max of the finite values (None entries when there are none)."""
+    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if arr.size == 0:
+        return {'n': 0, 'mean': None, 'median': None, 'p90': None, 'p99': None, 'min': None, 'max': None}
+    q = percentiles(arr)
+    return {'n': int(arr.size), 'mean': float(arr.mean()), 'median': q['p50'], 'p90': q['p90'], 'p99': q['p99'],
+            'min': float(arr.min()), 'max': float(arr.max())}
 
 
 class RateMeter:

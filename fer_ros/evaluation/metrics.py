@@ -71,6 +71,15 @@ class Confusion:
             return float(np.mean(vals))
         return {'precision': mean('precision'), 'recall': mean('recall'), 'f1': mean('f1')}
 
+    @classmethod
+    def from_counts(cls, counts: np.ndarray, classes: Sequence[str]) -> Confusion:
+        """From a square int[K, K] count matrix (rows true, columns predicted; no misses), e.g. the
+        classifier's test-set confusion that training accumulates."""
+        counts = np.asarray(counts, np.int64)
+        if counts.shape != (len(classes), len(classes)):
+            raise ValueError(f'confusion counts must be [{len(classes)}, {len(classes)}], got {list(counts.shape)}')
+        return cls(tuple(classes), np.concatenate([counts, np.zeros((len(classes), 1), np.int64)], axis=1))
+
     def to_json(self) -> dict:
         return {'rows_true': list(self.classes), 'columns_predicted': list(self.columns),
                 'matrix': self.matrix.tolist()}
@@ -92,13 +101,3 @@ def confusion(pairs: Iterable[tuple[str, str | None]], classes: Sequence[str] = 
             raise ValueError(f'confusion: predicted label {pred!r} is not one of {classes}')
         matrix[index[true], len(classes) if pred is None else index[pred]] += 1
     return Confusion(classes, matrix)
-
-
-def summary(values: Iterable[float]) -> dict[str, float | int | None]:
-    """n, mean, median, p90, p99, min, max of finite values (None entries when there are none)."""
-    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
-    if arr.size == 0:
-        return {'n': 0, 'mean': None, 'median': None, 'p90': None, 'p99': None, 'min': None, 'max': None}
-    p50, p90, p99 = np.percentile(arr, [50, 90, 99])
-    return {'n': int(arr.size), 'mean': float(arr.mean()), 'median': float(p50), 'p90': float(p90),
-            'p99': float(p99), 'min': float(arr.min()), 'max': float(arr.max())}

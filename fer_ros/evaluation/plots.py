@@ -16,6 +16,8 @@ from matplotlib.patches import Patch
 
 from fer_ros.core.labels import EXPRESSIONS
 
+from fer_ros.core.stats import percentiles
+
 from .metrics import Confusion
 
 # One fixed colour per expression so every figure and every report reads the same way.
@@ -44,18 +46,21 @@ def color_of(expression: str) -> str:
 
 
 def plot_confusion(conf: Confusion, path: str | Path, title: str = 'Confusion matrix') -> Path:
-    """Counts in each cell; colour = share of the true class's row (so rare classes stay visible)."""
-    rows = conf.matrix.astype(np.float64)
+    """Counts in each cell; colour = share of the true class's row (so rare classes stay visible). The
+    MISSED column is drawn only when some labelled face was missed."""
+    matrix = conf.matrix if conf.missed else conf.matrix[:, :len(conf.classes)]
+    columns = conf.columns if conf.missed else conf.classes
+    rows = matrix.astype(np.float64)
     shares = rows / np.maximum(rows.sum(axis=1, keepdims=True), 1)
     fig = _figure(7.5, 6.0)
     ax = fig.add_subplot()
     ax.imshow(shares, cmap='Blues', vmin=0.0, vmax=1.0, aspect='auto')
     for i in range(rows.shape[0]):
         for j in range(rows.shape[1]):
-            if conf.matrix[i, j]:
-                ax.text(j, i, str(int(conf.matrix[i, j])), ha='center', va='center',
+            if matrix[i, j]:
+                ax.text(j, i, str(int(matrix[i, j])), ha='center', va='center',
                         color='white' if shares[i, j] > 0.5 else 'black', fontsize=10)
-    ax.set_xticks(range(len(conf.columns)), conf.columns, rotation=40, ha='right')
+    ax.set_xticks(range(len(columns)), columns, rotation=40, ha='right')
     ax.set_yticks(range(len(conf.classes)), conf.classes)
     ax.set_xlabel('predicted')
     ax.set_ylabel('true (label)')
@@ -90,9 +95,10 @@ def plot_latency_histogram(values_ms: Sequence[float], path: str | Path, name: s
     ax = fig.add_subplot()
     if vals.size:
         ax.hist(vals, bins=min(50, max(5, vals.size // 3)), color='#4c72b0', alpha=0.85)
+        marks = percentiles(vals)
         for q, style in ((50, '-'), (90, '--'), (99, ':')):
-            v = float(np.percentile(vals, q))
-            ax.axvline(v, color='black', linestyle=style, linewidth=1, label=f'p{q} = {v:.1f} ms')
+            ax.axvline(marks[f'p{q}'], color='black', linestyle=style, linewidth=1,
+                       label=f'p{q} = {marks[f"p{q}"]:.1f} ms')
         ax.legend()
     else:
         ax.text(0.5, 0.5, 'no latency samples', ha='center', va='center', transform=ax.transAxes)

@@ -21,7 +21,9 @@ from fer_ros.core.types import FrameResult
 
 from . import plots
 from .ground_truth import Labels
-from .metrics import Confusion, confusion, summary
+from fer_ros.core.stats import summary
+
+from .metrics import Confusion, confusion
 
 # Status of a frame in the evaluation.
 OK = 'ok'
