@@ -19,9 +19,10 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -30,10 +31,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
 from fer_ros.core.stamps import SKIP_REASONS
-from fer_ros.core.paths import find_executable
 from fer_ros.core.stats import percentiles
 from fer_ros.ros.fastdds_profile import apply_profile
-from fer_ros.ros.processes import stop_process
+from fer_ros.ros.processes import node_is_ready, start_camera, start_node, wait_until
 from fer_ros.msg import FaceExpressionArray
 
 
@@ -58,32 +58,24 @@ class Probe(Node):
                 self.diag = {kv.key: kv.value for kv in status.values}
 
 
-def _spin_until(probe, predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        rclpy.spin_once(probe, timeout_sec=0.05)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f'timed out waiting for {what}')
-
-
 def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: float = 0.0,
              params: list[str] = ()) -> dict:
-    extra = [arg for p in params for arg in ('-p', p)]
-    node = subprocess.Popen([find_executable('fer_node'), '--ros-args', '-p', 'backend:=onnxruntime', *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    overrides = dict(p.split(':=', 1) for p in params)
+    logs = tempfile.mkdtemp(prefix='fer_bench_node_')
+    node = start_node({'backend': 'onnxruntime', **overrides}, log_path=Path(logs) / 'node.log')
     camera = None
     try:
-        _spin_until(probe, lambda: probe.count_subscribers('/image') > 0, 60, 'fer_node')
-        proc = psutil.Process(node.pid)
+        wait_until(lambda: node_is_ready(probe), 60, node, 'fer_node',
+                   step=lambda: rclpy.spin_once(probe, timeout_sec=0.05))
+        proc = psutil.Process(node.popen.pid)
         probe.receipts.clear()
         probe.diag = {}
-        camera = subprocess.Popen([find_executable('fer_camera'), '--ros-args', '-p', f'rate_hz:={rate}',
-                                   '-p', f'duration_s:={seconds}', '-p', f'num_faces:={faces}'],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        camera = start_camera({'rate_hz': rate, 'duration_s': seconds, 'num_faces': faces},
+                              log_path=Path(logs) / 'camera.log')
         rss: list[tuple[float, float]] = []
         t0 = time.monotonic()
         next_rss = t0
-        while camera.poll() is None:
+        while camera.popen.poll() is None:
             rclpy.spin_once(probe, timeout_sec=0.05)
             if rss_period and time.monotonic() >= next_rss:
                 rss.append((time.monotonic() - t0, proc.memory_info().rss / 2**20))
@@ -93,7 +85,8 @@ def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: 
             rclpy.spin_once(probe, timeout_sec=0.05)
     finally:
         for child in (camera, node):
-            stop_process(child)
+            if child is not None:
+                child.stop()
     # drop the first second (warm-up: discovery, first inference, arena allocation)
     stamps = np.array([s for _, s, _ in probe.receipts])
     keep = stamps >= stamps.min() + 1.0 if stamps.size else stamps.astype(bool)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fer_ros.ros.processes import LoggedProcess
+from fer_ros.ros import processes
+from fer_ros.ros.processes import LoggedProcess, ros_args  # noqa: F401  (ros_args: for tests)
 
 from fer_ros.core.paths import find_executable
 
@@ -51,33 +52,16 @@ def ros_available() -> str:
 requires_ros = pytest.mark.skipif(bool(ros_available()), reason=ros_available() or 'ok')
 
 
-def ros_args(params: dict | None = None, remaps: dict | None = None, params_file: Path | None = None) -> list[str]:
-    args = ['--ros-args']
-    if params_file:
-        args += ['--params-file', str(params_file)]
-    for key, value in (params or {}).items():
-        if isinstance(value, bool):
-            value = str(value).lower()
-        elif value == '':
-            value = "''"          # rcl cannot parse an empty override
-        elif isinstance(value, (list, tuple)):
-            value = '[' + ','.join(f"'{v}'" if isinstance(v, str) else str(v) for v in value) + ']'
-        args += ['-p', f'{key}:={value}']
-    for old, new in (remaps or {}).items():
-        args += ['-r', f'{old}:={new}']
-    return args
-
-
 Proc = LoggedProcess
 
 
 def start_node(tmp_path: Path, params: dict | None = None, remaps: dict | None = None, name: str = 'node') -> Proc:
-    return Proc([NODE_EXE] + ros_args(params, remaps, PARAMS_FILE), tmp_path / f'{name}.log', cwd=tmp_path)
+    return processes.start_node(params, remaps, PARAMS_FILE, tmp_path / f'{name}.log', NODE_EXE, cwd=tmp_path)
 
 
 def start_camera(tmp_path: Path, params: dict | None = None, remaps: dict | None = None,
                  name: str = 'camera') -> Proc:
-    return Proc([CAMERA_EXE] + ros_args(params, remaps), tmp_path / f'{name}.log', cwd=tmp_path)
+    return processes.start_camera(params, remaps, tmp_path / f'{name}.log', CAMERA_EXE, cwd=tmp_path)
 
 
 class Collector:
@@ -124,21 +108,15 @@ class Collector:
 
     def wait_for(self, predicate, timeout: float, proc: Proc | None = None, what: str = 'condition') -> None:
         """Wait until predicate() is true; fail with the node's log if it is not or the node died."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            if proc is not None and proc.popen.poll() is not None:
-                pytest.fail(f'{what}: node exited with {proc.popen.returncode}:\n{proc.output()[-3000:]}')
-            time.sleep(0.05)
-        log = proc.output()[-3000:] if proc else ''
-        pytest.fail(f'timed out after {timeout} s waiting for {what}\n{log}')
+        try:
+            processes.wait_until(predicate, timeout, proc, what)
+        except (processes.ChildExited, TimeoutError) as exc:
+            pytest.fail(str(exc))
 
     def wait_node_ready(self, proc: Proc, image_topic: str = '/image', timeout: float = 30.0) -> None:
         """The node is up when it subscribes to the image topic and publishes expressions."""
-        self.wait_for(lambda: self.node.count_subscribers(image_topic) > 0
-                      and self.node.count_publishers(self.node.resolve_topic_name('expressions')) > 0,
-                      timeout, proc, f'fer_node to subscribe to {image_topic}')
+        self.wait_for(lambda: processes.node_is_ready(self.node, image_topic), timeout, proc,
+                      f'fer_node to subscribe to {image_topic}')
 
     def snapshot(self):
         with self._lock:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_ros.core.paths import find_executable
-from fer_ros.ros.processes import LoggedProcess
+from fer_ros.ros.processes import ChildExited, ros_args, start_node, wait_until
 from fer_ros.core.types import Command, FaceResult, FrameResult
 
 from fer_ros.core.stamps import StampClock
@@ -89,15 +89,18 @@ def find_node_executable() -> Path:
                         '`bash scripts/with_ros.sh fer-eval-bag ... --mode live`') from None
 
 
-def node_command(exe: Path, params_file: str | None, overrides: dict[str, str], msgtype: str) -> list[str]:
-    """fer_node command line: the parameter file, the overrides, the input transport, /fer_eval remaps."""
+def node_arguments(overrides: dict[str, str], msgtype: str) -> tuple[dict, dict]:
+    """fer_node's (parameters, remaps): the overrides, the input transport, its topics under /fer_eval."""
     params = dict(overrides, image_transport='compressed' if msgtype == COMPRESSED_IMAGE else 'raw')
-    cmd = [str(exe), '--ros-args'] + (['--params-file', str(params_file)] if params_file else [])
-    for name, value in params.items():
-        cmd += ['-p', f'{name}:={value}']
-    for name in ('image', 'image/compressed', 'expressions', 'command', 'debug_image'):
-        cmd += ['-r', f'{name}:={NAMESPACE}/{name}']
-    return cmd
+    remaps = {name: f'{NAMESPACE}/{name}' for name in ('image', 'image/compressed', 'expressions', 'command',
+                                                        'debug_image')}
+    return params, remaps
+
+
+def node_command(exe: Path, params_file: str | None, overrides: dict[str, str], msgtype: str) -> list[str]:
+    """The fer_node command line live mode runs (for the report)."""
+    params, remaps = node_arguments(overrides, msgtype)
+    return [str(exe), *ros_args(params, remaps, params_file)]
 
 
 class _PlayerRecorder:
@@ -200,16 +203,12 @@ def run_live(reader: BagReader, topic: str, options: LiveOptions) -> LiveRun:
     sent: list[_Sent] = []
     clock = StampClock()
     try:
-        node = LoggedProcess(node_command(exe, options.params_file, options.overrides, info.msgtype), out / NODE_LOG)
-        deadline = time.monotonic() + options.startup_timeout_s
-        while not recorder.matched():
-            if node.popen.poll() is not None:
-                raise LiveError(f'fer_node exited with status {node.popen.returncode} before it was ready:\n'
-                                + node.tail())
-            if time.monotonic() > deadline:
-                raise LiveError(f'fer_node did not connect within {options.startup_timeout_s:g} s '
-                                f'(node log {node.log_path}):\n' + node.tail())
-            time.sleep(0.05)
+        params, remaps = node_arguments(options.overrides, info.msgtype)
+        node = start_node(params, remaps, options.params_file, out / NODE_LOG, exe)
+        try:
+            wait_until(recorder.matched, options.startup_timeout_s, node, f'fer_node to connect (node log {node.log_path})')
+        except (ChildExited, TimeoutError) as exc:
+            raise LiveError(str(exc)) from None
 
         total = info.count if options.max_frames is None or info.count is None else min(info.count, options.max_frames)
         bar = tqdm(total=total, unit='frame', desc=f'playing ×{options.speed:g}', disable=not options.progress)

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 
 import rclpy
 from rclpy.node import Node
 
-from fer_ros.core.paths import find_executable
 from fer_ros.ros.fastdds_profile import apply_profile
-from fer_ros.ros.processes import stop_process
+from fer_ros.ros.processes import ChildExited, node_is_ready, start_camera, start_node, wait_until
 from fer_ros.msg import FaceExpressionArray, HriCommand
 
 
@@ -64,36 +62,30 @@ def main(argv=None) -> int:
     apply_profile()   # the node and camera processes get the large-image Fast DDS profile
     rclpy.init()
     printer = DemoPrinter(args.print_period)
-    node_cmd = [find_executable('fer_node'), '--ros-args', '-p', f'image_transport:={args.transport}']
-    if args.model:
-        node_cmd += ['-p', f'model_path:={args.model}']
-    node = subprocess.Popen(node_cmd)
+    node = start_node({'image_transport': args.transport, **({'model_path': args.model} if args.model else {})})
     camera = None
     try:
         print('demo: waiting for fer_node ...', flush=True)
-        deadline = time.monotonic() + 60
         image_topic = '/image/compressed' if args.transport == 'compressed' else '/image'
-        while printer.count_subscribers(image_topic) == 0 or printer.count_publishers('/expressions') == 0:
-            rclpy.spin_once(printer, timeout_sec=0.1)
-            if node.poll() is not None:
-                print(f'demo: fer_node exited with code {node.returncode}', file=sys.stderr)
-                return 1
-            if time.monotonic() > deadline:
-                print('demo: fer_node did not come up within 60 s', file=sys.stderr)
-                return 1
+        try:
+            wait_until(lambda: node_is_ready(printer, image_topic), 60, node, 'fer_node to come up',
+                       step=lambda: rclpy.spin_once(printer, timeout_sec=0.1))
+        except (ChildExited, TimeoutError) as exc:
+            print(f'demo: {exc}', file=sys.stderr)
+            return 1
         print(f'demo: streaming {args.seconds:.0f} s of 640x480 frames with {args.faces} face(s) at '
               f'{args.rate:.0f} Hz ({args.transport})', flush=True)
-        camera = subprocess.Popen([find_executable('fer_camera'), '--ros-args', '-p', f'rate_hz:={args.rate}',
-                                   '-p', f'duration_s:={args.seconds}', '-p', f'num_faces:={args.faces}',
-                                   '-p', f'transport:={args.transport}', '-p', 'distinct_frames:=1'])
-        while camera.poll() is None:
+        camera = start_camera({'rate_hz': args.rate, 'duration_s': args.seconds, 'num_faces': args.faces,
+                               'transport': args.transport, 'distinct_frames': 1})
+        while camera.popen.poll() is None:
             rclpy.spin_once(printer, timeout_sec=0.05)
-        end = time.monotonic() + 1.0
+        end = time.monotonic() + 1.0            # keep receiving the outputs of the last frames
         while time.monotonic() < end:
             rclpy.spin_once(printer, timeout_sec=0.05)
     finally:
         for proc in (camera, node):
-            stop_process(proc)
+            if proc is not None:
+                proc.stop()
         printer.destroy_node()
         rclpy.try_shutdown()
     if printer.frames == 0:
