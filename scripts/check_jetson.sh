@@ -30,7 +30,7 @@ if [ ! -f "$VENV/.stamp" ] || [ "$(cat "$VENV/.stamp")" != "$stamp" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 
-echo "[jetson] resolving requirements-jetson*.txt for linux aarch64 / CPython 3.10 (binary wheels only)"
+echo "[jetson] resolving requirements-jetson*.txt (run time, ORT CPU, TensorRT buffers) for linux aarch64 / CPython 3.10"
 platforms=()
 for tag in manylinux2014 manylinux_2_17 manylinux_2_26 manylinux_2_27 manylinux_2_28 manylinux_2_31 \
            manylinux_2_34 manylinux_2_35 linux; do   # JetPack 6 = Ubuntu 22.04 = glibc 2.35
@@ -40,7 +40,8 @@ target=$(mktemp -d)
 report=$(mktemp)
 trap 'rm -rf "$target" "$report"' EXIT
 "${PIP[@]}" install --dry-run --ignore-installed --target "$target" --only-binary=:all: \
-  --python-version 3.10 --implementation cp "${platforms[@]}" "${REQS[@]}" --report "$report"
+  --python-version 3.10 --implementation cp "${platforms[@]}" "${REQS[@]}" -r requirements-jetson-trt.txt \
+  --report "$report"
 "$VENV/bin/python" - "$report" <<'EOF'
 import json, sys
 installs = json.load(open(sys.argv[1]))['install']
