@@ -33,7 +33,7 @@ from rclpy.node import Node
 from fer_ros.core.stamps import SKIP_REASONS
 from fer_ros.core.stats import percentiles
 from fer_ros.ros.fastdds_profile import apply_profile
-from fer_ros.ros.processes import node_is_ready, start_camera, start_node, wait_until
+from fer_ros.ros.processes import node_is_ready, node_status, start_camera, start_node, wait_until
 from fer_ros.msg import FaceExpressionArray
 
 
@@ -53,9 +53,7 @@ class Probe(Node):
         self.receipts.append((time.time(), msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, len(msg.faces)))
 
     def on_diag(self, msg) -> None:
-        for status in msg.status:
-            if 'expression recognition' in status.name:
-                self.diag = {kv.key: kv.value for kv in status.values}
+        self.diag = node_status(msg) or self.diag
 
 
 def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: float = 0.0,

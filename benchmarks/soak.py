@@ -29,7 +29,7 @@ import psutil
 from fer_ros.core.paths import find_executable
 from fer_ros.sample_frames import sample_frame
 from fer_ros.core.stamps import to_stamp
-from fer_ros.ros.processes import LoggedProcess
+from fer_ros.ros.processes import LoggedProcess, node_status
 
 # Malformed frame kinds, in rotation, and what the node must count them as. The stamp kinds are real
 # frames with a bad stamp; 'tiny' is a valid 2x2 frame (processed, or a pipeline error: both counted).
@@ -117,10 +117,11 @@ class Observer:
         self.commands[msg.command] = self.commands.get(msg.command, 0) + 1
 
     def _on_diag(self, msg) -> None:
-        for status in msg.status:
-            if 'expression recognition' in status.name:
-                self.diag = {kv.key: kv.value for kv in status.values}
-                self.diag_level = status.level
+        values = node_status(msg)
+        if values:
+            self.diag_level = values.pop('_level')
+            values.pop('_message')
+            self.diag = values
 
     def set_max_rate(self, value: float) -> bool:
         from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue

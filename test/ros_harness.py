@@ -131,11 +131,8 @@ class Collector:
 
 
 def diag_values(diag_msg) -> dict[str, str]:
-    """The fer_node status's key/values of a DiagnosticArray."""
-    for status in diag_msg.status:
-        if 'expression recognition' in status.name:
-            return {kv.key: kv.value for kv in status.values} | {'_level': status.level, '_message': status.message}
-    return {}
+    """The fer_node status's key/values of a DiagnosticArray (fer_ros.ros.processes.node_status)."""
+    return processes.node_status(diag_msg)
 
 
 # Counters of frames the node received and did not process (a frame ends in exactly one of these,

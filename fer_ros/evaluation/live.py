@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_ros.core.paths import find_executable
-from fer_ros.ros.processes import ChildExited, ros_args, start_node, wait_until
+from fer_ros.ros.processes import ChildExited, node_status, ros_args, start_node, wait_until
 from fer_ros.core.types import Command, FaceResult, FrameResult
 
 from fer_ros.core.stamps import StampClock
@@ -327,9 +327,7 @@ def evaluate_output_bag(path: Path, sent: list[_Sent]) -> tuple[list[FrameRecord
                 if sent and m.log_ns >= sent[0].sent_ns:   # earlier ones are start-up ticks (wall clock)
                     commands.append(m.msg)
             else:
-                for status in m.msg.status:
-                    if 'expression recognition' in status.name:
-                        diagnostics = {kv.key: kv.value for kv in status.values}
+                diagnostics = {k: v for k, v in node_status(m.msg).items() if not k.startswith('_')} or diagnostics
     records = []
     for s in sent:
         got = results.get(s.stamp)

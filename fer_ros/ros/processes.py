@@ -128,3 +128,15 @@ def node_is_ready(observer, image_topic: str = '/image', expressions_topic: str 
     as ``observer`` (any rclpy Node) sees the graph."""
     return (observer.count_subscribers(image_topic) > 0
             and observer.count_publishers(observer.resolve_topic_name(expressions_topic)) > 0)
+
+
+STATUS_NAME = 'expression recognition'      # fer_node's DiagnosticStatus is '<node name>: expression recognition'
+
+
+def node_status(diagnostic_array) -> dict[str, str]:
+    """fer_node's status in a diagnostic_msgs/DiagnosticArray (rclpy or rosbags object): its key/values
+    plus '_level' and '_message'; {} when the array holds no fer_node status."""
+    for status in diagnostic_array.status:
+        if STATUS_NAME in status.name:
+            return {kv.key: kv.value for kv in status.values} | {'_level': status.level, '_message': status.message}
+    return {}

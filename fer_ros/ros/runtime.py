@@ -36,6 +36,7 @@ from fer_ros.core.types import Command
 from fer_ros.msg import FaceExpressionArray, HriCommand
 from fer_ros.ros import params, params_files
 from fer_ros.ros.calibration import NeutralCalibrationServices
+from fer_ros.ros.processes import STATUS_NAME
 from fer_ros.ros.convert import bgr_to_image, command_to_msg, result_to_msg
 
 LOG_THROTTLE_S = 5.0
@@ -315,7 +316,7 @@ class FerRuntime:
                 level = DiagnosticStatus.WARN
                 text = (f'{publishers} publisher(s) matched on {self._topic()} but no frame arrived for '
                         f'{now - silent_since:.0f} s: {LARGE_FRAME_HINT}')
-        return DiagnosticStatus(level=level, name=f'{self.node.get_name()}: expression recognition',
+        return DiagnosticStatus(level=level, name=f'{self.node.get_name()}: {STATUS_NAME}',
                                 message=text, hardware_id=values['backend'],
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
