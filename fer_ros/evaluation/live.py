@@ -60,6 +60,7 @@ class LiveOptions:
     overrides: dict[str, str]            # parameter name -> value text (-p name:=value)
     out_dir: Path
     speed: float = 1.0                   # playback speed factor
+    lockstep: bool = False               # publish a frame only once the node answered the previous one
     startup_timeout_s: float = 60.0      # node start (model load) and discovery
     idle_timeout_s: float = 3.0          # after the last frame: stop when no output for this long
     diagnostics_wait_s: float = 2.5      # then wait this long at most for a final /diagnostics message
@@ -130,6 +131,7 @@ class _PlayerRecorder:
         self.publisher = self.node.create_publisher(image_cls, IMAGE_TOPIC[msgtype], reliable)
         self.received: list[tuple[str, int, bytes]] = []
         self.last_expressions_ns = 0
+        self.answers = 0                  # expressions messages received
         self._lock = threading.Lock()
         self.subscriptions = [
             self.node.create_subscription(cls, topic, self._recorder(topic), reliable, raw=True)
@@ -148,6 +150,7 @@ class _PlayerRecorder:
                 self.received.append((topic, now, data))
                 if topic == EXPRESSIONS:
                     self.last_expressions_ns = now
+                    self.answers += 1
         return callback
 
     def _spin(self) -> None:
@@ -230,6 +233,8 @@ def run_live(reader: BagReader, topic: str, options: LiveOptions) -> LiveRun:
                 if node.popen.poll() is not None:
                     raise LiveError(f'fer_node exited with status {node.popen.returncode} during playback:\n'
                                     + node.tail())
+                if options.lockstep and sent:
+                    _wait_for_answers(recorder, len(sent), sent[-1].sent_ns, options.idle_timeout_s)
                 sent.append(_Sent(index, (m.log_ns - reader.start_ns) * 1e-9, stamp, time.time_ns()))
                 recorder.publisher.publish(bytes(data))
                 bar.update()
@@ -251,6 +256,7 @@ def run_live(reader: BagReader, topic: str, options: LiveOptions) -> LiveRun:
     summary = {
         'published': len(sent), 'answered': answered, 'dropped': len(sent) - answered,
         'drop_rate': (len(sent) - answered) / len(sent) if sent else None, 'speed': options.speed,
+        'lockstep': options.lockstep,
         'publish_rate_hz': (len(sent) - 1) / play_s if play_s > 0 else None,
         'node_output_bag': str(bag_path), 'node_log': str(node.log_path), 'node_exit_status': node_status,
         'node_command': ' '.join(node_command(exe, options.params_file, options.overrides, info.msgtype)),
@@ -262,6 +268,15 @@ def run_live(reader: BagReader, topic: str, options: LiveOptions) -> LiveRun:
 def _restamped(msg, stamp: int):
     time_msg = replace(msg.header.stamp, sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000)
     return replace(msg, header=replace(msg.header, stamp=time_msg))
+
+
+def _wait_for_answers(recorder: _PlayerRecorder, count: int, last_sent_ns: int, idle_timeout_s: float) -> None:
+    """Lockstep: wait until ``count`` expressions messages arrived (the node finished every frame sent so
+    far, however slow this machine is), or none for ``idle_timeout_s`` (a frame that gave no answer)."""
+    while recorder.answers < count:
+        if time.time_ns() - max(recorder.last_expressions_ns, last_sent_ns) > idle_timeout_s * 1e9:
+            return
+        time.sleep(0.005)
 
 
 def _drain(recorder: _PlayerRecorder, sent: list[_Sent], idle_timeout_s: float, typestore) -> None:

@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                    help='override a fer_node parameter (repeatable), e.g. --param tracker_min_hits=3')
     p.add_argument('--max-frames', type=int, metavar='N', help='evaluate (live: play) only the first N frames')
     p.add_argument('--speed', type=float, default=1.0, help='live: playback speed factor (default 1.0)')
+    p.add_argument('--lockstep', action='store_true',
+                   help='live: publish each frame only after the node answered the previous one (nothing is '
+                        'dropped however slow the machine; the timing is then no longer the recording\'s)')
     p.add_argument('--startup-timeout', type=float, default=60.0, metavar='S',
                    help='live: seconds to wait for the node to come up (default 60)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 from fer_ros.evaluation.live import LiveError, LiveOptions, run_live
                 options = LiveOptions(params_file=params_file, overrides=overrides, out_dir=out, speed=args.speed,
-                                      startup_timeout_s=args.startup_timeout, max_frames=args.max_frames,
+                                      lockstep=args.lockstep, startup_timeout_s=args.startup_timeout,
+                                      max_frames=args.max_frames,
                                       progress=not args.no_progress)
                 try:
                     live = run_live(reader, args.topic, options)
