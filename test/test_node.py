@@ -8,30 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_harness import (Collector, diag_values, frames_handled, requires_ros, start_camera, start_node,
-                         wait_settled)
+from ros_harness import collector  # noqa: F401  (the fixture)
+from ros_harness import frames_handled, image_msg, latest_diag, requires_ros, start_camera, start_node, wait_settled
 
 pytestmark = [pytest.mark.ros, requires_ros]
 
 
-@pytest.fixture
-def collector():
-    c = Collector()
-    yield c
-    c.close()
-
-
 def _stamp(msg) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-
-
-def _latest_diag(collector):
-    _, _, diags = collector.snapshot()
-    for _, msg in reversed(diags):
-        values = diag_values(msg)
-        if values:
-            return values
-    return {}
 
 
 def _run_stream(tmp_path, collector, node_params=None, camera_params=None, frames=12, until=None):
@@ -63,7 +47,7 @@ def test_expressions_for_every_processed_frame_with_input_header(tmp_path, colle
                                    until=lambda: any(not m.heartbeat for _, m in collector.snapshot()[1]))
     try:
         exprs, commands, _ = collector.snapshot()
-        diag = _latest_diag(collector)
+        diag = latest_diag(collector)
         processed = int(diag['frames_processed'])
         assert processed >= 10, diag
         assert len(exprs) == processed, f'{len(exprs)} expression arrays for {processed} processed frames'
@@ -133,15 +117,6 @@ def test_five_faces_get_distinct_stable_ids(tmp_path, collector):
         node.stop()
 
 
-def _good_image(collector, stamp_s: float, frame_id='bad_test'):
-    from fer_ros.sample_frames import sample_frame
-    from fer_ros.ros.convert import bgr_to_image
-    from std_msgs.msg import Header
-    header = Header(frame_id=frame_id)
-    header.stamp.sec, header.stamp.nanosec = int(stamp_s), int((stamp_s % 1) * 1e9)
-    return bgr_to_image(sample_frame(1, size=(640, 480), seed=0)[0], header)
-
-
 FAST_DIAGNOSTICS = {'diagnostics_period_s': 0.1}   # lets a test see each frame's outcome quickly
 
 
@@ -153,7 +128,7 @@ def _publish_one_at_a_time(collector, node, pub, msgs) -> dict:
         pub.publish(msg)
 
         def finished(count=count):
-            values = _latest_diag(collector)
+            values = latest_diag(collector)
             return bool(values) and int(values['frames_received']) == count == frames_handled(values)
         collector.wait_for(finished, 30, node, f'the node to finish frame {count} of {len(msgs)}')
     return wait_settled(collector, node)
@@ -167,16 +142,16 @@ def test_bad_raw_frames_are_reported_and_skipped(tmp_path, collector):
         pub = collector.publisher(Image, 'image', reliable=True)
         collector.wait_for(lambda: pub.get_subscription_count() > 0, 10, node, 'node to match the test publisher')
         t0 = time.time()
-        good = _good_image(collector, t0)
-        unknown = _good_image(collector, t0 + 0.1)
+        good = image_msg(t0, 'bad_test')
+        unknown = image_msg(t0 + 0.1, 'bad_test')
         unknown.encoding = 'bayer_weird16'
-        short = _good_image(collector, t0 + 0.2)
+        short = image_msg(t0 + 0.2, 'bad_test')
         short.data = bytes(short.data)[: short.step * 10]
-        empty = Image(header=_good_image(collector, t0 + 0.3).header, height=0, width=0, encoding='bgr8', step=0)
-        huge = Image(header=_good_image(collector, t0 + 0.4).header, height=8000, width=8000, encoding='mono8',
+        empty = Image(header=image_msg(t0 + 0.3, 'bad_test').header, height=0, width=0, encoding='bgr8', step=0)
+        huge = Image(header=image_msg(t0 + 0.4, 'bad_test').header, height=8000, width=8000, encoding='mono8',
                      step=8000, data=b'\x00' * 16)   # header claims 8000x8000; rejected before any copy
-        older = _good_image(collector, t0 - 0.5)        # out of order in time
-        after = _good_image(collector, t0 + 1.0)
+        older = image_msg(t0 - 0.5, 'bad_test')        # out of order in time
+        after = image_msg(t0 + 1.0, 'bad_test')
         diag = _publish_one_at_a_time(collector, node, pub, (good, unknown, short, empty, huge, older, after))
         assert node.popen.poll() is None, 'node died'
         assert int(diag['frames_dropped']) == 0, diag
