@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_harness import (NODE_EXE, PARAMS_FILE, Proc, collector, image_msg, latest_diag,  # noqa: F401
+from ros_harness import (NODE_EXE, PARAMS_FILE, Proc, collector, image_msg, latest_diag, wait_settled,  # noqa: F401
                          requires_ros, start_node)
 
 pytestmark = [pytest.mark.ros, requires_ros]
@@ -50,9 +50,9 @@ def _warm_up(collector, node, pub, before_s: float) -> int:
         while time.monotonic() < deadline and not collector.snapshot()[0]:
             time.sleep(0.05)
         if collector.snapshot()[0]:
-            count = len(collector.snapshot()[0])
-            _wait_diag(collector, node, lambda d: d.get('frames_processed') == str(count), 'warm-up counted')
-            return count
+            # earlier warm-up frames may still be in the node (a slow first inference): wait until it has
+            # finished every frame it received before counting
+            return int(wait_settled(collector, node)['frames_processed'])
     pytest.fail(f'no expressions after 30 warm-up frames\n{node.output()[-2000:]}')
 
 
