@@ -114,9 +114,14 @@ class Collector:
             pytest.fail(str(exc))
 
     def wait_node_ready(self, proc: Proc, image_topic: str = '/image', timeout: float = 30.0) -> None:
-        """The node is up when it subscribes to the image topic and publishes expressions."""
+        """The node is up when it subscribes to the image topic, publishes expressions, and one of its
+        /diagnostics messages has reached this process. Seeing the node's publishers in the graph does
+        not mean the node's writers have matched our readers yet (on a loaded machine the first
+        expression arrays could be lost); a received diagnostics message proves they have, since the
+        node creates all its publishers together and we subscribed to all topics before it started."""
         self.wait_for(lambda: processes.node_is_ready(self.node, image_topic), timeout, proc,
                       f'fer_node to subscribe to {image_topic}')
+        self.wait_for(lambda: bool(latest_diag(self)), timeout, proc, 'a /diagnostics message from fer_node')
 
     def snapshot(self):
         with self._lock:

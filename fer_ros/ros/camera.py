@@ -17,7 +17,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from fer_ros.ros.compat import SHUTDOWN_EXCEPTIONS
+from fer_ros.ros.compat import interrupted_by_shutdown
 from fer_ros.ros.convert import bgr_to_compressed, bgr_to_image
 
 
@@ -97,8 +97,9 @@ def main(args=None) -> int:
         return 2
     try:
         node.run()
-    except SHUTDOWN_EXCEPTIONS:
-        pass
+    except BaseException as exc:     # noqa: BLE001 - re-raised unless it is a signal's shutdown
+        if not interrupted_by_shutdown(exc):
+            raise
     finally:
         node.get_logger().info(f'published {node.published} frames')
         node.destroy_node()

@@ -9,7 +9,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
 from fer_ros.ros import params, params_files
-from fer_ros.ros.compat import SHUTDOWN_EXCEPTIONS
+from fer_ros.ros.compat import SHUTDOWN_EXCEPTIONS, interrupted_by_shutdown
 
 
 def _fatal(text: str) -> None:
@@ -54,8 +54,9 @@ def run_node(factory, args=None) -> int:
         executor.add_node(node)
         while rclpy.ok() and not getattr(node, 'finished', False):
             executor.spin_once(timeout_sec=0.2)
-    except SHUTDOWN_EXCEPTIONS:
-        pass
+    except BaseException as exc:     # noqa: BLE001 - re-raised unless it is a signal's shutdown
+        if not interrupted_by_shutdown(exc):
+            raise
     finally:
         node.close()
         executor.shutdown(timeout_sec=1.0)
