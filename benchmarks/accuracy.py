@@ -268,7 +268,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from fer_ros.backends import create_backend, create_face_detector
-    from fer_ros.core.paths import default_model_path
+    from fer_ros.util.paths import default_model_path
     from fer_ros.core.pipeline import Pipeline, PipelineConfig, classify_faces
 
     labels = load_labels()

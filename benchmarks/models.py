@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from fer_ros.core.stats import summary
+from fer_ros.util.stats import summary
 
 VARIANTS = ('wrn', 'wrn_scam', 'wrn_scam_gbn', 'light_ntwrn')
 BASELINE = 'mini_xception'

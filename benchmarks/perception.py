@@ -45,7 +45,7 @@ import time
 
 import numpy as np
 
-from fer_ros.core.stats import summary as stats_summary
+from fer_ros.util.stats import summary as stats_summary
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # benchmarks/ sits in the checkout
 PEER_VENV = os.path.join(REPO, 'bench', '.venv-peer')      # made by benchmarks/setup_peer.sh (make bench)
@@ -324,7 +324,7 @@ def classifier_targets(extra: list[str]) -> list[tuple[str, str]]:
 
     from fer_ros.backends import gpu_available, tensorrt_installed
     from fer_ros.core.backend_options import ENGINE_SUFFIXES, TORCH_SUFFIXES
-    from fer_ros.core.paths import DEFAULT_DETECTOR_MODEL, default_model_path
+    from fer_ros.util.paths import DEFAULT_DETECTOR_MODEL, default_model_path
 
     models = []
     try:
@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format='bench: %(levelname)s: %(message)s')
 
-    from fer_ros.core.paths import default_model_path
+    from fer_ros.util.paths import default_model_path
     try:
         model = default_model_path()
     except FileNotFoundError as exc:

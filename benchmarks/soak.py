@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from fer_ros.core.paths import find_executable
+from fer_ros.util.paths import find_executable
 from fer_ros.sample_frames import sample_frame
 from fer_ros.core.stamps import to_stamp
-from fer_ros.ros.processes import LoggedProcess, node_status
+from fer_ros.util.processes import LoggedProcess, node_status
 
 # Malformed frame kinds, in rotation, and what the node must count them as. The stamp kinds are real
 # frames with a bad stamp; 'tiny' is a valid 2x2 frame (processed, or a pipeline error: both counted).

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fer_ros.core import paths
+from fer_ros.util import paths
 
 Box = tuple[float, float, float, float]
 

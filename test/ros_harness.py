@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from fer_ros.ros import processes
-from fer_ros.ros.processes import LoggedProcess, ros_args  # noqa: F401  (ros_args: for tests)
+from fer_ros.util import processes
+from fer_ros.util.processes import LoggedProcess, ros_args  # noqa: F401  (ros_args: for tests)
 
-from fer_ros.core.paths import find_executable
+from fer_ros.util.paths import find_executable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -136,7 +136,7 @@ class Collector:
 
 
 def diag_values(diag_msg) -> dict[str, str]:
-    """The fer_node status's key/values of a DiagnosticArray (fer_ros.ros.processes.node_status)."""
+    """The fer_node status's key/values of a DiagnosticArray (fer_ros.util.processes.node_status)."""
     return processes.node_status(diag_msg)
 
 

@@ -14,7 +14,7 @@ import pytest
 from fer_ros.core.labels import EXPRESSIONS
 from fer_ros.core.types import Command, FaceResult, FrameResult
 from fer_ros.core.image_codec import decode_message
-from fer_ros.core.stats import summary
+from fer_ros.util.stats import summary
 from fer_ros.evaluation import bag_io, bag_types, bag_writer, metrics, offline
 from fer_ros.evaluation.bag_io import BagReader
 from fer_ros.evaluation.bag_types import BagError, TopicNotFoundError, UnsupportedMessageTypeError
@@ -30,7 +30,7 @@ SMALL = (320, 240)     # the sample sequence at a quarter of the pixels keeps th
 
 def _model_available() -> str:
     try:
-        from fer_ros.core.paths import default_model_path
+        from fer_ros.util.paths import default_model_path
         default_model_path()
     except FileNotFoundError as exc:
         return str(exc)

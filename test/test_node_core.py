@@ -6,9 +6,9 @@ import threading
 import numpy as np
 import pytest
 
-from fer_ros.core.frame_slot import LatestFrameSlot
+from fer_ros.util.frame_slot import LatestFrameSlot
 from fer_ros.core.overlay import draw_overlay
-from fer_ros.core.stats import RateMeter, StageTimes, percentiles
+from fer_ros.util.stats import RateMeter, StageTimes, percentiles
 from fer_ros.core.types import Command, FaceResult
 
 

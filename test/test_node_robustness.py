@@ -176,7 +176,7 @@ def _mismatched_model(path):
     from onnx import TensorProto, helper, numpy_helper
 
     from fer_ros.core.spec import METADATA_KEY, read_onnx_spec
-    from fer_ros.core.paths import default_model_path
+    from fer_ros.util.paths import default_model_path
     spec = read_onnx_spec(default_model_path())
     w = numpy_helper.from_array(np.zeros((5, spec.channels), np.float32), 'w')
     nodes = [helper.make_node('GlobalAveragePool', ['input'], ['g']), helper.make_node('Flatten', ['g'], ['f']),

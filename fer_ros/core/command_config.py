@@ -275,7 +275,7 @@ def load_command_config(path: str | None = None) -> CommandConfig:
     import yaml
 
     if not path:
-        from fer_ros.core.paths import find_config_file
+        from fer_ros.util.paths import find_config_file
 
         path = find_config_file('commands.yaml')
     if not os.path.isfile(path):

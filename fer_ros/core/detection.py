@@ -61,7 +61,7 @@ class DetectorConfig:
     """Face detector settings (validated on construction).
 
     kind: 'yunet' | 'yuface' | 'haar'. model_path: the yunet ONNX file ('' = the default made by
-    `make setup`, see fer_ros.core.paths.default_detector_model_path). backend: where yunet runs:
+    `make setup`, see fer_ros.util.paths.default_detector_model_path). backend: where yunet runs:
     'auto' (TensorRT / CUDA execution provider when onnxruntime has one and a GPU is present, else CPU) |
     'onnxruntime' (CPU) | 'tensorrt' (ONNX Runtime's TensorRT EP, engine cache and a dynamic-shape
     profile up to max_side). max_side: the detector sees the frame downscaled to at most this many

@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # annotations only: at run time core never imports the backen
 class PipelineConfig:
     """Everything the pipeline needs (validated on construction).
 
-    model_path: classifier file; '' = fer_ros.core.paths.default_model_path() (the converted
+    model_path: classifier file; '' = fer_ros.util.paths.default_model_path() (the converted
         mini-Xception, or $FER_ROS_MODEL). backend: 'auto' | 'onnxruntime' | 'tensorrt' | 'torch'.
     backend_options: the backends' typed options (TensorRT precision, engine cache, INT8 calibration,
         threads; fer_ros.core.backend_options).

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
-from fer_ros.core import paths
+from fer_ros.util import paths
 
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'

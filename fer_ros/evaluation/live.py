@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_ros.core.paths import find_executable
-from fer_ros.ros.processes import ChildExited, node_status, ros_args, start_node, wait_until
+from fer_ros.util.paths import find_executable
+from fer_ros.util.processes import ChildExited, node_status, ros_args, start_node, wait_until
 from fer_ros.core.types import Command, FaceResult, FrameResult
 
 from fer_ros.core.stamps import StampClock
@@ -78,7 +78,7 @@ class LiveRun:
 
 
 def find_node_executable() -> Path:
-    """The installed lib/fer_ros/fer_node (see fer_ros.core.paths.find_executable).
+    """The installed lib/fer_ros/fer_node (see fer_ros.util.paths.find_executable).
 
     Raises:
         LiveError: not built / not sourced.

@@ -66,7 +66,7 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
 def default_params_file() -> str | None:
     """The packaged config/fer.yaml, or None where it is not installed (a plain pip install): the
     parameter table's defaults, which that file mirrors, apply then."""
-    from fer_ros.core.paths import find_config_file
+    from fer_ros.util.paths import find_config_file
     try:
         return find_config_file('fer.yaml')
     except FileNotFoundError:

@@ -16,7 +16,7 @@ from matplotlib.patches import Patch
 
 from fer_ros.core.labels import EXPRESSIONS
 
-from fer_ros.core.stats import percentiles
+from fer_ros.util.stats import percentiles
 
 from .metrics import Confusion
 

@@ -21,7 +21,7 @@ from fer_ros.core.types import FrameResult
 
 from . import plots
 from .ground_truth import Labels
-from fer_ros.core.stats import summary
+from fer_ros.util.stats import summary
 
 from .metrics import Confusion, confusion
 

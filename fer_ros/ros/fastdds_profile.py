@@ -49,7 +49,7 @@ def profile_environment(profile: str, distro: str | None = None,
 def apply_profile() -> dict[str, str]:
     """Set the packaged large-image profile in this process's environment, for the processes it
     starts (node, camera): the demo and the benchmarks call it before starting any. Returns what it set."""
-    from fer_ros.core.paths import find_config_file
+    from fer_ros.util.paths import find_config_file
     variables = profile_environment(find_config_file(PROFILE_NAME))
     os.environ.update(variables)
     return variables

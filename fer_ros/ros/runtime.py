@@ -27,16 +27,16 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from fer_ros.core.frame_slot import LatestFrameSlot
+from fer_ros.util.frame_slot import LatestFrameSlot
 from fer_ros.core.image_codec import ImageDecodeError, decode_message
 from fer_ros.core.overlay import draw_overlay
 from fer_ros.core.stamps import SKIP_REASONS, to_seconds, to_stamp
-from fer_ros.core.stats import RateMeter, StageTimes
+from fer_ros.util.stats import RateMeter, StageTimes
 from fer_ros.core.types import Command
 from fer_ros.msg import FaceExpressionArray, HriCommand
 from fer_ros.ros import params, params_files
 from fer_ros.ros.calibration import NeutralCalibrationServices
-from fer_ros.ros.processes import STATUS_NAME
+from fer_ros.util.processes import STATUS_NAME
 from fer_ros.ros.convert import bgr_to_image, command_to_msg, result_to_msg
 
 LOG_THROTTLE_S = 5.0

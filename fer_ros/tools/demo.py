@@ -14,7 +14,7 @@ import rclpy
 from rclpy.node import Node
 
 from fer_ros.ros.fastdds_profile import apply_profile
-from fer_ros.ros.processes import ChildExited, node_is_ready, start_camera, start_node, wait_until
+from fer_ros.util.processes import ChildExited, node_is_ready, start_camera, start_node, wait_until
 from fer_ros.msg import FaceExpressionArray, HriCommand
 
 

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     except LabelError as exc:
         return _fail(str(exc))
     try:
-        from fer_ros.core.paths import default_model_path
+        from fer_ros.util.paths import default_model_path
         params_file = args.params_file or default_params_file()
         overrides = parse_overrides(args.param)
         if args.backend:

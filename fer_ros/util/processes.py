@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fer_ros.core.paths import find_executable
+from fer_ros.util.paths import find_executable
 
 
 def stop_process(popen: subprocess.Popen | None, sig: int = signal.SIGINT, timeout: float = 10.0) -> int | None:
@@ -87,7 +87,7 @@ def start_node(params: dict | None = None, remaps: dict | None = None, params_fi
     """The installed fer_node (or ``executable``) with these parameters.
 
     Raises:
-        FileNotFoundError: not installed (see fer_ros.core.paths.find_executable).
+        FileNotFoundError: not installed (see fer_ros.util.paths.find_executable).
     """
     exe = executable or find_executable('fer_node')
     return LoggedProcess([exe, *ros_args(params, remaps, params_file)], log_path, cwd)
