@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fer_ros.core.files import sha256_file
+from fer_ros.io.files import sha256_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELS_CSV = os.path.join(REPO, 'benchmarks', 'accuracy_labels.csv')
@@ -158,7 +158,7 @@ def bag_sequence():
     """The sample bag's frames with its time labels (one face in view): [(bgr, stamp, [(label, None)], still)]."""
     from pathlib import Path
 
-    from fer_ros.core.image_codec import decode_message
+    from fer_ros.io.image_codec import decode_message
     from fer_ros.evaluation.bag_io import BagReader
 
     spans = []

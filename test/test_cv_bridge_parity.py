@@ -15,7 +15,7 @@ def test_same_array_as_cv_bridge(encoding):
     import cv2
     from std_msgs.msg import Header
 
-    from fer_ros.core.image_codec import decode_message
+    from fer_ros.io.image_codec import decode_message
     from fer_ros.ros.convert import bgr_to_image
     bgr = cv2.imread(str(__import__('pathlib').Path(__file__).parents[1] / 'assets' / 'astronaut.jpg'))
     msg = bgr_to_image(bgr, Header(), encoding)

@@ -13,7 +13,7 @@ import pytest
 
 from fer_ros.core.labels import EXPRESSIONS
 from fer_ros.core.types import Command, FaceResult, FrameResult
-from fer_ros.core.image_codec import decode_message
+from fer_ros.io.image_codec import decode_message
 from fer_ros.util.stats import summary
 from fer_ros.evaluation import bag_io, bag_types, bag_writer, metrics, offline
 from fer_ros.evaluation.bag_io import BagReader

@@ -1,4 +1,4 @@
-"""fer_ros.core.image_codec: every raw encoding (incl. row padding, 16-bit endianness, YUV 4:2:2),
+"""fer_ros.io.image_codec: every raw encoding (incl. row padding, 16-bit endianness, YUV 4:2:2),
 compressed images, encoding, and the errors that name the bad field."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_ros.core.image_codec import (SUPPORTED_ENCODINGS, ImageDecodeError, compressed_size, decode_compressed, decode_image,
+from fer_ros.io.image_codec import (SUPPORTED_ENCODINGS, ImageDecodeError, compressed_size, decode_compressed, decode_image,
                                       encode_compressed, encode_image)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fer_ros.util.frame_slot import LatestFrameSlot
-from fer_ros.core.overlay import draw_overlay
+from fer_ros.io.overlay import draw_overlay
 from fer_ros.util.stats import RateMeter, StageTimes, percentiles
 from fer_ros.core.types import Command, FaceResult
 

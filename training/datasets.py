@@ -22,7 +22,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from fer_ros.core.files import IMAGE_SUFFIXES, read_image
+from fer_ros.io.files import IMAGE_SUFFIXES, read_image
 from fer_ros.core.labels import EXPRESSIONS, canonical
 from training.config import Config
 

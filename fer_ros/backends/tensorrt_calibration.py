@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from fer_ros.core.files import IMAGE_SUFFIXES, atomic_write_bytes, sha256_file
+from fer_ros.io.files import IMAGE_SUFFIXES, atomic_write_bytes, sha256_file
 from fer_ros.core.spec import ModelSpec
 
 log = logging.getLogger(__name__)

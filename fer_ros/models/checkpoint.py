@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fer_ros.core.files import atomic_path
+from fer_ros.io.files import atomic_path
 from fer_ros.core.spec import ModelSpec
 
 FORMAT = 'fer_ros.train/1'

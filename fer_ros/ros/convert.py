@@ -1,11 +1,11 @@
-"""rclpy message <-> core types. Images go through the ROS-free fer_ros.core.image_codec (decoding:
+"""rclpy message <-> core types. Images go through the ROS-free fer_ros.io.image_codec (decoding:
 ``image_codec.decode_message``, shared with the bag evaluation)."""
 from __future__ import annotations
 
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
-from fer_ros.core.image_codec import encode_compressed, encode_image
+from fer_ros.io.image_codec import encode_compressed, encode_image
 from fer_ros.core.types import Command, FrameResult
 from fer_ros.msg import FaceExpression, FaceExpressionArray, HriCommand
 

@@ -28,8 +28,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from fer_ros.util.frame_slot import LatestFrameSlot
-from fer_ros.core.image_codec import ImageDecodeError, decode_message
-from fer_ros.core.overlay import draw_overlay
+from fer_ros.io.image_codec import ImageDecodeError, decode_message
+from fer_ros.io.overlay import draw_overlay
 from fer_ros.core.stamps import SKIP_REASONS, to_seconds, to_stamp
 from fer_ros.util.stats import RateMeter, StageTimes
 from fer_ros.core.types import Command

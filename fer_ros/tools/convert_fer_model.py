@@ -317,7 +317,7 @@ def save_onnx(proto, out: str) -> None:
     """Write an ONNX ModelProto to ``out`` atomically (never a half-written default model)."""
     import onnx
 
-    from fer_ros.core.files import atomic_path
+    from fer_ros.io.files import atomic_path
 
     with atomic_path(out) as tmp:
         onnx.save(proto, tmp)

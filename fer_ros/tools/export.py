@@ -16,7 +16,7 @@ import datetime
 import os
 import sys
 
-from fer_ros.core.files import sha256_file
+from fer_ros.io.files import sha256_file
 from fer_ros.core.spec import ModelSpec
 
 

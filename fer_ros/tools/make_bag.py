@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_ros.core.files import IMAGE_SUFFIXES, read_image
-from fer_ros.core.image_codec import DEFAULT_MAX_PIXELS
+from fer_ros.io.files import IMAGE_SUFFIXES, read_image
+from fer_ros.io.image_codec import DEFAULT_MAX_PIXELS
 from fer_ros.evaluation.bag_types import STORAGES, BagError
 from fer_ros.evaluation.bag_writer import BagWriter, image_message
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from fer_ros.core.image_codec import (DEFAULT_MAX_PIXELS, JPEG_SIGNATURE, PNG_SIGNATURE, ImageDecodeError,
+from fer_ros.io.image_codec import (DEFAULT_MAX_PIXELS, JPEG_SIGNATURE, PNG_SIGNATURE, ImageDecodeError,
                                       check_compressed_size)
 
 # Still-image files the tools read (fer-infer, INT8 calibration, image-folder datasets, fer-make-bag --images).
