@@ -30,7 +30,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
-from fer_ros.core.stamps import SKIP_REASONS
+from fer_ros.hri.stamps import SKIP_REASONS
 from fer_ros.util.stats import percentiles
 from fer_ros.ros.fastdds_profile import apply_profile
 from fer_ros.util.processes import node_is_ready, node_status, start_camera, start_node, wait_until

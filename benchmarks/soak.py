@@ -28,7 +28,7 @@ import psutil
 
 from fer_ros.util.paths import find_executable
 from fer_ros.sample_frames import sample_frame
-from fer_ros.core.stamps import to_stamp
+from fer_ros.hri.stamps import to_stamp
 from fer_ros.util.processes import LoggedProcess, node_status
 
 # Malformed frame kinds, in rotation, and what the node must count them as. The stamp kinds are real

@@ -188,7 +188,7 @@ def image_msg(stamp_s: float, frame_id: str = 'cam', bgr=None):
     frame with one face."""
     from std_msgs.msg import Header
 
-    from fer_ros.core.stamps import to_stamp
+    from fer_ros.hri.stamps import to_stamp
     from fer_ros.ros.convert import bgr_to_image
     from fer_ros.sample_frames import sample_frame
     header = Header(frame_id=frame_id)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from fer_ros.core.command_config import HRI_COMMANDS, CommandConfigError, load_command_config, parse_command_config
-from fer_ros.core.commands import CommandMapper
+from fer_ros.hri.command_config import HRI_COMMANDS, CommandConfigError, load_command_config, parse_command_config
+from fer_ros.hri.commands import CommandMapper
 from fer_ros.core.labels import EXPRESSIONS
 from fer_ros.core.types import FaceResult
 

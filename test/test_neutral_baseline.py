@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fer_ros.core.labels import EXPRESSIONS
-from fer_ros.core.neutral_baseline import NeutralBaselineConfig, NeutralBaselines, apply_weights, baseline_weights
+from fer_ros.hri.neutral_baseline import NeutralBaselineConfig, NeutralBaselines, apply_weights, baseline_weights
 
 LABELS = EXPRESSIONS                     # angry, disgusted, scared, happy, sad, surprised, neutral
 K = {name: i for i, name in enumerate(LABELS)}
@@ -179,8 +179,8 @@ def test_stop_is_commanded_on_the_same_frame_with_and_without_a_baseline(seed):
     """Tracker + smoothing + command mapper with the packaged commands.yaml: whatever the person's
     baseline (even one learned from a scared-looking rest), a scared face gives STOP when it would
     have without calibration, at the same stamp."""
-    from fer_ros.core.command_config import load_command_config
-    from fer_ros.core.commands import CommandMapper
+    from fer_ros.hri.command_config import load_command_config
+    from fer_ros.hri.commands import CommandMapper
     from fer_ros.core.pipeline import stop_guards
     from fer_ros.core.smoothing import SmoothingConfig
     from fer_ros.core.tracking import FaceTracker, TrackerConfig

@@ -67,7 +67,7 @@ def test_expressions_for_every_processed_frame_with_input_header(tmp_path, colle
         assert face.roi.width > 50 and face.roi.height > 50
         assert -1 <= face.valence <= 1 and -1 <= face.arousal <= 1
         # commands follow the mapping of the packaged commands.yaml
-        from fer_ros.core.command_config import load_command_config
+        from fer_ros.hri.command_config import load_command_config
         config = load_command_config(None)
         changes = [m for _, m in commands if not m.heartbeat]
         assert changes, 'no command published'

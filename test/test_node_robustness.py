@@ -335,7 +335,7 @@ def test_a_clock_jump_back_never_unlatches_stop(tmp_path, collector):
     """commands.yaml mapping happy -> STOP (no scared face ships with the repository): the astronaut
     latches STOP; then the camera clock jumps back 100 s and the cameraman (sad, no STOP evidence)
     is shown. STOP must hold for its whole release time on the new timeline before anything follows."""
-    from fer_ros.core.command_config import load_command_config
+    from fer_ros.hri.command_config import load_command_config
     from ros_harness import REPO
     commands = (REPO / 'config' / 'commands.yaml').read_text()
     assert 'happy:     {command: CONFIRM}' in commands

@@ -1,4 +1,4 @@
-"""The one stamp policy (fer_ros.core.stamps): per camera, out of order, future stamps, clock jumps,
+"""The one stamp policy (fer_ros.hri.stamps): per camera, out of order, future stamps, clock jumps,
 skewed cameras, the command clock, and int32-safe output stamps."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from fer_ros.core.command_config import load_command_config
-from fer_ros.core.commands import CommandMapper
-from fer_ros.core.stamps import (CLOCK_JUMP, FUTURE_STAMP, INT32_MAX, OUT_OF_ORDER, TICK_IDLE_S, StampClock,
+from fer_ros.hri.command_config import load_command_config
+from fer_ros.hri.commands import CommandMapper
+from fer_ros.hri.stamps import (CLOCK_JUMP, FUTURE_STAMP, INT32_MAX, OUT_OF_ORDER, TICK_IDLE_S, StampClock,
                                  StampConfig, StampPolicy, to_stamp)
 
 DT = 1 / 30

@@ -26,16 +26,16 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from fer_ros.core.backend_options import BACKENDS, BackendOptions
-from fer_ros.core.command_config import STOP, CommandConfig, load_command_config
-from fer_ros.core.commands import CommandMapper
+from fer_ros.hri.command_config import STOP, CommandConfig, load_command_config
+from fer_ros.hri.commands import CommandMapper
 from fer_ros.core.detection import DetectorConfig, FaceDetector, check_bgr
 from fer_ros.core.labels import SCARED
-from fer_ros.core.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
+from fer_ros.hri.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
 from fer_ros.core.preprocess import (CROP_MODES, MAX_MARGIN, MIRROR_TTA_CHOICES, average_mirrors, crop_faces,
                                      with_mirrors)
 from fer_ros.core.smoothing import SmoothingConfig
 from fer_ros.core.spec import ModelSpec
-from fer_ros.core.stamps import StampConfig, StampPolicy
+from fer_ros.hri.stamps import StampConfig, StampPolicy
 from fer_ros.core.tracking import FaceTracker, TrackerConfig
 from fer_ros.core.types import Command, Detection, FrameResult
 from fer_ros.core.validate import check_fields, setting
@@ -58,7 +58,7 @@ class PipelineConfig:
         landmarks) or 'square' (see fer_ros.core.preprocess).
     mirror_tta: 'model' (the model's ModelSpec.mirror_tta), 'always' or 'never': classify each face together
         with its horizontal mirror in the same batch and average the two (doubles the batch).
-    neutral: per-face neutral baselines (fer_ros.core.neutral_baseline); inactive until requested.
+    neutral: per-face neutral baselines (fer_ros.hri.neutral_baseline); inactive until requested.
     """
 
     model_path: str = ''
@@ -247,7 +247,7 @@ class Pipeline:
             bgr: uint8[H, W, 3] BGR frame. stamp: frame time in seconds (the image header's stamp).
             camera: the camera (header frame_id): each camera has its own tracks and stamp timeline.
             arrival: when the frame was received, seconds of a monotonic clock (the node's); None = stamp
-                (offline, where stamps are the only clock). See fer_ros.core.stamps.
+                (offline, where stamps are the only clock). See fer_ros.hri.stamps.
         Returns:
             FrameResult: confirmed tracked faces, commands to publish now, timing_ms {'detect' (whole
             detection, either mode), 'preprocess', 'infer', 'track' (tracker + command mapper),

@@ -63,5 +63,5 @@ class FrameResult:
     num_detections: int = 0           # raw detections this frame (faces holds confirmed tracks only)
     detect_mode: str = 'full'         # 'full': whole-frame detection; 'roi': only around the tracked faces
     camera: str = ''                  # the frame's camera (header frame_id)
-    skipped: str = ''                 # '' = processed; else why not (fer_ros.core.stamps.SKIP_REASONS)
+    skipped: str = ''                 # '' = processed; else why not (fer_ros.hri.stamps.SKIP_REASONS)
     new_timeline: bool = False        # the camera's clock jumped: its tracks were reset before this frame

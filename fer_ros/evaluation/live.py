@@ -30,7 +30,7 @@ from fer_ros.util.paths import find_executable
 from fer_ros.util.processes import ChildExited, node_status, ros_args, start_node, wait_until
 from fer_ros.core.types import Command, FaceResult, FrameResult
 
-from fer_ros.core.stamps import StampClock
+from fer_ros.hri.stamps import StampClock
 
 from .bag_io import BagReader, stamp_ns
 from .bag_types import COMPRESSED_IMAGE, make_typestore

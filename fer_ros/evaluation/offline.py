@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from fer_ros.io.image_codec import ImageDecodeError, decode_message
-from fer_ros.core.stamps import StampClock
+from fer_ros.hri.stamps import StampClock
 from fer_ros.evaluation.bag_io import BagReader, stamp_ns
 from fer_ros.evaluation.report import DECODE_ERROR, FrameRecord
 from fer_ros.ros.params import NODE_NAME

@@ -3,7 +3,7 @@
     ~/calibrate_neutral  fer_ros/srv/CalibrateNeutral  face_id ('' = every face in view), duration_s
     ~/clear_neutral      fer_ros/srv/ClearNeutral      face_id ('' = every face)
 
-Both only touch the pipeline's ``NeutralBaselines`` (fer_ros.core.neutral_baseline) under the node's
+Both only touch the pipeline's ``NeutralBaselines`` (fer_ros.hri.neutral_baseline) under the node's
 pipeline lock and return at once: the collection runs over the next frames in the worker thread, and
 its outcome and every baseline are reported in /diagnostics (``diagnostic_values``).
 """

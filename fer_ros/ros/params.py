@@ -18,7 +18,7 @@ from typing import Any
 
 from fer_ros.core.backend_options import BackendOptions
 from fer_ros.core.detection import DetectorConfig
-from fer_ros.core.neutral_baseline import NeutralBaselineConfig
+from fer_ros.hri.neutral_baseline import NeutralBaselineConfig
 from fer_ros.core.pipeline import PipelineConfig
 from fer_ros.core.smoothing import SmoothingConfig
 from fer_ros.core.tracking import TrackerConfig

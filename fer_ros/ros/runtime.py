@@ -12,7 +12,7 @@ Data path: the subscription callback only stores the newest frame with its arriv
 (LatestFrameSlot) and returns; one worker thread decodes, runs the pipeline and publishes; a timer
 feeds the command mapper when frames stop (HOLD, heartbeats); a timer publishes /diagnostics.
 Every received frame ends in exactly one count: processed, dropped (replaced in the slot), a decode
-or pipeline error, or a stamp skip (fer_ros.core.stamps.SKIP_REASONS).
+or pipeline error, or a stamp skip (fer_ros.hri.stamps.SKIP_REASONS).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from std_msgs.msg import Header
 from fer_ros.util.frame_slot import LatestFrameSlot
 from fer_ros.io.image_codec import ImageDecodeError, decode_message
 from fer_ros.io.overlay import draw_overlay
-from fer_ros.core.stamps import SKIP_REASONS, to_seconds, to_stamp
+from fer_ros.hri.stamps import SKIP_REASONS, to_seconds, to_stamp
 from fer_ros.util.stats import RateMeter, StageTimes
 from fer_ros.core.types import Command
 from fer_ros.msg import FaceExpressionArray, HriCommand
@@ -206,7 +206,7 @@ class FerRuntime:
             result = self._pipeline.process(bgr, stamp, camera=msg.header.frame_id, arrival=arrival)
         if result.skipped:
             self._report(result.skipped, f'{self._topic()}: {self._describe(msg)}: skipped ({result.skipped}, '
-                         'see fer_ros/core/stamps.py)')
+                         'see fer_ros/hri/stamps.py)')
             return
         if result.new_timeline:
             self._counts['clock_resets'] += 1

@@ -3,7 +3,7 @@
 The mapper turns the per-frame, per-face smoothed expressions (``FaceResult``) into a sparse stream of
 ``Command`` objects: one when the command changes, plus a heartbeat repeating the current command every
 ``heartbeat_period_s``. The mapping and every threshold come from ``config/commands.yaml``, read and
-validated by ``fer_ros.core.command_config`` (docs/commands.md has the full semantics and a timeline).
+validated by ``fer_ros.hri.command_config`` (docs/commands.md has the full semantics and a timeline).
 In short:
 
 - **Evidence.** Each face contributes its winning expression and confidence. An expression *runs*
@@ -24,7 +24,7 @@ In short:
 - **Anti-chatter.** Besides the confidence hysteresis, a change (except to STOP) waits until
   ``min_dwell_s`` after the previous change.
 - **Time.** Stamps are seconds on one clock for ``update`` and ``tick``, never running backwards (the
-  command clock of fer_ros.core.stamps, which also decides about out-of-order frames and clock jumps;
+  command clock of fer_ros.hri.stamps, which also decides about out-of-order frames and clock jumps;
   a clock jump therefore never reaches the mapper, and a latched STOP stays latched through it).
   Evidence older than ``hold_timeout_s`` (a gap in frames) is discarded.
 """
@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from fer_ros.core.command_config import HOLD, PROCEED, STOP, CommandConfig
+from fer_ros.hri.command_config import HOLD, PROCEED, STOP, CommandConfig
 from fer_ros.core.types import Command, FaceResult
 
 
@@ -151,7 +151,7 @@ class CommandMapper:
 
     def _accept(self, stamp: float) -> bool:
         """Stamp bookkeeping. Stamps must never run backwards: ordering, clock jumps and cameras are
-        decided before the mapper, by fer_ros.core.stamps.StampPolicy (the one stamp policy).
+        decided before the mapper, by fer_ros.hri.stamps.StampPolicy (the one stamp policy).
 
         Raises:
             ValueError: a non-finite stamp, or one older than the newest accepted.
@@ -159,7 +159,7 @@ class CommandMapper:
         s = self._s
         if not math.isfinite(stamp) or (s.newest is not None and stamp < s.newest):
             raise ValueError(f'CommandMapper: stamp {stamp!r} is not finite or older than the newest {s.newest!r}; '
-                             'order stamps with fer_ros.core.stamps.StampPolicy first')
+                             'order stamps with fer_ros.hri.stamps.StampPolicy first')
         if s.newest is None:
             s.last_face = stamp
             if s.current is not None:  # kept by reset(keep_command=True): its timers start now

@@ -2,7 +2,7 @@
 
 The command words and their priorities, confirmation and release times, the rules mapping expressions
 to commands, and the global timings; every error names the file and the key path. The mapper that
-applies a configuration frame by frame is ``fer_ros.core.commands`` (semantics: docs/commands.md).
+applies a configuration frame by frame is ``fer_ros.hri.commands`` (semantics: docs/commands.md).
 """
 from __future__ import annotations
 
