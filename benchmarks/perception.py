@@ -254,7 +254,7 @@ def small_face_recall(detector, roi: bool = False) -> dict[str, float]:
     right/left/down/up), as ROI mode does with the box of the previous frame; False: the whole frame.
     """
     from fer_ros.sample_frames import FACE_SOURCES, background, paste_face
-    from fer_ros.core.tracking import box_iou
+    from fer_ros.perception.tracking import box_iou
 
     moves = ((1, 0), (-1, 0), (0, 1), (0, -1))
     recall = {}
@@ -358,7 +358,7 @@ def classifier_targets(extra: list[str]) -> list[tuple[str, str]]:
 
 def face_batch(spec, size: int) -> np.ndarray:
     """float32[size, C, H, W] of real face crops (the 5 faces of sample frames, repeated)."""
-    from fer_ros.core.preprocess import crop_faces
+    from fer_ros.perception.preprocess import crop_faces
     from fer_ros.sample_frames import sample_frame
 
     crops = []

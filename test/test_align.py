@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_ros.core.align import aligned_transform, check_landmarks, face_measure
+from fer_ros.perception.align import aligned_transform, check_landmarks, face_measure
 from fer_ros.backends import create_face_detector
 from fer_ros.core.detection import DetectorConfig
-from fer_ros.core.preprocess import average_mirrors, crop_faces, with_mirrors
+from fer_ros.perception.preprocess import average_mirrors, crop_faces, with_mirrors
 from fer_ros.core.spec import ModelSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

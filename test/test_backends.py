@@ -11,7 +11,7 @@ import pytest
 from fer_ros.backends import BackendError, create_backend, gpu_available, tensorrt_installed
 from fer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fer_ros.core.labels import EXPRESSIONS
-from fer_ros.core.preprocess import crop_faces
+from fer_ros.perception.preprocess import crop_faces
 from fer_ros.sample_frames import sample_frame
 from fer_ros.core.spec import ModelSpec
 

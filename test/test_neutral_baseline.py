@@ -182,8 +182,8 @@ def test_stop_is_commanded_on_the_same_frame_with_and_without_a_baseline(seed):
     from fer_ros.hri.command_config import load_command_config
     from fer_ros.hri.commands import CommandMapper
     from fer_ros.core.pipeline import stop_guards
-    from fer_ros.core.smoothing import SmoothingConfig
-    from fer_ros.core.tracking import FaceTracker, TrackerConfig
+    from fer_ros.perception.smoothing import SmoothingConfig
+    from fer_ros.perception.tracking import FaceTracker, TrackerConfig
     from fer_ros.core.types import Detection
 
     rng = np.random.default_rng(seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer_ros.core.preprocess import crop_faces, crop_square, square_box
+from fer_ros.perception.preprocess import crop_faces, crop_square, square_box
 from fer_ros.core.spec import ModelSpec
 
 GRAY64 = ModelSpec(name='gray', height=64, width=64, channels=1, mean=(0.5,), std=(0.5,))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fer_ros.core.labels import EXPRESSIONS
-from fer_ros.core.smoothing import SmoothingConfig, circumplex_matrix, circumplex_point
-from fer_ros.core.tracking import FaceTracker, TrackerConfig, box_iou
+from fer_ros.perception.smoothing import SmoothingConfig, circumplex_matrix, circumplex_point
+from fer_ros.perception.tracking import FaceTracker, TrackerConfig, box_iou
 from fer_ros.core.types import Detection
 
 K = len(EXPRESSIONS)

@@ -107,7 +107,7 @@ class ImageConverter:
 
     crop 'none' resizes the whole image, 'center' its central square; both report ``face_box``
     from the config. 'detect' finds the most confident face with the fer_ros detector and cuts the
-    same square window the node cuts at run time (fer_ros.core.preprocess.crop_square), so training
+    same square window the node cuts at run time (fer_ros.perception.preprocess.crop_square), so training
     and inference crops agree; the face box is where the detection lies inside that window.
     """
 
@@ -137,7 +137,7 @@ class ImageConverter:
             y0, x0 = (h - side) // 2, (w - side) // 2
             bgr = bgr[y0:y0 + side, x0:x0 + side]
         elif self.crop == 'detect':
-            from fer_ros.core.preprocess import crop_square, square_box
+            from fer_ros.perception.preprocess import crop_square, square_box
             face = self._detect(bgr)
             if face is None:
                 raise ValueError('no face found (data.crop=detect); crop it by hand or use data.crop=center')

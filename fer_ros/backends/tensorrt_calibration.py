@@ -1,7 +1,7 @@
 """INT8 calibration data for the TensorRT engine builder: face crops preprocessed as the pipeline does.
 
 A folder of face-crop images (one face per file) becomes float32[N, C, H, W] batches through
-``fer_ros.core.preprocess.crop_faces``; their digest is part of the INT8 engine's cache key, and
+``fer_ros.perception.preprocess.crop_faces``; their digest is part of the INT8 engine's cache key, and
 ``make_calibrator`` feeds them to TensorRT's IInt8EntropyCalibrator2 from one device buffer.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def calibration_digest(files: list[str]) -> str:
 
 
 def load_calibration_images(calib_dir: str, spec: ModelSpec, max_images: int = DEFAULT_MAX_CALIB_IMAGES) -> np.ndarray:
-    """Face crops from a folder, preprocessed exactly as the pipeline does (``fer_ros.core.preprocess``).
+    """Face crops from a folder, preprocessed exactly as the pipeline does (``fer_ros.perception.preprocess``).
 
     Each file is one face crop (any size, colour or gray); it is treated as a face box covering the
     whole image with no margin: squared by edge replication, resized to the model's input size,
@@ -61,7 +61,7 @@ def load_calibration_images(calib_dir: str, spec: ModelSpec, max_images: int = D
     """
     import cv2
 
-    from fer_ros.core.preprocess import crop_faces
+    from fer_ros.perception.preprocess import crop_faces
 
     if max_images < 1:
         raise ValueError(f'max_images must be >= 1, got {max_images}')

@@ -31,12 +31,12 @@ from fer_ros.hri.commands import CommandMapper
 from fer_ros.core.detection import DetectorConfig, FaceDetector, check_bgr
 from fer_ros.core.labels import SCARED
 from fer_ros.hri.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
-from fer_ros.core.preprocess import (CROP_MODES, MAX_MARGIN, MIRROR_TTA_CHOICES, average_mirrors, crop_faces,
+from fer_ros.perception.preprocess import (CROP_MODES, MAX_MARGIN, MIRROR_TTA_CHOICES, average_mirrors, crop_faces,
                                      with_mirrors)
-from fer_ros.core.smoothing import SmoothingConfig
+from fer_ros.perception.smoothing import SmoothingConfig
 from fer_ros.core.spec import ModelSpec
 from fer_ros.hri.stamps import StampConfig, StampPolicy
-from fer_ros.core.tracking import FaceTracker, TrackerConfig
+from fer_ros.perception.tracking import FaceTracker, TrackerConfig
 from fer_ros.core.types import Command, Detection, FrameResult
 from fer_ros.core.validate import check_fields, setting
 
@@ -55,7 +55,7 @@ class PipelineConfig:
     commands_path: expression -> command YAML; '' = the packaged config/commands.yaml.
     crop_margin: the square crop's side is the face box's longer side * (1 + crop_margin), 0..2.
     crop_mode: 'aligned' (eyes level, from the detector's landmarks; the square crop for faces without
-        landmarks) or 'square' (see fer_ros.core.preprocess).
+        landmarks) or 'square' (see fer_ros.perception.preprocess).
     mirror_tta: 'model' (the model's ModelSpec.mirror_tta), 'always' or 'never': classify each face together
         with its horizontal mirror in the same batch and average the two (doubles the batch).
     neutral: per-face neutral baselines (fer_ros.hri.neutral_baseline); inactive until requested.
@@ -97,10 +97,10 @@ def analyze_frame(bgr: np.ndarray, detector: FaceDetector, backend: Backend, mar
 
     Args:
         bgr: uint8[H, W, 3] BGR frame.
-        margin: crop margin (see fer_ros.core.preprocess.square_box).
+        margin: crop margin (see fer_ros.perception.preprocess.square_box).
         regions: None = detect on the whole frame; else face boxes (x, y, w, h) to search around
             (see ``FaceDetector.detect``).
-        crop_mode: 'aligned' or 'square' (fer_ros.core.preprocess.crop_faces).
+        crop_mode: 'aligned' or 'square' (fer_ros.perception.preprocess.crop_faces).
         mirror: also classify each face's mirror image (same call: a 2N batch) and average the pairs.
     Returns:
         FrameAnalysis with float32[N, K] probabilities (one batched inference call for all N faces)

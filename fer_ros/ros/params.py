@@ -20,8 +20,8 @@ from fer_ros.core.backend_options import BackendOptions
 from fer_ros.core.detection import DetectorConfig
 from fer_ros.hri.neutral_baseline import NeutralBaselineConfig
 from fer_ros.core.pipeline import PipelineConfig
-from fer_ros.core.smoothing import SmoothingConfig
-from fer_ros.core.tracking import TrackerConfig
+from fer_ros.perception.smoothing import SmoothingConfig
+from fer_ros.perception.tracking import TrackerConfig
 from fer_ros.core.validate import field_limits, range_problem
 
 NODE_NAME = 'fer_node'

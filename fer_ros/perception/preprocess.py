@@ -12,7 +12,7 @@ Every face of a frame becomes one row of ONE float32[N, C, H, W] batch:
 4. x = (pixel / 255 - spec.mean[c]) / spec.std[c], NCHW.
 
 With ``crop_mode='aligned'`` a face that has landmarks is instead cut by one ``cv2.warpAffine`` straight
-from the frame to the model's input size, eyes level (``fer_ros.core.align``); faces without landmarks
+from the frame to the model's input size, eyes level (``fer_ros.perception.align``); faces without landmarks
 (the Haar detector gives none) fall back to the square crop. ``with_mirrors`` appends each face's
 horizontal mirror to the batch for test-time augmentation (``average_mirrors`` folds the output back).
 """
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from fer_ros.core.align import aligned_transform
+from fer_ros.perception.align import aligned_transform
 from fer_ros.core.spec import ModelSpec
 
 MAX_MARGIN = 2.0

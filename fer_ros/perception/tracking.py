@@ -3,7 +3,7 @@
 Each processed frame brings detections (boxes) and the classifier's probabilities for each of them.
 The tracker associates detections with the tracks of the previous frames, so a face keeps its id
 ("f1", "f2", ...) while it stays in view, and each track smooths its own probabilities
-(``fer_ros.core.smoothing``) so a one-frame misclassification does not change the published expression.
+(``fer_ros.perception.smoothing``) so a one-frame misclassification does not change the published expression.
 
 Association (per frame, greedy, cheapest pair first):
 
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fer_ros.core.smoothing import SmoothingConfig, Smoother, circumplex_point, circumplex_matrix, make_smoother
+from fer_ros.perception.smoothing import SmoothingConfig, Smoother, circumplex_point, circumplex_matrix, make_smoother
 from fer_ros.core.types import Detection, FaceResult
 from fer_ros.core.validate import check_fields, setting
 

@@ -12,7 +12,7 @@ the model's input (one ``cv2.warpAffine`` per face):
   up); the output side covers ``ALIGNED_SIDE_PER_FACE_MEASURE * (1 + margin) / 1.2 * s`` source pixels;
 - centre: ``EYES_ABOVE_CENTRE * s`` below the eyes' centre, perpendicular to the eye line.
 
-The two constants reproduce the geometry of the square crop (``fer_ros.core.preprocess.square_box``,
+The two constants reproduce the geometry of the square crop (``fer_ros.perception.preprocess.square_box``,
 margin 0.2) on upright faces: measured with yuface on the 35 faces of the repository's photos and the
 benchmark's sample photos (not its labels), the square side was 3.23 (median) face measures and its
 centre 0.34 face measures below the eyes (horizontal offset 0.06). So an upright face gets about the
