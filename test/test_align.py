@@ -9,7 +9,7 @@ import pytest
 
 from fer_ros.perception.align import aligned_transform, check_landmarks, face_measure
 from fer_ros.backends import create_face_detector
-from fer_ros.core.detection import DetectorConfig
+from fer_ros.perception.detectors import DetectorConfig
 from fer_ros.perception.preprocess import average_mirrors, crop_faces, with_mirrors
 from fer_ros.core.spec import ModelSpec
 

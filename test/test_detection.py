@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fer_ros.backends import create_face_detector
-from fer_ros.core.detection import DetectorConfig, find_haar_cascade
+from fer_ros.perception.detectors import DetectorConfig, find_haar_cascade
 from fer_ros.sample_frames import FACE_SOURCES, load_asset, sample_frame
 
 
@@ -243,7 +243,7 @@ def test_yuface_detection_does_not_leak_memory():
     """Regression: yuface.c_detect leaks its 36 KB result buffer per call (+620 MB in a 10-minute soak)."""
     import psutil
 
-    from fer_ros.core.detection import DetectorConfig
+    from fer_ros.perception.detectors import DetectorConfig
     from fer_ros.sample_frames import sample_frame
     pytest.importorskip('yuface', reason=NO_YUFACE)
     detector = create_face_detector(DetectorConfig(kind='yuface', max_side=320))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
-from fer_ros.core.detection import DetectorConfig
+from fer_ros.perception.detectors import DetectorConfig
 from fer_ros.core.pipeline import PipelineConfig
 from fer_ros.sample_frames import FACE_SOURCES, background, paste_face, sample_frame
 from fer_ros.perception.tracking import TrackerConfig, box_iou

@@ -122,7 +122,7 @@ class ImageConverter:
     def _detect(self, bgr: np.ndarray):
         if self._detector is None:
             from fer_ros.backends import create_face_detector
-            from fer_ros.core.detection import DetectorConfig
+            from fer_ros.perception.detectors import DetectorConfig
             self._detector = create_face_detector(DetectorConfig(min_face_size=16, confidence_threshold=0.5,
                                                                  max_faces=1))
         found = self._detector.detect(bgr)

@@ -28,7 +28,7 @@ import numpy as np
 from fer_ros.core.backend_options import BACKENDS, BackendOptions
 from fer_ros.hri.command_config import STOP, CommandConfig, load_command_config
 from fer_ros.hri.commands import CommandMapper
-from fer_ros.core.detection import DetectorConfig, FaceDetector, check_bgr
+from fer_ros.perception.detectors import DetectorConfig, FaceDetector, check_bgr
 from fer_ros.core.labels import SCARED
 from fer_ros.hri.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
 from fer_ros.perception.preprocess import (CROP_MODES, MAX_MARGIN, MIRROR_TTA_CHOICES, average_mirrors, crop_faces,

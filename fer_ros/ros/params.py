@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fer_ros.core.backend_options import BackendOptions
-from fer_ros.core.detection import DetectorConfig
+from fer_ros.perception.detectors import DetectorConfig
 from fer_ros.hri.neutral_baseline import NeutralBaselineConfig
 from fer_ros.core.pipeline import PipelineConfig
 from fer_ros.perception.smoothing import SmoothingConfig

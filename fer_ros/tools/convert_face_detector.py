@@ -13,7 +13,7 @@ x86_64 wheel). The graph is libfacedetection v3's ``objectdetect_cnn`` (src/face
     heads on P8/P16/P32 (dp without ReLU): cls 29/31/33, bbox 35/37/39, obj 41/43/45, kps 47/49/51
 
 Each record's own ``with_relu`` flag is checked against that structure. Output contract and
-metadata: fer_ros.core.cnn_detection.DetectorSpec. Opset 13 (Conv, Relu, MaxPool, Resize, Add,
+metadata: fer_ros.perception.detectors.yunet.DetectorSpec. Opset 13 (Conv, Relu, MaxPool, Resize, Add,
 Sigmoid, Mul, Sqrt, Reshape, Transpose, Concat); H and W are dynamic (multiples of 32).
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from fer_ros.core.cnn_detection import DetectorSpec
+from fer_ros.perception.detectors.yunet import DetectorSpec
 from fer_ros.tools.libfacedetection_weights import LIBRARY_IN_WHEEL, NUM_LAYERS, ConvLayer, library_bytes, \
     read_conv_layers
 

@@ -7,7 +7,7 @@ boxes are (x, y, w, h) floats in source pixels, clipped to the image, sorted by 
 at most ``max_faces`` of them.
 
 - ``yunet`` (default): the same libfacedetection CNN rebuilt as an ONNX graph by `make setup` from the
-  pinned yuface wheel (fer_ros.core.cnn_detection), run by a fer_ros backend (ONNX Runtime on the CPU;
+  pinned yuface wheel (fer_ros.perception.detectors.yunet), run by a fer_ros backend (ONNX Runtime on the CPU;
   its CUDA / TensorRT execution providers on a GPU). Same faces, boxes and landmarks as ``yuface``
   (test/test_cnn_detection.py), a fraction of its CPU time, and it runs where yuface has no wheel (aarch64).
 - ``yuface``: the libfacedetection CNN (BSD-3, numpy only, compiled in). Best recall available offline
@@ -29,9 +29,6 @@ kind (the base class runs the detector's own routine on each crop).
 """
 from __future__ import annotations
 
-import ctypes
-import glob
-import logging
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -42,13 +39,9 @@ import numpy as np
 from fer_ros.core.types import Detection
 from fer_ros.core.validate import check_fields, setting
 
-log = logging.getLogger(__name__)
 
 DETECTOR_KINDS = ('yunet', 'yuface', 'haar')
 DETECTOR_BACKENDS = ('auto', 'onnxruntime', 'tensorrt')
-_HAAR_FILE = 'haarcascade_frontalface_default.xml'
-_SYSTEM_CASCADE_DIRS = ('/usr/share/opencv4/haarcascades', '/usr/share/opencv/haarcascades',
-                        '/usr/local/share/opencv4/haarcascades')
 # ROI crops are enlarged at most this much (a tiny tracked box must not become a huge upsampled crop)
 MAX_ROI_UPSCALE = 4.0
 # Two ROI detections are one face when the smaller box lies at least this much inside the other
@@ -273,154 +266,3 @@ def _drop_duplicates(order: list[int], corners: np.ndarray) -> list[int]:
         if not duplicate:
             kept.append(i)
     return kept
-
-
-class _OpenMP:
-    """Sets libgomp's thread count for the calling thread right before yuface runs.
-
-    yuface's CNN uses OpenMP. OMP_NUM_THREADS would have to be set before the library loads and
-    applies to everything; omp_set_num_threads is per calling thread (the node detects in a worker
-    thread), so it is applied on every call (a microsecond).
-    """
-
-    def __init__(self, module_dir: str) -> None:
-        self._set = None
-        libs = glob.glob(os.path.join(os.path.dirname(module_dir), 'yuface.libs', 'libgomp*.so*'))
-        for path in libs + ['libgomp.so.1']:
-            try:
-                self._set = ctypes.CDLL(path).omp_set_num_threads
-                break
-            except (OSError, AttributeError):
-                continue
-        if self._set is None:
-            log.debug('libgomp not found next to yuface; its thread count is left to OMP_NUM_THREADS')
-
-    def __call__(self, threads: int) -> None:
-        if self._set is not None:
-            self._set(int(threads))
-
-
-class _LibFaceDetection:
-    """Direct ctypes call of libfacedetection's ``facedetect_cnn`` with one reusable result buffer.
-
-    Why not ``yuface.c_detect``: the wheel's binding allocates a fresh 0x9000-byte result buffer on
-    every call and never frees it (measured here: +35 KB of resident memory per call, +620 MB in a
-    10-minute 30 Hz soak of the node). The library itself takes a caller-owned buffer, so we own one.
-    Not thread-safe (one buffer): each detector instance is used from one thread.
-    """
-
-    BUFFER_BYTES = 0x9000      # the size libfacedetection requires for its result buffer
-    SYMBOL = '_Z14facedetect_cnnPhS_iii'   # int* facedetect_cnn(unsigned char*, unsigned char*, int, int, int)
-
-    def __init__(self, module_dir: str) -> None:
-        lib = ctypes.CDLL(os.path.join(module_dir, 'libfacedetection.so'))
-        self._fn = getattr(lib, self.SYMBOL)
-        self._fn.restype = ctypes.POINTER(ctypes.c_int)
-        self._fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        self._buffer = np.zeros(self.BUFFER_BYTES, np.uint8)
-
-    def __call__(self, bgr: np.ndarray) -> np.ndarray:
-        """uint8[H, W, 3] BGR -> int16[N, 16] rows (score 0..100, x, y, w, h, 5 landmarks, reserved)."""
-        bgr = np.ascontiguousarray(bgr)
-        result = self._fn(self._buffer.ctypes.data, bgr.ctypes.data, bgr.shape[1], bgr.shape[0], bgr.strides[0])
-        count = result[0] if result else 0
-        # the library writes the face count (int32) at the buffer's start, then 16 int16 per face
-        return np.frombuffer(self._buffer, dtype=np.int16, count=16 * count, offset=4).reshape(count, 16).copy()
-
-
-class YuFaceDetector(FaceDetector):
-    """libfacedetection CNN via the `yuface` wheel."""
-
-    name = 'yuface'
-
-    def __init__(self, config: DetectorConfig) -> None:
-        super().__init__(config)
-        # libgomp reads this when yuface loads it: idle worker threads sleep instead of spinning
-        # (spinning made 2-thread detection 5x slower on a busy 2-core machine); no effect at 1 thread.
-        os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
-        try:
-            import yuface
-            from yuface import c_detect
-        except ImportError as exc:
-            raise RuntimeError(f'detector yuface: cannot import yuface ({exc}); pip install yuface, '
-                               "or use detector kind 'haar'") from exc
-        module_dir = os.path.dirname(yuface.__file__)
-        try:
-            self._c_detect = _LibFaceDetection(module_dir)
-        except (OSError, AttributeError) as exc:  # another yuface build: its binding leaks ~35 KB per call
-            log.warning('yuface: calling libfacedetection directly failed (%s); using yuface.c_detect, '
-                        'which leaks memory on every call', exc)
-            self._c_detect = c_detect  # the raw call: the wrapper's warning and threshold are done here
-        self._omp = _OpenMP(module_dir)
-
-    def _detect(self, small_bgr, min_size, threads):
-        self._omp(threads)
-        # rows: score 0..100, x, y, w, h, 5 landmarks (x, y), one trailing field
-        rows = np.asarray(self._c_detect(small_bgr)).reshape(-1, 16).astype(np.float32)
-        if rows.shape[0] == 0:
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), None
-        return rows[:, 1:5], rows[:, 0] / 100.0, rows[:, 5:15]
-
-
-def find_haar_cascade(name: str = _HAAR_FILE) -> str:
-    """Path of an OpenCV Haar cascade: opencv-python's cv2.data, else the system's cascade folders.
-
-    Raises:
-        FileNotFoundError: no cascade found (opencv-python 5.x ships none; install opencv-python<5 or
-            the system's opencv data package).
-    """
-    places = []
-    data = getattr(cv2, 'data', None)
-    if data is not None and getattr(data, 'haarcascades', None):
-        places.append(data.haarcascades)
-    places.extend(_SYSTEM_CASCADE_DIRS)
-    for place in places:
-        path = os.path.join(place, name)
-        if os.path.isfile(path):
-            return path
-    raise FileNotFoundError(f'Haar cascade {name} not found in {places}; install opencv-python-headless<5 '
-                            '(5.x ships no cascades) or the system OpenCV data package')
-
-
-class HaarDetector(FaceDetector):
-    """OpenCV frontal-face Haar cascade on the gray downscaled frame."""
-
-    name = 'haar'
-    scale_factor = 1.1
-    min_neighbors = 5
-
-    def __init__(self, config: DetectorConfig) -> None:
-        super().__init__(config)
-        path = find_haar_cascade()
-        self._cascade = cv2.CascadeClassifier(path)
-        if self._cascade.empty():
-            raise RuntimeError(f'detector haar: OpenCV could not load the cascade {path}')
-
-    def _detect(self, small_bgr, min_size, threads):
-        gray = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY)
-        side = max(1, int(min_size))
-        faces = self._cascade.detectMultiScale(gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                                               minSize=(side, side))
-        boxes = np.asarray(faces, np.float32).reshape(-1, 4)
-        return boxes, np.ones(len(boxes), np.float32), None
-
-
-def create_detector(config: DetectorConfig | None = None, runner_factory=None) -> FaceDetector:
-    """The detector named by ``config.kind`` ('yunet', 'yuface' or 'haar').
-
-    Args:
-        runner_factory: for 'yunet' (required there), ``f(model_path, config) -> TensorRunner``:
-            ``fer_ros.backends.create_detector_runner``, or call ``fer_ros.backends.create_face_detector``
-            (core does not import the backends).
-    Raises:
-        RuntimeError / FileNotFoundError / BackendError: the detector's library, model or cascade is
-            missing (the message says how to fix).
-    """
-    config = config or DetectorConfig()
-    if config.kind == 'yunet':
-        from fer_ros.core.cnn_detection import YuNetDetector
-        if runner_factory is None:
-            raise ValueError("detector 'yunet' runs on a backend: pass runner_factory "
-                             '(fer_ros.backends.create_detector_runner) or use fer_ros.backends.create_face_detector')
-        return YuNetDetector(config, runner_factory)
-    return YuFaceDetector(config) if config.kind == 'yuface' else HaarDetector(config)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from fer_ros.core.detection import DetectorConfig, FaceDetector
+from fer_ros.perception.detectors.base import DetectorConfig, FaceDetector
 from fer_ros.util.paths import default_detector_model_path
 
 METADATA_KEY = 'fer_ros_detector'
