@@ -248,7 +248,7 @@ def summarise(pairs) -> dict:
 def per_face_costs(backend, image, detections, repeats: int) -> dict[tuple[str, bool], float]:
     """Median ms per face of crop + inference for every setting, timed round-robin (setting after
     setting, ``repeats`` rounds) so a change in the machine's load hits all of them alike."""
-    from fer_ros.core.pipeline import classify_faces
+    from fer_ros.pipeline import classify_faces
 
     times = defaultdict(list)
     for _ in range(repeats):
@@ -269,7 +269,7 @@ def main(argv=None) -> int:
 
     from fer_ros.backends import create_backend, create_face_detector
     from fer_ros.util.paths import default_model_path
-    from fer_ros.core.pipeline import Pipeline, PipelineConfig, classify_faces
+    from fer_ros.pipeline import Pipeline, PipelineConfig, classify_faces
 
     labels = load_labels()
     roots = fetch(args.cache, labels)

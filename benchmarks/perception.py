@@ -116,7 +116,7 @@ class PipelineRunner:
     def __init__(self, model_path: str, detector_overrides: dict, frames: dict) -> None:
         from fer_ros.perception.detectors import DetectorConfig
         from fer_ros.backends import create_pipeline
-        from fer_ros.core.pipeline import PipelineConfig
+        from fer_ros.pipeline import PipelineConfig
 
         self.detector = DetectorConfig(**detector_overrides)
         self.pipeline = create_pipeline(PipelineConfig(model_path=model_path, backend='onnxruntime',

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from fer_ros.backends import create_face_detector, create_pipeline
-from fer_ros.core.pipeline import FrameAnalysis, Pipeline, PipelineConfig, analyze_frame
+from fer_ros.pipeline import FrameAnalysis, Pipeline, PipelineConfig, analyze_frame
 
 
 def build(config: PipelineConfig, backend=None) -> Pipeline:

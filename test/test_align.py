@@ -153,7 +153,7 @@ def test_mirrors_follow_the_faces_in_the_same_batch():
 
 @needs_model
 def test_mirror_tta_is_one_inference_call_and_averages_the_pair(backend):
-    from fer_ros.core.pipeline import PipelineConfig
+    from fer_ros.pipeline import PipelineConfig
     from pipelines import build, stateless
 
     class Counting(type(backend)):

@@ -153,7 +153,7 @@ def test_the_cameraman_reads_neutral_after_calibrating_the_pipeline():
     import cv2
 
     from fer_ros.backends import create_pipeline
-    from fer_ros.core.pipeline import PipelineConfig
+    from fer_ros.pipeline import PipelineConfig
 
     pipeline = create_pipeline(PipelineConfig(model_path=DEFAULT_ONNX))
     frame = cv2.imread(os.path.join(REPO, 'assets', 'camera.jpg'))
@@ -181,7 +181,7 @@ def test_stop_is_commanded_on_the_same_frame_with_and_without_a_baseline(seed):
     have without calibration, at the same stamp."""
     from fer_ros.hri.command_config import load_command_config
     from fer_ros.hri.commands import CommandMapper
-    from fer_ros.core.pipeline import stop_guards
+    from fer_ros.pipeline import stop_guards
     from fer_ros.perception.smoothing import SmoothingConfig
     from fer_ros.perception.tracking import FaceTracker, TrackerConfig
     from fer_ros.core.types import Detection

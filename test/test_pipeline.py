@@ -14,7 +14,7 @@ import pytest
 
 from fer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fer_ros.perception.detectors import DetectorConfig
-from fer_ros.core.pipeline import PipelineConfig
+from fer_ros.pipeline import PipelineConfig
 from fer_ros.sample_frames import FACE_SOURCES, background, paste_face, sample_frame
 from fer_ros.perception.tracking import TrackerConfig, box_iou
 from pipelines import build, stateless
@@ -229,7 +229,7 @@ def test_reset_keeps_the_command_in_force():
 
 RUNTIME_IMPORTS = r'''
 import json, sys
-from fer_ros.core.pipeline import PipelineConfig
+from fer_ros.pipeline import PipelineConfig
 from fer_ros.backends import create_pipeline
 from fer_ros.sample_frames import sample_frame
 import fer_ros.tools.infer

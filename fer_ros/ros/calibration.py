@@ -17,7 +17,7 @@ class NeutralCalibrationServices:
 
     Args:
         node: an rclpy Node (or LifecycleNode).
-        pipeline: callable returning the current fer_ros.core.pipeline.Pipeline, or None while there is
+        pipeline: callable returning the current fer_ros.pipeline.Pipeline, or None while there is
             none (a lifecycle node before configure): requests are then rejected.
         lock: the lock that guards the pipeline against the frame worker.
         default_duration_s: callable returning the collection time used when a request gives 0.

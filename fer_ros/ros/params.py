@@ -19,7 +19,7 @@ from typing import Any
 from fer_ros.core.backend_options import BackendOptions
 from fer_ros.perception.detectors import DetectorConfig
 from fer_ros.hri.neutral_baseline import NeutralBaselineConfig
-from fer_ros.core.pipeline import PipelineConfig
+from fer_ros.pipeline import PipelineConfig
 from fer_ros.perception.smoothing import SmoothingConfig
 from fer_ros.perception.tracking import TrackerConfig
 from fer_ros.core.validate import field_limits, range_problem
@@ -179,7 +179,7 @@ def validate_all(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
-    """Validated parameter values -> fer_ros.core.pipeline.PipelineConfig."""
+    """Validated parameter values -> fer_ros.pipeline.PipelineConfig."""
     return PipelineConfig(
         model_path=values['model_path'],
         backend=values['backend'],

@@ -23,7 +23,7 @@ ROI-assisted detection (``detect(bgr, regions=[box, ...])``): instead of the who
 looks only at squares around given face boxes (the tracker's last boxes), each resized so the face is
 about ``roi_face_px`` pixels. A few 128x128 crops cost a fraction of a 640x480 frame, and the face is
 seen at a size the detector finds reliably whatever ``max_side`` is (small faces are enlarged).
-Faces outside every region are not found: the caller (``fer_ros.core.pipeline.Pipeline``) scans the
+Faces outside every region are not found: the caller (``fer_ros.pipeline.Pipeline``) scans the
 full frame every ``full_scan_period`` frames and whenever it has no tracks. Works for every detector
 kind (the base class runs the detector's own routine on each crop).
 """
