@@ -8,7 +8,7 @@ from fer_ros.perception.detectors import DetectorConfig
 from fer_ros.pipeline import PipelineConfig
 from fer_ros.perception.smoothing import SmoothingConfig
 from fer_ros.core.validate import field_limits
-from fer_ros.ros import params
+from fer_ros.settings import params
 from fer_ros.tools import infer
 
 

@@ -403,7 +403,7 @@ def test_params_file_and_overrides(tmp_path):
     values = offline.node_parameters(str(params), offline.parse_overrides(['smoothing_window=7', 'backend=torch']))
     assert (values['tracker_min_hits'], values['smoothing'], values['smoothing_window'], values['backend']) == \
         (3, 'window', 7, 'torch')
-    from fer_ros.ros import params as node_params
+    from fer_ros.settings import params as node_params
     assert offline.node_parameters(None, {}) == node_params.validate_all({})   # no file: the table's defaults
     with pytest.raises(offline.EvalError, match='tracker_min_hits'):
         offline.node_parameters(str(params), {'tracker_min_hits': '0'})

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fer_ros.ros import params
+from fer_ros.settings import params
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_fer_yaml_is_rendered_from_the_parameter_table():
     text = (REPO / 'config' / 'fer.yaml').read_text()
-    assert text == params.render_yaml(), 'config/fer.yaml is stale: python -m fer_ros.ros.params > config/fer.yaml'
+    assert text == params.render_yaml(), 'config/fer.yaml is stale: python -m fer_ros.settings.params > config/fer.yaml'
     values = yaml.safe_load(text)['/**']['ros__parameters']
     assert values == {p.name: p.default for p in params.PARAMETERS}
     assert params.validate_all(values) == values
@@ -74,7 +74,7 @@ def test_readme_documents_every_parameter():
     missing = [p.name for p in params.PARAMETERS if f'`{p.name}`' not in readme]
     assert not missing, f'README parameter table lacks {missing}'
     assert params.render_markdown() in readme, \
-        'README parameter table is stale: paste `python -m fer_ros.ros.params --markdown` over it'
+        'README parameter table is stale: paste `python -m fer_ros.settings.params --markdown` over it'
 
 
 def test_launch_file_starts_either_node_with_the_same_name_and_topics():

@@ -1,7 +1,7 @@
 """Offline evaluation: a bag's images through the Pipeline in this process, configured like the node.
 
 The node's parameter file (config/fer.yaml or the user's) and ``NAME=VALUE`` overrides are read and
-validated with the node's own parameter table (``fer_ros.ros.params``), so offline and live runs use
+validated with the node's own parameter table (``fer_ros.settings.params``), so offline and live runs use
 the same settings. ``run_offline`` replays the node's command timer on the image clock.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fer_ros.io.image_codec import ImageDecodeError, decode_message
 from fer_ros.hri.stamps import StampClock
 from fer_ros.evaluation.bag_io import BagReader, stamp_ns
 from fer_ros.evaluation.report import DECODE_ERROR, FrameRecord
-from fer_ros.ros.params import NODE_NAME
+from fer_ros.settings.params import NODE_NAME
 
 
 
@@ -79,7 +79,7 @@ def node_parameters(params_file: str | None, overrides: dict[str, str]) -> dict:
     Raises:
         EvalError: a bad file, an unknown parameter or a bad value (names the parameter).
     """
-    from fer_ros.ros import params
+    from fer_ros.settings import params
 
     values = read_params_file(params_file) if params_file else {}
     for name, text in overrides.items():
@@ -110,7 +110,7 @@ def run_offline(reader: BagReader, topic: str, values: dict, progress: bool = Tr
     from tqdm import tqdm
 
     from fer_ros.backends import create_pipeline
-    from fer_ros.ros import params
+    from fer_ros.settings import params
 
     pipeline = create_pipeline(params.pipeline_config(values))
     tick_s = 1.0 / values['command_tick_hz']

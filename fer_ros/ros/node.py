@@ -10,7 +10,7 @@ import sys
 
 from rclpy.node import Node
 
-from fer_ros.ros import params
+from fer_ros.settings import params
 from fer_ros.ros.runtime import FerRuntime
 from fer_ros.ros.startup import run_node
 

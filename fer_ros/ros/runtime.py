@@ -34,7 +34,8 @@ from fer_ros.hri.stamps import SKIP_REASONS, to_seconds, to_stamp
 from fer_ros.util.stats import RateMeter, StageTimes
 from fer_ros.core.types import Command
 from fer_ros.msg import FaceExpressionArray, HriCommand
-from fer_ros.ros import params, params_files
+from fer_ros.settings import params_files
+from fer_ros.settings import params
 from fer_ros.ros.calibration import NeutralCalibrationServices
 from fer_ros.util.processes import STATUS_NAME
 from fer_ros.ros.convert import bgr_to_image, command_to_msg, result_to_msg

@@ -8,7 +8,9 @@ import sys
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
-from fer_ros.ros import params, params_files
+from fer_ros.settings import params_files
+
+from fer_ros.settings import params
 from fer_ros.ros.compat import SHUTDOWN_EXCEPTIONS, interrupted_by_shutdown
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fer_ros.ros import params
-from fer_ros.ros.params import ParameterError
+from fer_ros.settings import params
+from fer_ros.settings.params import ParameterError
 
 
 def params_files(argv: list[str]) -> list[str]:

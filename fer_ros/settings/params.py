@@ -2,7 +2,7 @@
 
 The table is the single source for: `declare_parameter` calls (description, range, read-only flag),
 validation at start and at run time, config/fer.yaml and the README's parameter table (both
-generated: `python -m fer_ros.ros.params [--markdown]`; tests check them) and the launch file (a test
+generated: `python -m fer_ros.settings.params [--markdown]`; tests check them) and the launch file (a test
 checks every parameter it sets exists here). A parameter that sets a core config field takes its
 default, choices and range from that field (``fer_ros.core.validate.setting``), so they are declared
 once; only the node's own parameters (QoS, rates, outputs) are defined here. No rclpy import at
@@ -257,9 +257,9 @@ def _limits_text(p: ParamDef) -> str:
 
 def render_yaml() -> str:
     """config/fer.yaml text: every parameter with its default and description as a comment.
-    (`python -m fer_ros.ros.params > config/fer.yaml`; a test checks the file matches the table.)"""
-    lines = ['# fer_node / fer_lifecycle_node parameters (defaults). Generated from fer_ros/ros/params.py: edit',
-             '# the table there, then `python -m fer_ros.ros.params > config/fer.yaml`. [runtime] = may change',
+    (`python -m fer_ros.settings.params > config/fer.yaml`; a test checks the file matches the table.)"""
+    lines = ['# fer_node / fer_lifecycle_node parameters (defaults). Generated from fer_ros/settings/params.py: edit',
+             '# the table there, then `python -m fer_ros.settings.params > config/fer.yaml`. [runtime] = may change',
              '# while running (ros2 param set); the others are read at start (managed node: at configure).',
              "# Keyed '/**' so the file applies under any namespace and node name (a key naming the node,",
              "# `fer_node:`, would match only /fer_node: under a namespace ROS would silently ignore it).",
@@ -275,7 +275,7 @@ def render_yaml() -> str:
 
 
 def render_markdown() -> str:
-    """The README's parameter table (`python -m fer_ros.ros.params --markdown`; a test checks the README)."""
+    """The README's parameter table (`python -m fer_ros.settings.params --markdown`; a test checks the README)."""
     rows = ['| parameter | default | runtime | meaning |', '|---|---|---|---|']
     for p in PARAMETERS:
         meaning = p.description + (f' ({_limits_text(p)})' if _limits_text(p) else '')
