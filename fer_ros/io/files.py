@@ -41,6 +41,14 @@ def atomic_path(path: str) -> Iterator[str]:
             os.remove(tmp)
 
 
+def save_onnx(proto, out: str) -> None:
+    """Write an ONNX ModelProto to ``out`` atomically (never a half-written default model)."""
+    import onnx   # only the model converters call this; onnx is not a run-time dependency
+
+    with atomic_path(out) as tmp:
+        onnx.save(proto, tmp)
+
+
 def atomic_write_bytes(path: str, payload: bytes) -> None:
     """Write ``payload`` to ``path`` through ``atomic_path``."""
     with atomic_path(path) as tmp, open(tmp, 'wb') as f:

@@ -25,6 +25,7 @@ import sys
 
 import numpy as np
 
+from fer_ros.io.files import save_onnx
 from fer_ros.perception.detectors.yunet import DetectorSpec
 from fer_ros.tools.libfacedetection_weights import LIBRARY_IN_WHEEL, NUM_LAYERS, ConvLayer, library_bytes, \
     read_conv_layers
@@ -161,7 +162,6 @@ def build_model(layers: list[ConvLayer], spec: DetectorSpec):
 def convert(out: str, wheel: str | None = None, library: str | None = None) -> DetectorSpec:
     """Read the weights from ``wheel`` (or a bare ``library`` file) and write the ONNX model ``out``
     atomically. Returns the spec written. Raises OSError / ValueError / KeyError with the file's name."""
-    from fer_ros.tools.convert_fer_model import save_onnx
 
     if wheel:
         data, source = library_bytes(wheel), f'{os.path.basename(wheel)}:{LIBRARY_IN_WHEEL}'

