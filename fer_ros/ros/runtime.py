@@ -27,18 +27,18 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from fer_ros.util.frame_slot import LatestFrameSlot
+from fer_ros.core.types import Command
+from fer_ros.hri.stamps import SKIP_REASONS, to_seconds, to_stamp
 from fer_ros.io.image_codec import ImageDecodeError, decode_message
 from fer_ros.io.overlay import draw_overlay
-from fer_ros.hri.stamps import SKIP_REASONS, to_seconds, to_stamp
-from fer_ros.util.stats import RateMeter, StageTimes
-from fer_ros.core.types import Command
 from fer_ros.msg import FaceExpressionArray, HriCommand
-from fer_ros.settings import params_files
-from fer_ros.settings import params
+from fer_ros.ros import parameters
 from fer_ros.ros.calibration import NeutralCalibrationServices
-from fer_ros.util.processes import STATUS_NAME
 from fer_ros.ros.convert import bgr_to_image, command_to_msg, result_to_msg
+from fer_ros.settings import params, params_files
+from fer_ros.util.frame_slot import LatestFrameSlot
+from fer_ros.util.processes import STATUS_NAME
+from fer_ros.util.stats import RateMeter, StageTimes
 
 LOG_THROTTLE_S = 5.0
 ERROR_WINDOW_S = 10.0       # diagnostics are WARN while an error happened this recently
@@ -65,7 +65,7 @@ class FerRuntime:
         self.node = node
         self._lifecycle = lifecycle
         params_files.check_params_files(files or [], node.get_fully_qualified_name())
-        self._values = params.declare(node, validate=not lifecycle, enforce_read_only=not lifecycle)
+        self._values = parameters.declare(node, validate=not lifecycle, enforce_read_only=not lifecycle)
         params_files.check_overrides(node)
         node.add_on_set_parameters_callback(self._on_set_parameters)
         self._lock = threading.Lock()                # pipeline state: worker vs tick timer vs params
@@ -99,8 +99,8 @@ class FerRuntime:
     # ------------------------------------------------------------------ transitions
     def configure(self) -> None:
         """Validate parameters, load the models, create the publishers. Raises on failure (nothing kept)."""
-        values = params.current_values(self.node) if self._lifecycle else self._values
-        from fer_ros.backends import create_pipeline   # heavy imports after parameters are valid
+        values = parameters.current_values(self.node) if self._lifecycle else self._values
+        from fer_ros.backends import create_pipeline  # heavy imports after parameters are valid
         self._pipeline = create_pipeline(params.pipeline_config(values))
         self._values = values
         make = self.node.create_lifecycle_publisher if self._lifecycle else self.node.create_publisher
@@ -259,7 +259,8 @@ class FerRuntime:
     @staticmethod
     def _describe(msg) -> str:
         size = f'{msg.width}x{msg.height} {msg.encoding}' if hasattr(msg, 'encoding') else f'{msg.format}'
-        return f'frame {size} from {msg.header.frame_id!r} stamped {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}'
+        stamp = msg.header.stamp
+        return f'frame {size} from {msg.header.frame_id!r} stamped {stamp.sec}.{stamp.nanosec:09d}'
 
     def _report(self, counter: str, message: str) -> None:
         """Count a bad input or failure, keep it for diagnostics, log it at most every 5 s per kind."""

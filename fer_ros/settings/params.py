@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fer_ros.core.backend_options import BackendOptions
-from fer_ros.perception.detectors import DetectorConfig
+from fer_ros.core.validate import field_limits, range_problem
 from fer_ros.hri.neutral_baseline import NeutralBaselineConfig
-from fer_ros.pipeline import PipelineConfig
+from fer_ros.perception.detectors import DetectorConfig
 from fer_ros.perception.smoothing import SmoothingConfig
 from fer_ros.perception.tracking import TrackerConfig
-from fer_ros.core.validate import field_limits, range_problem
+from fer_ros.pipeline import PipelineConfig
 
 NODE_NAME = 'fer_node'
 
@@ -105,7 +105,8 @@ PARAMETERS: tuple[ParamDef, ...] = (
                 "frame it by the detector's five landmarks (faces without landmarks, e.g. from haar, keep the "
                 "square crop); 'square': the square around the face box"),
     ParamDef.of('mirror_tta', PipelineConfig, 'mirror_tta', "classify each face together with its mirror image in "
-                "the same batch and average the two: 'model' = the model file's default, 'always', 'never' (not on/off: YAML reads those as booleans)"),
+                "the same batch and average the two: 'model' = the model file's default, 'always', 'never' "
+                "(not on/off: YAML reads those as booleans)"),
     ParamDef.of('neutral_calibration_s', NeutralBaselineConfig, 'duration_s', 'seconds of frames '
                 '~/calibrate_neutral collects when a request gives no duration', read_only=False),
     # --- face detection ---
@@ -206,45 +207,6 @@ def detector_config(values: dict[str, Any]) -> DetectorConfig:
                           full_scan_period=values['detector_full_scan_period'],
                           min_face_size=values['min_face_size'], confidence_threshold=values['detection_threshold'],
                           max_faces=values['max_faces'])
-
-
-def declare(node, validate: bool = True, enforce_read_only: bool = True) -> dict[str, Any]:
-    """Declare every parameter on an rclpy node (with description, range, read-only) and return the
-    values (overrides from --params-file / -p included), validated unless ``validate`` is False.
-
-    Types are checked here rather than by rclpy (dynamic typing in the descriptor), so a value of the
-    wrong type is refused with a message naming the parameter, at start and at run time.
-    enforce_read_only: False leaves read-only parameters settable (a managed node while unconfigured;
-    its own callback refuses them once configured).
-
-    Raises:
-        ParameterError: a value given at start is invalid.
-    """
-    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-
-    values = {}
-    for p in PARAMETERS:
-        desc = p.description
-        if p.choices:
-            desc += f" (one of: {', '.join(p.choices)})"
-        descriptor = ParameterDescriptor(description=desc, read_only=p.read_only and enforce_read_only,
-                                         dynamic_typing=True)
-        if p.low is not None and isinstance(p.default, float):
-            descriptor.floating_point_range = [FloatingPointRange(from_value=float(p.low), to_value=float(p.high),
-                                                                  step=0.0)]
-        elif p.low is not None and isinstance(p.default, int) and not isinstance(p.default, bool):
-            descriptor.integer_range = [IntegerRange(from_value=int(p.low), to_value=int(p.high), step=0)]
-        try:
-            value = node.declare_parameter(p.name, p.default, descriptor).value
-        except Exception as exc:  # rclpy raises InvalidParameterValueException & co.
-            raise ParameterError(f'parameter {p.name!r}: {exc}') from exc
-        values[p.name] = p.validate(value) if validate else value
-    return values
-
-
-def current_values(node) -> dict[str, Any]:
-    """The node's current values of every parameter of the table, validated (ParameterError)."""
-    return {p.name: p.validate(node.get_parameter(p.name).value) for p in PARAMETERS}
 
 
 def _limits_text(p: ParamDef) -> str:
