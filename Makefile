@@ -7,12 +7,13 @@ export DISTRO
 # -rs: every skipped test prints its reason; under CI=true a skip for something `make setup` makes fails
 # (test/conftest.py).
 PYTEST := python -m pytest -q -rs -p no:cacheprovider
-.PHONY: help setup demo test test-fast bench bench-node bench-models soak bench-accuracy clean
+.PHONY: help setup lint demo test test-fast bench bench-node bench-models soak bench-accuracy clean
 
 help:
 	@echo "make demo        node + camera process on the repository's face photos; prints faces and commands"
 	@echo "make test        every test (unit, backend parity, real rclpy/DDS across processes)"
-	@echo "make test-fast   tests that need no ROS and no training (seconds)"
+	@echo "make test-fast   lint + tests that need no ROS and no training (seconds)"
+	@echo "make lint        ruff (lint + import order), mypy, import contracts (lint-imports)"
 	@echo "make bench       perception benchmark (per stage, per model/backend, vs the fer library)"
 	@echo "make bench-node  node benchmark: 30 Hz camera in another process, rates and latency"
 	@echo "make bench-models  params/MACs, CPU training throughput, ONNX Runtime latency per model"
@@ -27,10 +28,15 @@ setup:
 demo: setup
 	@bash scripts/with_ros.sh python -m fer_ros.tools.demo
 
-test: setup
+# ruff, mypy and the import contracts (pyproject.toml) on the checkout; quiet when clean
+lint: setup
+	@source scripts/env.sh && "$$FER_VENV/bin/ruff" check --quiet . && "$$FER_VENV/bin/mypy" --no-error-summary && \
+	  { out=$$("$$FER_VENV/bin/lint-imports" --no-cache 2>&1) || { echo "$$out"; exit 1; }; }
+
+test: setup lint
 	@bash scripts/with_ros.sh $(PYTEST) test
 
-test-fast: setup
+test-fast: setup lint
 	@bash scripts/with_ros.sh $(PYTEST) -m "not ros and not slow" test
 
 bench: setup

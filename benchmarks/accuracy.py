@@ -158,8 +158,8 @@ def bag_sequence():
     """The sample bag's frames with its time labels (one face in view): [(bgr, stamp, [(label, None)], still)]."""
     from pathlib import Path
 
-    from fer_ros.io.image_codec import decode_message
     from fer_ros.evaluation.bag_io import BagReader
+    from fer_ros.io.image_codec import decode_message
 
     spans = []
     with open(os.path.join(SAMPLE_BAG, 'labels.csv')) as f:
@@ -268,8 +268,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from fer_ros.backends import create_backend, create_face_detector
-    from fer_ros.util.paths import default_model_path
     from fer_ros.pipeline import Pipeline, PipelineConfig, classify_faces
+    from fer_ros.util.paths import default_model_path
 
     labels = load_labels()
     roots = fetch(args.cache, labels)

@@ -7,12 +7,20 @@ stdin line "VARIANT CASE COUNT" times ``FER.detect_emotions`` on COUNT frames (c
 case's frames) and answers one JSON line {"ms": [...], "faces": [...]}. VARIANT: 'tflite' (fer's
 default) or 'keras'.
 """
-import json, logging, os, sys, time, warnings
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 warnings.filterwarnings('ignore')
+import fer
 import numpy as np
+import tensorflow as tf
 from fer.fer import FER
-import fer, tensorflow as tf
+
 logging.getLogger('fer').setLevel(logging.ERROR)
 data = np.load(sys.argv[1])
 frames = {case: data[case] for case in data.files}

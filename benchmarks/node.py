@@ -31,13 +31,13 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
 from fer_ros.hri.stamps import SKIP_REASONS
-from fer_ros.util.stats import percentiles
+from fer_ros.msg import FaceExpressionArray
 from fer_ros.ros.fastdds_profile import apply_profile
 from fer_ros.util.processes import node_is_ready, node_status, start_camera, start_node, wait_until
-from fer_ros.msg import FaceExpressionArray
+from fer_ros.util.stats import percentiles
 
-
-PROFILES = {'default': [], 'scan_every_3rd': ['detector_full_scan_period:=3'], 'full_scan': ['detector_full_scan_period:=1'],
+PROFILES = {'default': [], 'scan_every_3rd': ['detector_full_scan_period:=3'],
+            'full_scan': ['detector_full_scan_period:=1'],
             'yuface_roi': ['detector:=yuface']}
 
 
@@ -132,7 +132,8 @@ def main(argv=None) -> int:
                'load_average_at_start': [round(v, 2) for v in os.getloadavg()], 'cases': []}
     try:
         for profile, faces in [(p, f) for p in args.profiles for f in args.faces]:
-            print(f'bench-node [{profile}]: {faces} face(s), {args.seconds:.0f} s at {args.rate:.0f} Hz ...', flush=True)
+            print(f'bench-node [{profile}]: {faces} face(s), {args.seconds:.0f} s at {args.rate:.0f} Hz ...',
+                  flush=True)
             case = run_case(probe, faces, args.seconds, args.rate, params=PROFILES[profile])
             case['profile'] = profile
             results['cases'].append(case)

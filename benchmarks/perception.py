@@ -114,8 +114,8 @@ class PipelineRunner:
     """Our Pipeline with one detector profile; records every stage of every frame, and per detect mode."""
 
     def __init__(self, model_path: str, detector_overrides: dict, frames: dict) -> None:
-        from fer_ros.perception.detectors import DetectorConfig
         from fer_ros.backends import create_pipeline
+        from fer_ros.perception.detectors import DetectorConfig
         from fer_ros.pipeline import PipelineConfig
 
         self.detector = DetectorConfig(**detector_overrides)
@@ -253,8 +253,8 @@ def small_face_recall(detector, roi: bool = False) -> dict[str, float]:
     roi: search only around the face's box shifted by ROI_RECALL_MOTION of its size (alternately
     right/left/down/up), as ROI mode does with the box of the previous frame; False: the whole frame.
     """
-    from fer_ros.sample_frames import FACE_SOURCES, background, paste_face
     from fer_ros.perception.tracking import box_iou
+    from fer_ros.sample_frames import FACE_SOURCES, background, paste_face
 
     moves = ((1, 0), (-1, 0), (0, 1), (0, -1))
     recall = {}
@@ -451,8 +451,8 @@ def print_report(report: dict) -> None:
             continue
         recall = ' '.join(f'{h}:{r:.2f}' for h, r in row['recall_by_face_height_px'].items())
         if row.get('mode') == 'roi':
-            print(f"  {row['detector']:6s} ROI mode (roi_scale {row['roi_scale']}, roi_face_px {row['roi_face_px']}, face moved "
-                  f"{row['face_motion']} of its size): recall {recall}")
+            print(f"  {row['detector']:6s} ROI mode (roi_scale {row['roi_scale']}, roi_face_px {row['roi_face_px']}, "
+                  f"face moved {row['face_motion']} of its size): recall {recall}")
             continue
         times = '  '.join(f"{case} {row[case]['detect_ms']['median']:.2f} "
                           f"({row[case]['faces_detected']['min']}..{row[case]['faces_detected']['max']})"

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from fer_ros.util.paths import find_executable
-from fer_ros.sample_frames import sample_frame
 from fer_ros.hri.stamps import to_stamp
+from fer_ros.sample_frames import sample_frame
+from fer_ros.util.paths import find_executable
 from fer_ros.util.processes import LoggedProcess, node_status
 
 # Malformed frame kinds, in rotation, and what the node must count them as. The stamp kinds are real
@@ -156,7 +156,8 @@ class Camera:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = Node('fer_soak_camera', context=self.context)
-        self.pub = self.node.create_publisher(Image, 'image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.pub = self.node.create_publisher(Image, 'image', qos)
 
     def wait_matched(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -247,7 +248,8 @@ def summarize(seconds, sent, rss, events, observer, alive, code, node_log, t0=0.
     result = {
         'seconds': seconds, 'load_average': os.getloadavg(), 'cpus': os.cpu_count(),
         'sent': sent, 'sent_total': sum(sent.values()), 'frames_received': received, 'node_counts': counts,
-        'expressions_received': int(times.size), 'mean_faces': float(np.mean(observer.faces)) if observer.faces else 0.0,
+        'expressions_received': int(times.size),
+        'mean_faces': float(np.mean(observer.faces)) if observer.faces else 0.0,
         'commands_received': observer.commands, 'events': events,
         'max_output_gap_s': float(gaps.max()) if gaps.size else float('nan'),
         'output_gaps_over_1s': int((gaps > MAX_GAP_S).sum()),
@@ -288,8 +290,8 @@ def main(argv=None) -> int:
     print(f"soak: expressions {result['expressions_received']} (mean faces {result['mean_faces']:.2f}); commands "
           f"{result['commands_received']}; max output gap {result['max_output_gap_s']:.3f} s "
           f"({result['output_gaps_over_1s']} over 1 s)", flush=True)
-    print(f"soak: RSS first {r['first']} MB, after {r['warmup_s']:.0f} s warm-up {r['after_warmup']} MB, last {r['last']} "
-          f"MB, max {r['max']} MB: growth {result['rss_growth_after_warmup_mb']:.1f} MB", flush=True)
+    print(f"soak: RSS first {r['first']} MB, after {r['warmup_s']:.0f} s warm-up {r['after_warmup']} MB, "
+          f"last {r['last']} MB, max {r['max']} MB: growth {result['rss_growth_after_warmup_mb']:.1f} MB", flush=True)
     for start, length, during in result['long_gaps']:
         print(f"soak: output gap of {length:.3f} s at {start:.1f} s{' (camera restarting)' if during else ''}",
               flush=True)

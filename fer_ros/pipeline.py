@@ -26,19 +26,25 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from fer_ros.core.backend_options import BACKENDS, BackendOptions
-from fer_ros.hri.command_config import STOP, CommandConfig, load_command_config
-from fer_ros.hri.commands import CommandMapper
-from fer_ros.perception.detectors import DetectorConfig, FaceDetector, check_bgr
 from fer_ros.core.labels import SCARED
-from fer_ros.hri.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
-from fer_ros.perception.preprocess import (CROP_MODES, MAX_MARGIN, MIRROR_TTA_CHOICES, average_mirrors, crop_faces,
-                                     with_mirrors)
-from fer_ros.perception.smoothing import SmoothingConfig
 from fer_ros.core.spec import ModelSpec
-from fer_ros.hri.stamps import StampConfig, StampPolicy
-from fer_ros.perception.tracking import FaceTracker, TrackerConfig
 from fer_ros.core.types import Command, Detection, FrameResult
 from fer_ros.core.validate import check_fields, setting
+from fer_ros.hri.command_config import STOP, CommandConfig, load_command_config
+from fer_ros.hri.commands import CommandMapper
+from fer_ros.hri.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
+from fer_ros.hri.stamps import StampConfig, StampPolicy
+from fer_ros.perception.detectors import DetectorConfig, FaceDetector, check_bgr
+from fer_ros.perception.preprocess import (
+    CROP_MODES,
+    MAX_MARGIN,
+    MIRROR_TTA_CHOICES,
+    average_mirrors,
+    crop_faces,
+    with_mirrors,
+)
+from fer_ros.perception.smoothing import SmoothingConfig
+from fer_ros.perception.tracking import FaceTracker, TrackerConfig
 
 if TYPE_CHECKING:  # annotations only: at run time core never imports the backends package
     from fer_ros.backends.base import Backend
@@ -78,7 +84,8 @@ class PipelineConfig:
         for name, cls in (('backend_options', BackendOptions), ('detector', DetectorConfig), ('tracker', TrackerConfig),
                           ('smoothing', SmoothingConfig), ('neutral', NeutralBaselineConfig)):
             if not isinstance(getattr(self, name), cls):
-                raise ValueError(f'PipelineConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}')
+                got = type(getattr(self, name)).__name__
+                raise ValueError(f'PipelineConfig.{name} must be a {cls.__name__}, got {got}')
 
 
 @dataclass

@@ -109,7 +109,8 @@ def paste_face(frame: np.ndarray, source: FaceSource, center: tuple[float, float
     x0, y0 = max(0, px), max(0, py)
     x1, y1 = min(frame.shape[1], px + pw), min(frame.shape[0], py + ph)
     if x1 <= x0 or y1 <= y0:
-        raise ValueError(f'paste_face: a face centred at {center} lies outside the {frame.shape[1]}x{frame.shape[0]} frame')
+        raise ValueError(f'paste_face: a face centred at {center} lies outside the '
+                         f'{frame.shape[1]}x{frame.shape[0]} frame')
     alpha = _feather_mask(ph, pw)[y0 - py:y1 - py, x0 - px:x1 - px]
     region = frame[y0:y1, x0:x1].astype(np.float32)
     blended = region * (1 - alpha) + patch[y0 - py:y1 - py, x0 - px:x1 - px].astype(np.float32) * alpha

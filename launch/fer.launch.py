@@ -17,7 +17,6 @@ The camera driver's process needs the same variable(s) set (in its own launch fi
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler, SetEnvironmentVariable
 from launch.conditions import IfCondition, UnlessCondition
 from launch.events import matches_action
@@ -29,6 +28,7 @@ from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
 from fer_ros.ros.fastdds_profile import PROFILE_NAME, profile_environment
+from launch import LaunchDescription
 
 # Launch arguments that set node parameters of the same name (checked by test/test_launch_config.py).
 PARAMETER_ARGUMENTS = {

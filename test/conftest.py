@@ -71,3 +71,12 @@ def pytest_make_collect_report(collector):
     """Module-level pytest.importorskip skips the whole module during collection."""
     outcome = yield
     _fail_setup_skips(outcome.get_result())
+
+
+@pytest.fixture
+def collector():
+    """A ros_harness.Collector (an rclpy node in the test process) for one test, closed afterwards."""
+    from ros_harness import Collector
+    c = Collector()
+    yield c
+    c.close()

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from fer_ros.util import processes
-from fer_ros.util.processes import LoggedProcess, ros_args  # noqa: F401  (ros_args: for tests)
-
 from fer_ros.util.paths import find_executable
+from fer_ros.util.processes import LoggedProcess, ros_args  # noqa: F401  (ros_args: for tests)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,6 +42,7 @@ def ros_available() -> str:
                 'and run through `make test` / scripts/with_ros.sh')
     try:
         import rclpy  # noqa: F401
+
         from fer_ros.msg import FaceExpressionArray  # noqa: F401
     except ImportError as exc:
         return f'rclpy or the generated fer_ros.msg not importable ({exc}): run via `make test` after `make setup`'
@@ -93,7 +93,8 @@ class Collector:
 
     def publisher(self, msg_type, topic: str, reliable: bool = True):
         from rclpy.qos import QoSProfile, ReliabilityPolicy
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+        reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        qos = QoSProfile(depth=10, reliability=reliability)
         return self.node.create_publisher(msg_type, topic, qos)
 
     def _rec(self, store):
@@ -194,11 +195,3 @@ def image_msg(stamp_s: float, frame_id: str = 'cam', bgr=None):
     header = Header(frame_id=frame_id)
     header.stamp.sec, header.stamp.nanosec = to_stamp(stamp_s)
     return bgr_to_image(sample_frame(1, size=(640, 480), seed=0)[0] if bgr is None else bgr, header)
-
-
-@pytest.fixture
-def collector():
-    """A Collector for one test (import this fixture into a test module to use it)."""
-    c = Collector()
-    yield c
-    c.close()

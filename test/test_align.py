@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_ros.perception.align import aligned_transform, check_landmarks, face_measure
 from fer_ros.backends import create_face_detector
+from fer_ros.core.spec import ModelSpec
+from fer_ros.perception.align import aligned_transform, check_landmarks, face_measure
 from fer_ros.perception.detectors import DetectorConfig
 from fer_ros.perception.preprocess import average_mirrors, crop_faces, with_mirrors
-from fer_ros.core.spec import ModelSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_ONNX = os.path.join(REPO, 'models', 'mini_xception_fer2013.onnx')
@@ -154,6 +154,7 @@ def test_mirrors_follow_the_faces_in_the_same_batch():
 @needs_model
 def test_mirror_tta_is_one_inference_call_and_averages_the_pair(backend):
     from fer_ros.pipeline import PipelineConfig
+
     from pipelines import build, stateless
 
     class Counting(type(backend)):

@@ -11,9 +11,9 @@ import pytest
 from fer_ros.backends import BackendError, create_backend, gpu_available, tensorrt_installed
 from fer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fer_ros.core.labels import EXPRESSIONS
+from fer_ros.core.spec import ModelSpec
 from fer_ros.perception.preprocess import crop_faces
 from fer_ros.sample_frames import sample_frame
-from fer_ros.core.spec import ModelSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_ONNX = os.path.join(REPO, 'models', 'mini_xception_fer2013.onnx')
@@ -30,8 +30,8 @@ def real_faces(spec: ModelSpec) -> np.ndarray:
 def exported(tmp_path_factory):
     """A seeded mini-Xception (random weights and BN statistics) as ONNX + checkpoint, per output kind."""
     torch = pytest.importorskip('torch')
-    from fer_ros.models.checkpoint import save_model as save_checkpoint
     from fer_ros.models import create_model
+    from fer_ros.models.checkpoint import save_model as save_checkpoint
     from fer_ros.models.onnx_export import export_onnx
 
     torch.set_num_threads(1)
@@ -204,7 +204,8 @@ def test_missing_execution_provider_warns_once(exported, caplog):
     if 'CUDAExecutionProvider' in ort.get_available_providers():
         pytest.skip('this onnxruntime has the CUDA provider')
     with caplog.at_level(logging.WARNING):
-        backend = OnnxRuntimeBackend(exported['probabilities'], providers=['CUDAExecutionProvider', 'CPUExecutionProvider'])
+        backend = OnnxRuntimeBackend(exported['probabilities'],
+                                     providers=['CUDAExecutionProvider', 'CPUExecutionProvider'])
     assert backend.providers == ('CPUExecutionProvider',)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and 'CUDAExecutionProvider' in warnings[0].getMessage()

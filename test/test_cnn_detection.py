@@ -16,13 +16,12 @@ import numpy as np
 import onnx
 import pytest
 
-from fer_ros.perception.detectors.yunet import METADATA_KEY, AnchorGrid, DetectorSpec, decode, nms, to_network_input
 from fer_ros.backends import create_face_detector
 from fer_ros.perception.detectors import DetectorConfig
+from fer_ros.perception.detectors.yunet import METADATA_KEY, AnchorGrid, DetectorSpec, decode, nms, to_network_input
 from fer_ros.sample_frames import load_asset, sample_frame
 from fer_ros.tools.convert_face_detector import build_model, convert
-from fer_ros.tools.libfacedetection_weights import NUM_LAYERS, TABLE_SYMBOL, ElfImage, library_bytes, \
-    read_conv_layers
+from fer_ros.tools.libfacedetection_weights import NUM_LAYERS, TABLE_SYMBOL, ElfImage, library_bytes, read_conv_layers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(REPO, 'models', 'face_detector_libfacedetection.onnx')

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import yaml
 
-from fer_ros.hri.command_config import HRI_COMMANDS, CommandConfigError, load_command_config, parse_command_config
-from fer_ros.hri.commands import CommandMapper
 from fer_ros.core.labels import EXPRESSIONS
 from fer_ros.core.types import FaceResult
+from fer_ros.hri.command_config import HRI_COMMANDS, CommandConfigError, load_command_config, parse_command_config
+from fer_ros.hri.commands import CommandMapper
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_YAML = os.path.join(REPO, 'config', 'commands.yaml')
@@ -193,7 +193,8 @@ def test_a_gap_in_the_evidence_restarts_the_confirmation(clock, config):
 
 
 def test_hysteresis_keeps_a_wavering_expression_confirming(config):
-    wavering = lambda i: [face('happy', 0.62 if i % 2 == 0 else 0.55)]   # min 0.6, exit 0.5
+    def wavering(i):   # min 0.6, exit 0.5
+        return [face('happy', 0.62 if i % 2 == 0 else 0.55)]
     clock = Clock(CommandMapper(config))
     assert [c.command for c in clock.frames(1.5, wavering)] == ['CONFIRM']
     data = _raw()

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from fer_ros.core.backend_options import BACKENDS, BackendOptions
-from fer_ros.perception.detectors import DetectorConfig
-from fer_ros.pipeline import PipelineConfig
-from fer_ros.perception.smoothing import SmoothingConfig
 from fer_ros.core.validate import field_limits
+from fer_ros.perception.detectors import DetectorConfig
+from fer_ros.perception.smoothing import SmoothingConfig
+from fer_ros.pipeline import PipelineConfig
 from fer_ros.settings import params
 from fer_ros.tools import infer
 

@@ -9,7 +9,6 @@ from fer_ros.backends import create_face_detector
 from fer_ros.perception.detectors import DetectorConfig, find_haar_cascade
 from fer_ros.sample_frames import FACE_SOURCES, load_asset, sample_frame
 
-
 NO_YUFACE = 'the yuface binding is not installed (its wheels: x86_64, CPython 3.10/3.11 only)'
 
 

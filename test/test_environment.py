@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from fer_ros.ros.fastdds_profile import (NEW_VARIABLE, OLD_VARIABLE, PROFILE_NAME, main, profile_environment,
-                                         profile_variables)
+from fer_ros.ros.fastdds_profile import (
+    NEW_VARIABLE,
+    OLD_VARIABLE,
+    PROFILE_NAME,
+    main,
+    profile_environment,
+    profile_variables,
+)
+
 from ros_harness import NODE_EXE, PARAMS_FILE, requires_ros
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,15 +13,15 @@ import pytest
 
 from fer_ros.core.labels import EXPRESSIONS
 from fer_ros.core.types import Command, FaceResult, FrameResult
-from fer_ros.io.image_codec import decode_message
-from fer_ros.util.stats import summary
 from fer_ros.evaluation import bag_io, bag_types, bag_writer, metrics, offline
 from fer_ros.evaluation.bag_io import BagReader
 from fer_ros.evaluation.bag_types import BagError, TopicNotFoundError, UnsupportedMessageTypeError
 from fer_ros.evaluation.bag_writer import BagWriter
 from fer_ros.evaluation.ground_truth import LabelError, Labels
 from fer_ros.evaluation.report import FILES, FrameRecord, RunInfo, confusion_from_rows, write_report
+from fer_ros.io.image_codec import decode_message
 from fer_ros.tools import eval_bag, make_bag
+from fer_ros.util.stats import summary
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 PLOTS = ('confusion_matrix', 'per_class', 'latency_histogram', 'stage_latency', 'timeline')

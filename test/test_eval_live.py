@@ -19,6 +19,7 @@ import pytest
 from fer_ros.evaluation.bag_io import BagReader
 from fer_ros.evaluation.report import FILES
 from fer_ros.tools import eval_bag, make_bag
+
 from ros_harness import requires_ros
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, requires_ros]

@@ -8,16 +8,16 @@ import pytest
 
 torch = pytest.importorskip('torch')
 onnx = pytest.importorskip('onnx')
-import onnxruntime as ort  # noqa: E402
+import onnxruntime as ort
 
-from fer_ros.core.labels import EXPRESSIONS  # noqa: E402
-from fer_ros.core.spec import ModelSpec, read_onnx_spec  # noqa: E402
-from fer_ros.models import create_model  # noqa: E402
-from fer_ros.tools.export import export_checkpoint, main as export_main  # noqa: E402
-from fer_ros.models.onnx_export import export_onnx  # noqa: E402
-from fer_ros.models import checkpoint  # noqa: E402
-from training.config import load_config  # noqa: E402
-from training.train import run  # noqa: E402
+from fer_ros.core.labels import EXPRESSIONS
+from fer_ros.core.spec import ModelSpec, read_onnx_spec
+from fer_ros.models import checkpoint, create_model
+from fer_ros.models.onnx_export import export_onnx
+from fer_ros.tools.export import export_checkpoint
+from fer_ros.tools.export import main as export_main
+from training.config import load_config
+from training.train import run
 
 
 @pytest.fixture(scope='module')

@@ -6,8 +6,15 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_ros.io.image_codec import (SUPPORTED_ENCODINGS, ImageDecodeError, compressed_size, decode_compressed, decode_image,
-                                      encode_compressed, encode_image)
+from fer_ros.io.image_codec import (
+    SUPPORTED_ENCODINGS,
+    ImageDecodeError,
+    compressed_size,
+    decode_compressed,
+    decode_image,
+    encode_compressed,
+    encode_image,
+)
 
 
 def bgr_image(height=6, width=8) -> np.ndarray:

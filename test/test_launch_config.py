@@ -34,7 +34,8 @@ def test_every_launch_argument_sets_a_declared_parameter_with_a_valid_default():
     for launch_name, (param_name, default, _) in arguments.items():
         assert param_name in params.PARAMETERS_BY_NAME, f'launch argument {launch_name} sets unknown {param_name}'
         definition = params.PARAMETERS_BY_NAME[param_name]
-        value = {'true': True, 'false': False}.get(default, default) if isinstance(definition.default, bool) else default
+        is_bool = isinstance(definition.default, bool)
+        value = {'true': True, 'false': False}.get(default, default) if is_bool else default
         assert definition.validate(type(definition.default)(value)) == definition.default
 
 

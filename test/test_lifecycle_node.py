@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-from ros_harness import (NODE_EXE, PARAMS_FILE, Proc, collector, image_msg, latest_diag,  # noqa: F401
-                         requires_ros, ros_args)
+from ros_harness import NODE_EXE, PARAMS_FILE, Proc, image_msg, latest_diag, requires_ros, ros_args
 
 pytestmark = [pytest.mark.ros, requires_ros]
 LIFECYCLE_EXE = NODE_EXE.parent / 'fer_lifecycle_node'

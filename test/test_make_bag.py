@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_ros.io.image_codec import decode_message
 from fer_ros.evaluation.bag_io import BagReader, stamp_ns
 from fer_ros.evaluation.bag_types import COMPRESSED_IMAGE, IMAGE
+from fer_ros.io.image_codec import decode_message
 from fer_ros.tools import make_bag
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip('torch')
-import torch.nn.functional as F  # noqa: E402
+import torch.nn.functional as F
 
-from fer_ros.core.labels import EXPRESSIONS  # noqa: E402
-from fer_ros.models import create_model, list_models  # noqa: E402
-from fer_ros.models.mini_xception import SameMaxPool, _same_pad  # noqa: E402
-from fer_ros.tools import convert_fer_model  # noqa: E402
+from fer_ros.core.labels import EXPRESSIONS
+from fer_ros.models import create_model, list_models
+from fer_ros.models.mini_xception import SameMaxPool, _same_pad
+from fer_ros.tools import convert_fer_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(REPO, 'test', 'fixtures', 'mini_xception_reference.npz')

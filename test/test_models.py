@@ -5,14 +5,22 @@ from __future__ import annotations
 import pytest
 
 torch = pytest.importorskip('torch')
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch.nn as nn
+import torch.nn.functional as F
 
-from fer_ros.models import create_model, list_models  # noqa: E402
-from fer_ros.models.blocks import (SCAM, ChannelAttention, DSBlock, DSShuffleConv,  # noqa: E402
-                                   GroupingBottleneck, SpatialAttention, WideBasicBlock, channel_shuffle)
-from fer_ros.models.complexity import complexity, count_macs, count_params, format_count  # noqa: E402
-from fer_ros.models.light_ntwrn import LightNTWRN  # noqa: E402
+from fer_ros.models import create_model, list_models
+from fer_ros.models.blocks import (
+    SCAM,
+    ChannelAttention,
+    DSBlock,
+    DSShuffleConv,
+    GroupingBottleneck,
+    SpatialAttention,
+    WideBasicBlock,
+    channel_shuffle,
+)
+from fer_ros.models.complexity import complexity, count_macs, count_params, format_count
+from fer_ros.models.light_ntwrn import LightNTWRN
 
 torch.set_num_threads(1)
 

@@ -179,12 +179,12 @@ def test_stop_is_commanded_on_the_same_frame_with_and_without_a_baseline(seed):
     """Tracker + smoothing + command mapper with the packaged commands.yaml: whatever the person's
     baseline (even one learned from a scared-looking rest), a scared face gives STOP when it would
     have without calibration, at the same stamp."""
+    from fer_ros.core.types import Detection
     from fer_ros.hri.command_config import load_command_config
     from fer_ros.hri.commands import CommandMapper
-    from fer_ros.pipeline import stop_guards
     from fer_ros.perception.smoothing import SmoothingConfig
     from fer_ros.perception.tracking import FaceTracker, TrackerConfig
-    from fer_ros.core.types import Detection
+    from fer_ros.pipeline import stop_guards
 
     rng = np.random.default_rng(seed)
     commands = load_command_config(None)
@@ -194,7 +194,8 @@ def test_stop_is_commanded_on_the_same_frame_with_and_without_a_baseline(seed):
     for calibrate in (False, True):
         tracker = FaceTracker(TrackerConfig(min_hits=1), SmoothingConfig(), LABELS)
         mapper = CommandMapper(commands)
-        baselines = NeutralBaselines(NeutralBaselineConfig(min_samples=3, duration_s=0.2), LABELS, stop_guards(commands))
+        config = NeutralBaselineConfig(min_samples=3, duration_s=0.2)
+        baselines = NeutralBaselines(config, LABELS, stop_guards(commands))
         tracker.observe, tracker.correct = baselines.observe, baselines.correct
         face = [Detection(box=(100.0, 100.0, 80.0, 80.0), score=0.9)]
         stamp, stop_at = 0.0, None

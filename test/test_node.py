@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_harness import collector  # noqa: F401  (the fixture)
 from ros_harness import frames_handled, image_msg, latest_diag, requires_ros, start_camera, start_node, wait_settled
 
 pytestmark = [pytest.mark.ros, requires_ros]
@@ -24,8 +23,8 @@ def _run_stream(tmp_path, collector, node_params=None, camera_params=None, frame
     node has finished every frame."""
     node = start_node(tmp_path, node_params)
     try:
-        collector.wait_node_ready(node, '/image/compressed' if (node_params or {}).get('image_transport') == 'compressed'
-                                  else '/image')
+        compressed = (node_params or {}).get('image_transport') == 'compressed'
+        collector.wait_node_ready(node, '/image/compressed' if compressed else '/image')
         camera = start_camera(tmp_path, {'rate_hz': 30.0, 'duration_s': 0.0, 'frame_id': 'cam_test',
                                          **(camera_params or {})})
         try:
@@ -76,7 +75,8 @@ def test_expressions_for_every_processed_frame_with_input_header(tmp_path, colle
                 assert msg.command == config.command_for(msg.expression), msg
                 assert msg.source_face_id in ids
         assert int(diag['frames_received']) == processed + int(diag['frames_dropped']) + \
-            sum(int(diag.get(k, '0')) for k in ('decode_errors', 'pipeline_errors', 'out_of_order', 'future_stamp', 'clock_jump', 'bad_stamp'))
+            sum(int(diag.get(k, '0')) for k in ('decode_errors', 'pipeline_errors', 'out_of_order', 'future_stamp',
+                                                'clock_jump', 'bad_stamp'))
     finally:
         assert node.stop() == 0
 
@@ -182,6 +182,7 @@ def test_bad_raw_frames_are_reported_and_skipped(tmp_path, collector):
 
 def test_bad_compressed_frames_are_reported_and_skipped(tmp_path, collector):
     from sensor_msgs.msg import CompressedImage
+
     from fer_ros.sample_frames import sample_frame
     node = start_node(tmp_path, {'image_transport': 'compressed', **FAST_DIAGNOSTICS})
     try:

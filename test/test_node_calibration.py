@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ros_harness import (NODE_EXE, PARAMS_FILE, REPO, Proc, collector, latest_diag, requires_ros,  # noqa: F401
-                         ros_args, start_camera, start_node)
+from ros_harness import NODE_EXE, PARAMS_FILE, REPO, Proc, latest_diag, requires_ros, ros_args, start_camera, start_node
 
 pytestmark = [pytest.mark.ros, requires_ros]
 CAMERAMAN = str(REPO / 'assets' / 'camera.jpg')

@@ -6,10 +6,10 @@ import threading
 import numpy as np
 import pytest
 
-from fer_ros.util.frame_slot import LatestFrameSlot
-from fer_ros.io.overlay import draw_overlay
-from fer_ros.util.stats import RateMeter, StageTimes, percentiles
 from fer_ros.core.types import Command, FaceResult
+from fer_ros.io.overlay import draw_overlay
+from fer_ros.util.frame_slot import LatestFrameSlot
+from fer_ros.util.stats import RateMeter, StageTimes, percentiles
 
 
 def test_slot_keeps_only_the_newest_frame_and_counts_drops():

@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_harness import (NODE_EXE, PARAMS_FILE, Proc, collector, image_msg, latest_diag, wait_settled,  # noqa: F401
-                         requires_ros, start_node)
+from ros_harness import NODE_EXE, PARAMS_FILE, Proc, image_msg, latest_diag, requires_ros, start_node, wait_settled
 
 pytestmark = [pytest.mark.ros, requires_ros]
 FAST_DIAG = {'diagnostics_period_s': 0.2}
@@ -97,9 +96,8 @@ def test_rate_parameter_cannot_blind_the_node_and_a_change_applies_at_once(tmp_p
 # --- 2. decompression bomb ---------------------------------------------------------------------------
 
 def test_compressed_bomb_is_refused_from_its_header_and_the_next_frame_processed(tmp_path, collector):
-    from sensor_msgs.msg import CompressedImage
-
     from image_bombs import png_bomb
+    from sensor_msgs.msg import CompressedImage
     node = start_node(tmp_path, {'image_transport': 'compressed', **FAST_DIAG})
     try:
         collector.wait_node_ready(node, '/image/compressed')
@@ -137,9 +135,11 @@ def _yaml(tmp_path, text, name='params.yaml'):
 def test_parameters_that_would_not_apply_fail_at_start_naming_them(tmp_path, case):
     args, needles = {
         'keyed_by_name_under_namespace': (
-            ['--params-file', _yaml(tmp_path, 'fer_node:\n  ros__parameters:\n    detection_threshold: 0.7\n', 'a.yaml'),
+            ['--params-file',
+             _yaml(tmp_path, 'fer_node:\n  ros__parameters:\n    detection_threshold: 0.7\n', 'a.yaml'),
              '-r', '__ns:=/head'], ["section 'fer_node' does not apply", '/head/fer_node', '"/**:"']),
-        'misspelt_key': (['--params-file', _yaml(tmp_path, '/**:\n  ros__parameters:\n    detection_treshold: 0.7\n', 'b.yaml')],
+        'misspelt_key': (['--params-file',
+                          _yaml(tmp_path, '/**:\n  ros__parameters:\n    detection_treshold: 0.7\n', 'b.yaml')],
                          ["unknown parameter 'detection_treshold'", "did you mean 'detection_threshold'"]),
         'missing_file': (['--params-file', str(tmp_path / 'nope.yaml')], ['nope.yaml', 'no such file']),
         'not_yaml': (['--params-file', _yaml(tmp_path, 'fer_node: [unclosed\n  ros__parameters: {\n', 'c.yaml')],
@@ -336,6 +336,7 @@ def test_a_clock_jump_back_never_unlatches_stop(tmp_path, collector):
     latches STOP; then the camera clock jumps back 100 s and the cameraman (sad, no STOP evidence)
     is shown. STOP must hold for its whole release time on the new timeline before anything follows."""
     from fer_ros.hri.command_config import load_command_config
+
     from ros_harness import REPO
     commands = (REPO / 'config' / 'commands.yaml').read_text()
     assert 'happy:     {command: CONFIRM}' in commands

@@ -14,9 +14,10 @@ import pytest
 
 from fer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fer_ros.perception.detectors import DetectorConfig
+from fer_ros.perception.tracking import TrackerConfig, box_iou
 from fer_ros.pipeline import PipelineConfig
 from fer_ros.sample_frames import FACE_SOURCES, background, paste_face, sample_frame
-from fer_ros.perception.tracking import TrackerConfig, box_iou
+
 from pipelines import build, stateless
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

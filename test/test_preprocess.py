@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer_ros.perception.preprocess import crop_faces, crop_square, square_box
 from fer_ros.core.spec import ModelSpec
+from fer_ros.perception.preprocess import crop_faces, crop_square, square_box
 
 GRAY64 = ModelSpec(name='gray', height=64, width=64, channels=1, mean=(0.5,), std=(0.5,))
 RGB48 = ModelSpec(name='rgb', height=48, width=40, channels=3, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))

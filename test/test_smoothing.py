@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 
 from fer_ros.core.labels import CIRCUMPLEX, EXPRESSIONS
-from fer_ros.perception.smoothing import (EmaSmoother, NoSmoother, SmoothingConfig, WindowSmoother, circumplex_matrix,
-                                    circumplex_point, make_smoother)
+from fer_ros.perception.smoothing import (
+    EmaSmoother,
+    NoSmoother,
+    SmoothingConfig,
+    WindowSmoother,
+    circumplex_matrix,
+    circumplex_point,
+    make_smoother,
+)
 
 K = len(EXPRESSIONS)
 

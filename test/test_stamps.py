@@ -9,8 +9,17 @@ import pytest
 
 from fer_ros.hri.command_config import load_command_config
 from fer_ros.hri.commands import CommandMapper
-from fer_ros.hri.stamps import (CLOCK_JUMP, FUTURE_STAMP, INT32_MAX, OUT_OF_ORDER, TICK_IDLE_S, StampClock,
-                                 StampConfig, StampPolicy, to_stamp)
+from fer_ros.hri.stamps import (
+    CLOCK_JUMP,
+    FUTURE_STAMP,
+    INT32_MAX,
+    OUT_OF_ORDER,
+    TICK_IDLE_S,
+    StampClock,
+    StampConfig,
+    StampPolicy,
+    to_stamp,
+)
 
 DT = 1 / 30
 

@@ -19,14 +19,26 @@ import pytest
 
 from fer_ros.backends.base import BackendError
 from fer_ros.backends.tensorrt_backend import TensorRTBackend
-from fer_ros.backends.tensorrt_calibration import (calibration_batches, calibration_digest, calibration_files,
-                                                   load_calibration_images)
-from fer_ros.backends.tensorrt_engine import (SIDECAR_FORMAT, default_engine_cache_dir, engine_cache_key,
-                                              engine_cache_path, engine_key_fields, read_model_spec, read_sidecar,
-                                              sidecar_path, write_sidecar)
-from fer_ros.io.files import sha256_file
+from fer_ros.backends.tensorrt_calibration import (
+    calibration_batches,
+    calibration_digest,
+    calibration_files,
+    load_calibration_images,
+)
+from fer_ros.backends.tensorrt_engine import (
+    SIDECAR_FORMAT,
+    default_engine_cache_dir,
+    engine_cache_key,
+    engine_cache_path,
+    engine_key_fields,
+    read_model_spec,
+    read_sidecar,
+    sidecar_path,
+    write_sidecar,
+)
 from fer_ros.core.labels import EXPRESSIONS
 from fer_ros.core.spec import METADATA_KEY, ModelSpec
+from fer_ros.io.files import sha256_file
 from fer_ros.tools import build_engine as cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from fer_ros.core.labels import EXPRESSIONS
+from fer_ros.core.types import Detection
 from fer_ros.perception.smoothing import SmoothingConfig, circumplex_matrix, circumplex_point
 from fer_ros.perception.tracking import FaceTracker, TrackerConfig, box_iou
-from fer_ros.core.types import Detection
 
 K = len(EXPRESSIONS)
 DT = 1 / 30
@@ -198,8 +198,8 @@ def test_per_track_smoothing_suppresses_one_frame_flicker():
     assert EXPRESSIONS[int(np.argmax(flicker.raw_probabilities))] == 'scared'   # raw: this frame's output
     assert flicker.probabilities.dtype == np.float32 and flicker.probabilities.sum() == pytest.approx(1, abs=1e-5)
     assert flicker.confidence == pytest.approx(float(flicker.probabilities.max()))
-    assert (flicker.valence, flicker.arousal) == pytest.approx(circumplex_point(flicker.probabilities, circumplex_matrix(EXPRESSIONS)),
-                                                               abs=1e-6)
+    expected = circumplex_point(flicker.probabilities, circumplex_matrix(EXPRESSIONS))
+    assert (flicker.valence, flicker.arousal) == pytest.approx(expected, abs=1e-6)
     assert scene.frame([(box, 'happy')])[0].expression == 'happy'
     # a second face's history is its own: it starts from its first frame
     results = scene.frame([(box, 'happy'), ((500, 100, 80, 80), 'sad')])

@@ -15,15 +15,16 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from fer_ros.models import checkpoint  # noqa: E402
-from training.ablation import main as ablation_main  # noqa: E402
-from training.augment import Expansion, ImprovedRandomErasing, transform_box  # noqa: E402
-from training.config import ErasingConfig, ExpansionConfig, load_config  # noqa: E402
-from training.loaders import FaceDataset  # noqa: E402
-from training.datasets import load_dataset  # noqa: E402
-from training.splits import make_split  # noqa: E402
-from training.synthetic import make_patterns  # noqa: E402
-from training.train import main as train_main, run  # noqa: E402
+from fer_ros.models import checkpoint
+from training.ablation import main as ablation_main
+from training.augment import Expansion, ImprovedRandomErasing, transform_box
+from training.config import ErasingConfig, ExpansionConfig, load_config
+from training.datasets import load_dataset
+from training.loaders import FaceDataset
+from training.splits import make_split
+from training.synthetic import make_patterns
+from training.train import main as train_main
+from training.train import run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_MODEL = ('model.kwargs={stem_channels: 8, widths: [8, 16, 32], depths: [1, 1, 1], '
@@ -260,7 +261,8 @@ def test_ablation_runner_table(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which('torchrun') is None and not os.path.exists(
-    os.path.join(os.path.dirname(sys.executable), 'torchrun')), reason='torchrun not installed (make setup installs torch, which has it)')
+    os.path.join(os.path.dirname(sys.executable), 'torchrun')),
+    reason='torchrun not installed (make setup installs torch, which has it)')
 def test_torchrun_ddp_two_cpu_processes(tmp_path):
     """The unchanged entry point under torchrun (Gloo on CPU): 2 processes, rank 0 writes the files,
     every test image evaluated exactly once."""

@@ -22,8 +22,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from fer_ros.io.files import IMAGE_SUFFIXES, read_image
 from fer_ros.core.labels import EXPRESSIONS, canonical
+from fer_ros.io.files import IMAGE_SUFFIXES, read_image
 from training.config import Config
 
 FER2013_USAGE = {'training': 'train', 'publictest': 'val', 'privatetest': 'test'}

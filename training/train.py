@@ -27,16 +27,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fer_ros.core.labels import EXPRESSIONS
-from fer_ros.models import create_model
+from fer_ros.models import checkpoint, create_model
 from fer_ros.models.complexity import complexity, format_count
-from fer_ros.models import checkpoint
 from training import distributed, rng
 from training.config import Config, load_config
-from training.loaders import eval_loader, train_loader
 from training.datasets import DatasetError, FaceSet, load_dataset
 from training.distributed import DistInfo
-from training.metrics import (append_csv, confusion_matrix, plot_confusion, plot_curves, recall_table,
-                              summarize)
+from training.loaders import eval_loader, train_loader
+from training.metrics import append_csv, confusion_matrix, plot_confusion, plot_curves, recall_table, summarize
 from training.splits import Split, describe, make_split
 
 # config keys that may change when resuming (they do not change what is computed)

@@ -106,7 +106,8 @@ class OnnxRuntimeBackend(Backend):
         shape = inputs[0].shape
         want = [self.spec.channels, self.spec.height, self.spec.width]
         if len(shape) != 4 or any(isinstance(s, int) and s != w for s, w in zip(shape[1:], want)):
-            raise BackendError(f'{model_path}: input shape {shape} contradicts its metadata [N, {want[0]}, {want[1]}, {want[2]}]')
+            raise BackendError(f'{model_path}: input shape {shape} contradicts its metadata '
+                               f'[N, {want[0]}, {want[1]}, {want[2]}]')
         # a model exported with a fixed batch size is run in chunks of that size
         self._fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         self._output_names = [self.spec.output_name]
@@ -123,7 +124,8 @@ class OnnxRuntimeBackend(Backend):
             out = np.concatenate([self._run_padded(batch[i:i + self._fixed_batch])
                                   for i in range(0, len(batch), self._fixed_batch)])
         if out.ndim != 2 or out.shape != (len(batch), self.spec.num_classes):
-            raise BackendError(f'{self.model_path}: output shape {out.shape}, expected ({len(batch)}, {self.spec.num_classes})')
+            raise BackendError(f'{self.model_path}: output shape {out.shape}, '
+                               f'expected ({len(batch)}, {self.spec.num_classes})')
         return softmax(out) if self.spec.output == 'logits' else out.astype(np.float32, copy=False)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:

@@ -23,8 +23,13 @@ import numpy as np
 
 from fer_ros.backends.base import Backend, BackendError, check_batch, softmax
 from fer_ros.backends.cuda_runtime import open_cuda
-from fer_ros.backends.tensorrt_engine import DEFAULT_MAX_BATCH, check_build_args, ensure_engine, import_tensorrt, \
-    read_sidecar
+from fer_ros.backends.tensorrt_engine import (
+    DEFAULT_MAX_BATCH,
+    check_build_args,
+    ensure_engine,
+    import_tensorrt,
+    read_sidecar,
+)
 from fer_ros.core.backend_options import ENGINE_SUFFIXES
 
 log = logging.getLogger(__name__)

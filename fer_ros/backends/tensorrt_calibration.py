@@ -12,8 +12,8 @@ import os
 
 import numpy as np
 
-from fer_ros.io.files import IMAGE_SUFFIXES, atomic_write_bytes, sha256_file
 from fer_ros.core.spec import ModelSpec
+from fer_ros.io.files import IMAGE_SUFFIXES, atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 

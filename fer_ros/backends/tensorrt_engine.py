@@ -34,12 +34,18 @@ import time
 
 from fer_ros.backends.base import BackendError
 from fer_ros.backends.cuda_runtime import open_cuda
-from fer_ros.backends.tensorrt_calibration import (DEFAULT_MAX_CALIB_IMAGES, calibration_batches, calibration_digest,
-                                                   calibration_files, load_calibration_images, make_calibrator)
+from fer_ros.backends.tensorrt_calibration import (
+    DEFAULT_MAX_CALIB_IMAGES,
+    calibration_batches,
+    calibration_digest,
+    calibration_files,
+    load_calibration_images,
+    make_calibrator,
+)
 from fer_ros.core.backend_options import PRECISIONS, BackendOptions
-from fer_ros.io.files import atomic_write_bytes, sha256_file
 from fer_ros.core.spec import METADATA_KEY, ModelSpec, read_onnx_spec, spec_from_metadata
 from fer_ros.core.validate import field_limits
+from fer_ros.io.files import atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,17 @@ from pathlib import Path
 from rosbags.highlevel import AnyReader
 
 from fer_ros.evaluation.bag_recovery import McapStreamSource, SqliteRecoverySource
-from fer_ros.evaluation.bag_types import (IMAGE_TYPES, STORAGE_SUFFIXES, BagError, BagMessage, Damage, TopicInfo,
-                                          TopicNotFoundError, UnsupportedMessageTypeError, make_typestore)
+from fer_ros.evaluation.bag_types import (
+    IMAGE_TYPES,
+    STORAGE_SUFFIXES,
+    BagError,
+    BagMessage,
+    Damage,
+    TopicInfo,
+    TopicNotFoundError,
+    UnsupportedMessageTypeError,
+    make_typestore,
+)
 
 
 class _AnyReaderSource:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from fer_ros.io.image_codec import encode_compressed, encode_image
 from fer_ros.evaluation.bag_types import COMPRESSED_IMAGE, IMAGE, STORAGES, BagError, make_typestore
+from fer_ros.io.image_codec import encode_compressed, encode_image
 
 
 class BagWriter:

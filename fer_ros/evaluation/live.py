@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_ros.core.types import Command, FaceResult, FrameResult
+from fer_ros.hri.stamps import StampClock
 from fer_ros.util.paths import find_executable
 from fer_ros.util.processes import ChildExited, node_status, ros_args, start_node, wait_until
-from fer_ros.core.types import Command, FaceResult, FrameResult
-
-from fer_ros.hri.stamps import StampClock
 
 from .bag_io import BagReader, stamp_ns
 from .bag_types import COMPRESSED_IMAGE, make_typestore
@@ -209,7 +208,8 @@ def run_live(reader: BagReader, topic: str, options: LiveOptions) -> LiveRun:
         params, remaps = node_arguments(options.overrides, info.msgtype)
         node = start_node(params, remaps, options.params_file, out / NODE_LOG, exe)
         try:
-            wait_until(recorder.matched, options.startup_timeout_s, node, f'fer_node to connect (node log {node.log_path})')
+            wait_until(recorder.matched, options.startup_timeout_s, node,
+                       f'fer_node to connect (node log {node.log_path})')
         except (ChildExited, TimeoutError) as exc:
             raise LiveError(str(exc)) from None
 

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import yaml
 
-from fer_ros.io.image_codec import ImageDecodeError, decode_message
-from fer_ros.hri.stamps import StampClock
 from fer_ros.evaluation.bag_io import BagReader, stamp_ns
 from fer_ros.evaluation.report import DECODE_ERROR, FrameRecord
+from fer_ros.hri.stamps import StampClock
+from fer_ros.io.image_codec import ImageDecodeError, decode_message
 from fer_ros.settings.params import NODE_NAME
-
 
 
 class EvalError(RuntimeError):

@@ -15,7 +15,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from fer_ros.core.labels import EXPRESSIONS
-
 from fer_ros.util.stats import percentiles
 
 from .metrics import Confusion

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fer_ros.core.types import FrameResult
+from fer_ros.util.stats import summary
 
 from . import plots
 from .ground_truth import Labels
-from fer_ros.util.stats import summary
-
 from .metrics import Confusion, confusion
 
 # Status of a frame in the evaluation.

@@ -13,8 +13,8 @@ import sys
 import rclpy
 from rclpy.node import Node
 
-from fer_ros.ros.compat import SHUTDOWN_EXCEPTIONS
 from fer_ros.msg import FaceExpressionArray, HriCommand
+from fer_ros.ros.compat import SHUTDOWN_EXCEPTIONS
 
 
 class ExpressionListener(Node):

@@ -33,9 +33,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from fer_ros.hri.command_config import HOLD, PROCEED, STOP, CommandConfig
 from fer_ros.core.types import Command, FaceResult
-
+from fer_ros.hri.command_config import HOLD, PROCEED, STOP, CommandConfig
 
 # --- the mapper ----------------------------------------------------------------------------------
 

@@ -9,8 +9,13 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from fer_ros.io.image_codec import (DEFAULT_MAX_PIXELS, JPEG_SIGNATURE, PNG_SIGNATURE, ImageDecodeError,
-                                      check_compressed_size)
+from fer_ros.io.image_codec import (
+    DEFAULT_MAX_PIXELS,
+    JPEG_SIGNATURE,
+    PNG_SIGNATURE,
+    ImageDecodeError,
+    check_compressed_size,
+)
 
 # Still-image files the tools read (fer-infer, INT8 calibration, image-folder datasets, fer-make-bag --images).
 IMAGE_SUFFIXES: tuple[str, ...] = ('.png', '.jpg', '.jpeg', '.bmp', '.pgm', '.ppm', '.tif', '.tiff', '.webp')
@@ -43,7 +48,7 @@ def atomic_path(path: str) -> Iterator[str]:
 
 def save_onnx(proto, out: str) -> None:
     """Write an ONNX ModelProto to ``out`` atomically (never a half-written default model)."""
-    import onnx   # only the model converters call this; onnx is not a run-time dependency
+    import onnx  # only the model converters call this; onnx is not a run-time dependency
 
     with atomic_path(out) as tmp:
         onnx.save(proto, tmp)

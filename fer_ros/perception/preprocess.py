@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from fer_ros.perception.align import aligned_transform
 from fer_ros.core.spec import ModelSpec
+from fer_ros.perception.align import aligned_transform
 
 MAX_MARGIN = 2.0
 # 'aligned': eyes level, framed by the landmarks (square crop where a face has none); 'square': box only.

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fer_ros.perception.smoothing import SmoothingConfig, Smoother, circumplex_point, circumplex_matrix, make_smoother
 from fer_ros.core.types import Detection, FaceResult
 from fer_ros.core.validate import check_fields, setting
+from fer_ros.perception.smoothing import Smoother, SmoothingConfig, circumplex_matrix, circumplex_point, make_smoother
 
 
 @dataclass(frozen=True)

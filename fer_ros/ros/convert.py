@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
-from fer_ros.io.image_codec import encode_compressed, encode_image
 from fer_ros.core.types import Command, FrameResult
+from fer_ros.io.image_codec import encode_compressed, encode_image
 from fer_ros.msg import FaceExpression, FaceExpressionArray, HriCommand
 
 

@@ -18,9 +18,9 @@ import sys
 
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
-from fer_ros.settings import params
 from fer_ros.ros.runtime import FerRuntime
 from fer_ros.ros.startup import run_node
+from fer_ros.settings import params
 
 
 class FerLifecycleNode(LifecycleNode):

@@ -10,9 +10,9 @@ import sys
 
 from rclpy.node import Node
 
-from fer_ros.settings import params
 from fer_ros.ros.runtime import FerRuntime
 from fer_ros.ros.startup import run_node
+from fer_ros.settings import params
 
 
 class FerNode(Node):

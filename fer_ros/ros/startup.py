@@ -8,10 +8,8 @@ import sys
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
-from fer_ros.settings import params_files
-
-from fer_ros.settings import params
 from fer_ros.ros.compat import SHUTDOWN_EXCEPTIONS, interrupted_by_shutdown
+from fer_ros.settings import params, params_files
 
 
 def _fatal(text: str) -> None:

@@ -27,8 +27,13 @@ import numpy as np
 
 from fer_ros.io.files import save_onnx
 from fer_ros.perception.detectors.yunet import DetectorSpec
-from fer_ros.tools.libfacedetection_weights import LIBRARY_IN_WHEEL, NUM_LAYERS, ConvLayer, library_bytes, \
-    read_conv_layers
+from fer_ros.tools.libfacedetection_weights import (
+    LIBRARY_IN_WHEEL,
+    NUM_LAYERS,
+    ConvLayer,
+    library_bytes,
+    read_conv_layers,
+)
 
 OPSET = 13
 LICENCE = ('BSD-3-Clause (libfacedetection, Copyright (c) 2018-2023 Shiqi Yu; '

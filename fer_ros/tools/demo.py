@@ -13,9 +13,9 @@ import time
 import rclpy
 from rclpy.node import Node
 
+from fer_ros.msg import FaceExpressionArray, HriCommand
 from fer_ros.ros.fastdds_profile import apply_profile
 from fer_ros.util.processes import ChildExited, node_is_ready, start_camera, start_node, wait_until
-from fer_ros.msg import FaceExpressionArray, HriCommand
 
 
 class DemoPrinter(Node):

@@ -33,7 +33,8 @@ from fer_ros.evaluation.report import RunInfo, write_report
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fer-eval-bag', description=__doc__.split('\n\n')[0],
-                                epilog=__doc__.split('\n\n', 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split('\n\n', 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('bag', help='rosbag2 directory, .db3 / .mcap file, or ROS 1 .bag')
     p.add_argument('--topic', required=True, help='image topic (sensor_msgs/Image or CompressedImage)')
     lab = p.add_mutually_exclusive_group()

@@ -16,8 +16,8 @@ import datetime
 import os
 import sys
 
-from fer_ros.io.files import sha256_file
 from fer_ros.core.spec import ModelSpec
+from fer_ros.io.files import sha256_file
 
 
 def export_checkpoint(checkpoint_path: str, out: str, *, opset: int = 17, atol: float = 1e-4

@@ -20,11 +20,11 @@ import sys
 import numpy as np
 
 from fer_ros.backends import BACKENDS, BackendError, backend_for, create_face_detector
-from fer_ros.perception.detectors import DETECTOR_BACKENDS, DETECTOR_KINDS, DetectorConfig
+from fer_ros.core.validate import field_limits
 from fer_ros.io.files import read_image
 from fer_ros.io.image_codec import DEFAULT_MAX_PIXELS
+from fer_ros.perception.detectors import DETECTOR_BACKENDS, DETECTOR_KINDS, DetectorConfig
 from fer_ros.pipeline import PipelineConfig, analyze_frame
-from fer_ros.core.validate import field_limits
 
 
 def face_json(detection, probabilities: np.ndarray, labels: tuple[str, ...]) -> dict:

@@ -22,10 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_ros.io.files import IMAGE_SUFFIXES, read_image
-from fer_ros.io.image_codec import DEFAULT_MAX_PIXELS
 from fer_ros.evaluation.bag_types import STORAGES, BagError
 from fer_ros.evaluation.bag_writer import BagWriter, image_message
+from fer_ros.io.files import IMAGE_SUFFIXES, read_image
+from fer_ros.io.image_codec import DEFAULT_MAX_PIXELS
 
 RAW_ENCODINGS = ('bgr8', 'rgb8', 'mono8')
 DEFAULT_TOPIC = '/camera/image_raw'
@@ -87,7 +87,8 @@ def write_bag(frames: Iterable[tuple[np.ndarray, int | None]], out: str | Path, 
 
 # --------------------------------------------------------------------------- sources
 
-def video_frames(path: str, max_frames: int | None = None) -> tuple[Iterator[tuple[np.ndarray, None]], float, int | None]:
+def video_frames(path: str, max_frames: int | None = None) \
+        -> tuple[Iterator[tuple[np.ndarray, None]], float, int | None]:
     """(frames, the video's frame rate or 0 when unknown, frame count or None) of a video file.
 
     Raises:

@@ -41,7 +41,8 @@ def _candidates(kind: str, name: str) -> list[Path]:
 
 
 def find_package_file(kind: str, name: str) -> str:
-    """Path of packaged file KIND/NAME (kind: 'config', 'models', 'assets', 'msg'); FileNotFoundError lists the places searched."""
+    """Path of packaged file KIND/NAME (kind: 'config', 'models', 'assets', 'msg'); FileNotFoundError lists
+    the places searched."""
     places = _candidates(kind, name)
     for place in places:
         if place.is_file():

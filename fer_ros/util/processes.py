@@ -62,7 +62,8 @@ class LoggedProcess:
         return code
 
 
-def ros_args(params: dict | None = None, remaps: dict | None = None, params_file: str | Path | None = None) -> list[str]:
+def ros_args(params: dict | None = None, remaps: dict | None = None,
+             params_file: str | Path | None = None) -> list[str]:
     """``--ros-args`` for a child: a parameter file, ``-p name:=value`` (bools lower case, '' quoted,
     lists as YAML) and ``-r old:=new`` remaps."""
     args = ['--ros-args']

@@ -10,8 +10,14 @@ ROI-assisted detection).
 """
 from __future__ import annotations
 
-from fer_ros.perception.detectors.base import (DETECTOR_BACKENDS, DETECTOR_KINDS, MAX_ROI_UPSCALE, DetectorConfig,
-                                               FaceDetector, check_bgr)
+from fer_ros.perception.detectors.base import (
+    DETECTOR_BACKENDS,
+    DETECTOR_KINDS,
+    MAX_ROI_UPSCALE,
+    DetectorConfig,
+    FaceDetector,
+    check_bgr,
+)
 from fer_ros.perception.detectors.haar import HaarDetector, find_haar_cascade
 from fer_ros.perception.detectors.yuface import YuFaceDetector
 from fer_ros.perception.detectors.yunet import YuNetDetector

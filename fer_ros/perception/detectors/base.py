@@ -39,7 +39,6 @@ import numpy as np
 from fer_ros.core.types import Detection
 from fer_ros.core.validate import check_fields, setting
 
-
 DETECTOR_KINDS = ('yunet', 'yuface', 'haar')
 DETECTOR_BACKENDS = ('auto', 'onnxruntime', 'tensorrt')
 # ROI crops are enlarged at most this much (a tiny tracked box must not become a huge upsampled crop)
