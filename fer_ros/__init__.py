@@ -1,17 +1,22 @@
 """fer_ros: facial expression recognition for human-robot interaction.
 
-Sub-packages, each importing only from the ones before it:
+Parts, each importing only from the ones listed before it (import-linter checks it: pyproject.toml):
 
-- ``core``: the ROS-free pipeline (detection, preprocessing, tracking, smoothing, commands), the
-  model spec, the configuration types and their choices; imports no other part of fer_ros.
+- ``core``: the shared vocabulary: expression labels, result types, the model spec, setting metadata.
+- ``util``, ``io``: generic helpers (stats, paths, child processes) | images and files (the one
+  image-message decoder, image files, atomic writes, the debug overlay).
+- ``perception``: face detectors (``perception.detectors``), crops and alignment, tracking, smoothing.
+- ``hri``: HRI policy: the stamp policy, the neutral baseline, the command mapper and its schema.
+- ``pipeline``: perception + HRI policy on a backend: ndarray in, faces and commands out.
 - ``models``: PyTorch architectures, the checkpoint format and the ONNX export (torch only here).
-- ``backends``: ONNX Runtime / TensorRT / PyTorch inference behind one small ABC.
-- ``ros``: the node, its parameters, message conversions, the camera stand-in, child processes.
+- ``backends``: ONNX Runtime / TensorRT / PyTorch inference behind one small ABC; config -> parts.
+- ``settings``, ``sample_frames``: the node's parameter table (ROS-free) | demo and test frames.
+- ``ros``: the ROS adapters: node, lifecycle node, parameters on rclpy, conversions, camera stand-in.
 - ``evaluation``: bag reading and writing, offline and live (``ros``) evaluation, metrics, reports.
 - ``tools``: thin console scripts over the above. ``examples``: a listener node.
 
 rclpy is imported by ``ros``, ``evaluation.live``, ``tools.demo`` and ``examples``; the rest runs
-without ROS. ``sample_frames`` makes demo and test frames from the packaged face photos.
+without ROS.
 """
 # The generated message module ``fer_ros.msg`` lives in the colcon install tree, while the
 # hand-written modules may be imported from the source tree or a pip install. Extending
