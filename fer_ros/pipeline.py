@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from fer_ros.core.backend_options import BACKENDS, BackendOptions
-from fer_ros.core.labels import SCARED
+from fer_ros.core.labels import SCARED, canonical_labels
 from fer_ros.core.spec import ModelSpec
 from fer_ros.core.types import Command, Detection, FrameResult
 from fer_ros.core.validate import check_fields, setting
@@ -144,12 +144,14 @@ def classify_faces(bgr: np.ndarray, detections: list[Detection], backend: Backen
 
 
 def stop_guards(config: CommandConfig) -> dict[str, float]:
-    """STOP expressions -> the probability from which the command mapper counts them as evidence
-    (min_confidence - hysteresis): 'scared' (always, with STOP's own min_confidence when no rule maps it)
-    and every expression commands.yaml maps to STOP. No correction may weaken these above that level."""
-    guards = {SCARED: config.commands[STOP].min_confidence - config.hysteresis}
-    guards.update({r.expression: r.min_confidence - config.hysteresis for r in config.rules.values()
-                   if r.command == STOP})
+    """STOP expressions -> the probability from which the command mapper starts STOP evidence (their
+    rule's min_confidence; summed in units of these levels, fer_ros.hri.commands): 'scared' (always,
+    with STOP's own min_confidence when no rule maps it) and every expression commands.yaml maps to
+    STOP. No neutral-baseline correction may weaken a face that shows STOP evidence at these levels, so
+    a calibration can never keep a STOP from starting; below them (a resting face that reads a little
+    scared) it corrects, which also lets a calibrated person's resting face release a STOP."""
+    guards = {SCARED: config.commands[STOP].min_confidence}
+    guards.update({r.expression: r.min_confidence for r in config.rules.values() if r.command == STOP})
     return guards
 
 
@@ -204,12 +206,15 @@ class Pipeline:
         self._backend = backend
         self._detector_factory = detector_factory
         self._detector = detector_factory(config.detector)
-        self._mapper = CommandMapper(load_command_config(config.commands_path or None))
+        # Canonical words from here on ('fear' -> 'scared'); unknown words or a model that lacks an
+        # expression mapped to STOP fail here, at start, instead of on every frame or silently.
+        self._labels = canonical_labels(backend.labels, f'model {config.model_path or "(default model)"}')
+        self._mapper = CommandMapper(load_command_config(config.commands_path or None), self._labels)
         self._stamps = StampPolicy(StampConfig(clock_reset_s=self._mapper.config.clock_reset_s))
         self._face_numbers = itertools.count(1)     # face ids are unique across cameras
         self._cameras: dict[str, _Camera] = {}
         self.mirror = {'always': True, 'never': False}.get(config.mirror_tta, self._backend.spec.mirror_tta)
-        self.neutral = NeutralBaselines(config.neutral, self._backend.labels, stop_guards(self._mapper.config))
+        self.neutral = NeutralBaselines(config.neutral, self._labels, stop_guards(self._mapper.config))
 
     @property
     def spec(self) -> ModelSpec:
@@ -217,7 +222,8 @@ class Pipeline:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self._backend.labels
+        """The model's class order, as canonical expression words."""
+        return self._labels
 
     @property
     def command_config(self) -> CommandConfig:
@@ -270,7 +276,7 @@ class Pipeline:
             return FrameResult(stamp=float(stamp), labels=self.labels, camera=camera, skipped=verdict.skip)
         cam = self._cameras.get(camera)
         if cam is None:
-            tracker = FaceTracker(self.config.tracker, self.config.smoothing, self._backend.labels,
+            tracker = FaceTracker(self.config.tracker, self.config.smoothing, self._labels,
                                   numbers=self._face_numbers)
             tracker.observe, tracker.correct = self.neutral.observe, self.neutral.correct
             cam = self._cameras[camera] = _Camera(tracker)

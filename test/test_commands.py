@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from fer_ros.core.labels import EXPRESSIONS
-from fer_ros.core.types import FaceResult
+from fer_ros.core.types import COASTING, TENTATIVE, TRACKED, FaceResult
 from fer_ros.hri.command_config import HRI_COMMANDS, CommandConfigError, load_command_config, parse_command_config
 from fer_ros.hri.commands import CommandMapper
 
@@ -24,12 +24,22 @@ def _raw() -> dict:
         return yaml.safe_load(f)
 
 
-def face(expression: str, confidence: float = 0.9, face_id: str = 'f1') -> FaceResult:
+def face(expression: str, confidence: float = 0.9, face_id: str = 'f1', tracking: str = TRACKED) -> FaceResult:
     p = np.full(len(EXPRESSIONS), (1 - confidence) / (len(EXPRESSIONS) - 1), dtype=np.float32)
     p[EXPRESSIONS.index(expression)] = confidence
     return FaceResult(face_id=face_id, box=(10.0, 10.0, 80.0, 80.0), expression=expression,
                       confidence=confidence, probabilities=p, raw_probabilities=p.copy(),
-                      valence=0.0, arousal=0.0, detection_score=0.9)
+                      valence=0.0, arousal=0.0, detection_score=0.9, tracking=tracking)
+
+
+def mixed(face_id: str = 'f1', tracking: str = TRACKED, **probabilities: float) -> FaceResult:
+    """A face with these probabilities (the rest shared equally); its expression is the winner."""
+    rest = (1 - sum(probabilities.values())) / (len(EXPRESSIONS) - len(probabilities))
+    p = np.array([probabilities.get(e, rest) for e in EXPRESSIONS], dtype=np.float32)
+    best = int(np.argmax(p))
+    return FaceResult(face_id=face_id, box=(10.0, 10.0, 80.0, 80.0), expression=EXPRESSIONS[best],
+                      confidence=float(p[best]), probabilities=p, raw_probabilities=p.copy(),
+                      valence=0.0, arousal=0.0, detection_score=0.9, tracking=tracking)
 
 
 class Clock:
@@ -127,6 +137,9 @@ def test_error_names_the_bad_key():
     (lambda d: d.update(hold_timeout_s='2s'), r"hold_timeout_s: must be a number, got '2s'"),
     (lambda d: d.update(version=2), r'version: unsupported version 2'),
     (lambda d: d.pop('rules'), r'rules: missing'),
+    (lambda d: [d['rules'][e].update(command=None) for e in ('scared', 'angry')], r'rules: no expression maps to STOP'),
+    (lambda d: [d['rules'][e].update(min_confidence=1.0) for e in ('scared', 'angry')],
+     r'rules: no expression maps to STOP with a min_confidence below 1'),
 ])
 def test_validation_errors(mutate, match):
     _bad(mutate, match)
@@ -169,7 +182,7 @@ def test_command_needs_the_confirmation_time(clock, config):
     assert [c.command for c in changes] == ['CONFIRM']
     first_frame = start + DT
     confirm_s = config.rules['happy'].confirm_s
-    assert confirm_s <= changes[0].stamp - first_frame < confirm_s + DT + 1e-9
+    assert confirm_s - 1e-6 <= changes[0].stamp - first_frame < confirm_s + DT + 1e-9
     c = changes[0]
     assert (c.source_face_id, c.expression, c.priority, c.heartbeat) == ('f1', 'happy', 100, False)
     assert c.confidence == pytest.approx(0.9)
@@ -288,7 +301,7 @@ def test_hold_after_timeout_without_faces_then_proceed(clock, config):
     last_face = clock.t
     changes = clock.frames(3.0, [])
     assert [c.command for c in changes] == ['HOLD']
-    assert config.hold_timeout_s <= changes[0].stamp - last_face < config.hold_timeout_s + DT + 1e-9
+    assert config.hold_timeout_s - 1e-6 <= changes[0].stamp - last_face < config.hold_timeout_s + DT + 1e-9
     assert (changes[0].source_face_id, changes[0].expression, changes[0].priority) == ('', '', 50)
     back = clock.t + DT
     changes = clock.frames(2.0, [face('neutral', 0.8, 'f3')])
@@ -375,3 +388,119 @@ def test_reset_keeping_the_command_keeps_a_latched_stop(clock, config):
     clock.mapper.reset()
     assert clock.mapper.current is None
     assert clock.frames(1.0, [face('neutral')]) == []        # neutral: nothing to say after a full reset
+
+
+# --- STOP evidence per command, coasting and tentative faces (issue 16) ---------------------------------
+
+def test_stop_evidence_is_the_summed_stop_probability_whatever_the_winner(clock, config):
+    # surprised wins every frame, but scared 0.36 + angry 0.12 is 0.36/0.45 + 0.12/0.55 = 1.02 STOP units
+    frightened = mixed(surprised=0.44, scared=0.36, angry=0.12)
+    assert frightened.expression == 'surprised'
+    changes = clock.frames(1.0, [frightened])
+    assert [c.command for c in changes] == ['STOP']
+    stop = changes[0]
+    assert (stop.expression, stop.confidence) == ('scared', pytest.approx(0.48))   # the largest share, summed
+    # below one STOP unit it is PAUSE's face (surprised wins, PAUSE confirms)
+    clock = Clock(CommandMapper(config))
+    assert [c.command for c in clock.frames(1.0, [mixed(surprised=0.5, scared=0.3, angry=0.05)])] == ['PAUSE']
+
+
+def test_a_wobbling_winner_confirms_stop_and_keeps_it_latched(clock, config):
+    """scared and surprised winning in turn on one frightened face (fear stays above the hysteresis level):
+    STOP after confirm_s as for a steady face, and no release while it goes on (10 s)."""
+    def wobble(i):
+        return [mixed(scared=0.6, surprised=0.2) if i % 2 == 0 else mixed(surprised=0.5, scared=0.38)]
+    start = clock.t
+    changes = clock.frames(1.0, wobble)
+    assert [c.command for c in changes] == ['STOP']
+    assert changes[0].stamp - (start + DT) == pytest.approx(config.commands['STOP'].confirm_s, abs=1e-6)
+    assert clock.frames(10.0, wobble) == []
+    assert clock.mapper.current.command == 'STOP'
+
+
+def test_only_stop_ignores_the_winner(clock):
+    """Lower-priority commands stay argmax: happy 0.62 that never wins gives no CONFIRM."""
+    assert clock.frames(3.0, [mixed(neutral=0.3, happy=0.29, sad=0.3)]) == []
+
+
+def test_angry_alone_confirms_after_its_own_time(clock, config):
+    start = clock.t
+    changes = clock.frames(1.0, [face('angry', 0.7)])
+    assert [(c.command, c.expression) for c in changes] == [('STOP', 'angry')]
+    assert changes[0].stamp - (start + DT) == pytest.approx(config.rules['angry'].confirm_s, abs=1e-6)
+
+
+@pytest.mark.parametrize('every', [2, 3, 5, 10])
+def test_coasting_faces_keep_the_run_through_missed_detections(config, every):
+    """1 frame in ``every`` the detector misses the face: the tracker hands the mapper the coasting
+    face (its last smoothed state), and STOP comes at the same stamp as with every frame detected."""
+    first = []
+    for miss in (False, True):
+        clock = Clock(CommandMapper(config))
+        missed = [COASTING if miss and i % every == every - 1 else TRACKED for i in range(30)]
+        first.append(clock.frames(1.0, lambda i: [face('scared', 0.6, tracking=missed[i])])[0].stamp)
+    assert first[0] == first[1]
+
+
+def test_coasting_and_tentative_faces_are_not_in_view(clock, config):
+    clock.frames(0.5, [face('scared')])
+    assert clock.mapper.current.command == 'STOP'
+    # a calm face the tracker only coasts (or has not published yet) does not release STOP...
+    assert clock.frames(3.0, [face('neutral', tracking=COASTING)]) == []
+    assert clock.frames(3.0, [face('neutral', tracking=TENTATIVE)]) == []
+    assert clock.mapper.current.command == 'STOP'
+    # ...nor counts as a face in view for HOLD
+    clock = Clock(CommandMapper(config))
+    clock.frames(1.0, [face('happy')])
+    changes = clock.frames(3.0, [face('neutral', tracking=COASTING)])
+    assert [c.command for c in changes] == ['HOLD']
+
+
+def test_a_coasting_face_with_stop_evidence_keeps_stop_latched(clock):
+    clock.frames(0.5, [face('scared', 0.7, 'f1')])
+    # f1 is no longer detected but coasts with its scared state; a calm f2 is in view: no release
+    assert clock.frames(3.0, [face('scared', 0.7, 'f1', COASTING), face('neutral', 0.9, 'f2')]) == []
+    assert clock.mapper.current.command == 'STOP'
+
+
+def test_evidence_counts_from_a_new_face_first_detection(clock, config):
+    """The tracker publishes a face from its second detection: its first (tentative) frame already counts
+    as evidence, so a face that appears frightened stops the robot confirm_s after it appears."""
+    start = clock.t + DT
+    changes = clock.frames(1.0, lambda i: [face('scared', tracking=TENTATIVE if i == 0 else TRACKED)])
+    assert [c.command for c in changes] == ['STOP']
+    assert changes[0].stamp - start == pytest.approx(config.commands['STOP'].confirm_s, abs=1e-6)
+    assert changes[0].source_face_id == 'f1'
+
+
+def test_a_face_that_is_never_published_cannot_command(clock):
+    assert clock.frames(2.0, [face('scared', tracking=TENTATIVE)]) == []
+
+
+def test_a_model_that_cannot_show_a_stop_expression_is_refused(config):
+    labels = tuple(e for e in EXPRESSIONS if e != 'angry')
+    with pytest.raises(ValueError, match=r"labels \[.*\] lack \['angry'\], which the commands file .* maps to STOP "
+                                         r'\(rules\.angry\)'):
+        CommandMapper(config, labels)
+    # a model whose labels are another order is fine: evidence is read by label
+    reordered = CommandMapper(config, tuple(reversed(EXPRESSIONS)))
+    p = np.zeros(len(EXPRESSIONS), np.float32)
+    p[list(reversed(EXPRESSIONS)).index('scared')] = 0.9
+    scared = FaceResult('f1', (0.0, 0.0, 9.0, 9.0), 'scared', 0.9, p, p, 0.0, 0.0, 0.9)
+    stamps = [100 + k * DT for k in range(30)]
+    assert any(c.command == 'STOP' for t in stamps for c in reordered.update([scared], t))
+
+
+def test_forced_hold(clock, config):
+    mapper = clock.mapper
+    assert [c.command for c in mapper.hold(clock.t)] == ['HOLD']          # activation: nothing seen yet
+    assert mapper.hold(clock.t) == []                                      # already HOLD
+    clock.frames(0.5, [face('scared')])
+    assert mapper.current.command == 'STOP'
+    assert mapper.hold(clock.t + 0.01) == []                               # a stall keeps a latched STOP
+    assert [c.command for c in mapper.hold(clock.t + 0.02, final=True)] == ['HOLD']   # shutdown: HOLD
+    clock.t += 0.02
+    clock.frames(2.0, [face('happy')])
+    assert mapper.current.command == 'CONFIRM'
+    held = mapper.hold(clock.t + 0.01)                                     # a stall replaces CONFIRM
+    assert [(c.command, c.heartbeat) for c in held] == [('HOLD', False)]

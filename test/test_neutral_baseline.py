@@ -29,7 +29,7 @@ def probs(**named) -> np.ndarray:
 RESTING = probs(sad=0.45, neutral=0.30, angry=0.10, scared=0.05)
 
 
-GUARDS = {'scared': 0.35, 'angry': 0.45}      # the default commands.yaml: min_confidence - hysteresis
+GUARDS = {'scared': 0.45, 'angry': 0.55}      # the default commands.yaml's min_confidence
 
 
 def calibrated(face_id='f1', resting=RESTING, frames=10, config=NeutralBaselineConfig(), protected=GUARDS):

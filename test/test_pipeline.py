@@ -247,3 +247,32 @@ def test_runtime_path_never_imports_torch():
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report == {'backend': 'onnxruntime', 'detections': 1, 'torch': []}
+
+
+def relabelled_model(tmp_path, labels) -> str:
+    """The default model with other class names in its metadata (a real model file as another
+    exporter would write it)."""
+    import onnx
+
+    from fer_ros.core.spec import METADATA_KEY, ModelSpec
+    proto = onnx.load(DEFAULT_ONNX)
+    entry = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
+    spec = ModelSpec.from_json(entry.value)
+    entry.value = ModelSpec(**{**spec.__dict__, 'labels': tuple(labels)}).to_json()
+    path = tmp_path / 'relabelled.onnx'
+    onnx.save(proto, str(path))
+    return str(path)
+
+
+def test_label_spellings_are_made_canonical(tmp_path):
+    fer_words = ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise', 'neutral')
+    pipeline = build(PipelineConfig(model_path=relabelled_model(tmp_path, fer_words), backend='onnxruntime'))
+    assert pipeline.labels == ('angry', 'disgusted', 'scared', 'happy', 'sad', 'surprised', 'neutral')
+    frame, _ = sample_frame(1)
+    assert pipeline.process(frame, 0.0).labels == pipeline.labels
+
+
+def test_a_model_with_an_unknown_label_is_refused_at_start(tmp_path):
+    words = ('angry', 'contempt', 'scared', 'happy', 'sad', 'surprised', 'neutral')
+    with pytest.raises(ValueError, match=r"labels \['angry', 'contempt', .*\] contain \['contempt'\]"):
+        build(PipelineConfig(model_path=relabelled_model(tmp_path, words), backend='onnxruntime'))

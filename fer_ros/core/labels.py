@@ -56,3 +56,21 @@ def canonical(name: str) -> str:
     if key not in _ALIASES:
         raise ValueError(f'unknown expression label {name!r}; known: {sorted(set(_ALIASES))}')
     return _ALIASES[key]
+
+
+def canonical_labels(labels, source: str = 'model') -> tuple[str, ...]:
+    """A model's class names as canonical words, in the same order ('fear' -> 'scared', ...).
+
+    Raises:
+        ValueError: a name that is no spelling of the seven expressions (e.g. 'contempt'), or two names
+            of one expression; the message names ``source`` and every label.
+    """
+    names = [str(name) for name in labels]
+    unknown = [name for name in names if name.strip().lower() not in _ALIASES]
+    if unknown:
+        raise ValueError(f'{source}: labels {names} contain {unknown}, which are no expression this package '
+                         f'knows (known spellings: {sorted(set(_ALIASES))})')
+    words = tuple(canonical(name) for name in names)
+    if len(set(words)) != len(words):
+        raise ValueError(f'{source}: labels {names} name one expression twice ({list(words)} once canonical)')
+    return words

@@ -23,9 +23,17 @@ class Detection:
     landmarks: np.ndarray | None = None
 
 
+# How a face was seen in the frame a FaceResult belongs to (FaceResult.tracking).
+TRACKED = 'tracked'        # a published track, detected in this frame
+TENTATIVE = 'tentative'    # a new track, detected but not yet published (fewer than min_hits detections)
+COASTING = 'coasting'      # a published track not detected in this frame (its last smoothed state)
+TRACKING_STATES: tuple[str, ...] = (TRACKED, TENTATIVE, COASTING)
+
+
 @dataclass
 class FaceResult:
-    """A tracked face with its smoothed expression, ready to publish."""
+    """A tracked face with its smoothed expression, ready to publish (``tracking`` TRACKED), or one the
+    command mapper weighs besides the published ones (TENTATIVE, COASTING; see fer_ros.hri.commands)."""
 
     face_id: str                      # stable while tracked, e.g. "f3"
     box: tuple[float, float, float, float]
@@ -36,6 +44,7 @@ class FaceResult:
     valence: float                    # -1..1 (labels.CIRCUMPLEX weighted by probabilities)
     arousal: float                    # -1..1
     detection_score: float            # 0..1
+    tracking: str = TRACKED           # TRACKED | TENTATIVE | COASTING
 
 
 @dataclass(frozen=True)

@@ -167,8 +167,12 @@ class CommandConfig:
                 raise CommandConfigError(f'rules.{expression}.command', 'HOLD cannot be mapped from an expression '
                                                                         '(it means no face is seen)')
         stop_rules = [r for r in self.rules.values() if r.command == STOP]
+        if not any(r.min_confidence < 1.0 for r in stop_rules):
+            raise CommandConfigError('rules', 'no expression maps to STOP with a min_confidence below 1: a '
+                                              'frightened face could never stop the robot (map at least scared '
+                                              'to STOP)')
         other_rules = [r for r in self.rules.values() if r.command not in (None, STOP)]
-        if stop_rules and other_rules:
+        if other_rules:
             slowest_stop = max(stop_rules, key=lambda r: r.confirm_s)
             for rule in other_rules:
                 if rule.confirm_s < slowest_stop.confirm_s:

@@ -19,13 +19,15 @@ and the smoothed probabilities p become p'_k = p_k * exp(-w_k) / Z (Z renormalis
 - a class the resting face did show needs at most exp(max_shift) (4x by default) more odds against
   neutral than before to win: a real expression (apex probabilities are 0.6-1.0) still wins;
 - neutral is never scaled down;
-- STOP classes (scared, and every expression commands.yaml maps to STOP) are protected: whenever one
-  of them reaches its guard level (the rule's min_confidence minus the mapper's hysteresis, the level
-  at which the mapper counts it as evidence at all), no STOP class is scaled down in that frame, and
+- STOP classes (scared, and every expression commands.yaml maps to STOP) are protected: whenever the
+  face gives STOP evidence at their guard levels (each rule's min_confidence; the STOP probabilities,
+  each in units of its guard level, add up to 1 or more: the mapper's own rule for starting STOP), no
+  STOP class is scaled down in that frame, and
   since Z <= 1 they can only rise: a STOP expression at or above its threshold stays there, and a face
   whose winner is a STOP class keeps that winner. Below the guard level (no STOP evidence either way)
   a STOP class is corrected like the others, so a resting face that reads a little scared or angry
-  can read neutral.
+  can read neutral (and, once a STOP is latched, release it: the mapper keeps STOP down to
+  min_confidence - hysteresis, which for a calibrated person's rest would otherwise never end).
 
 Risks: calibrating on a face that is not at rest (smiling, talking) teaches that expression as the
 person's rest, so their real smile later needs up to 4x more evidence (the bound keeps it possible);
@@ -176,11 +178,20 @@ class NeutralBaselines:
         if baseline is None:
             return np.asarray(probabilities, np.float32).copy()
         weights = baseline.weights
-        if any(probabilities[k] >= level for k, level in self._guards):
+        if self._stop_evidence(probabilities):
             weights = weights.copy()
             for k, _ in self._guards:
                 weights[k] = 0.0
         return apply_weights(probabilities, weights)
+
+    def _stop_evidence(self, probabilities: np.ndarray) -> bool:
+        """The face gives STOP evidence at the guard levels (a level <= 0 always counts)."""
+        share = 0.0
+        for k, level in self._guards:
+            if level <= 0:
+                return True
+            share += float(probabilities[k]) / level
+        return share >= 1.0
 
     def end_frame(self, stamp: float, alive_face_ids) -> None:
         """After each frame: finish a collection whose time is up; drop baselines of ended tracks."""
