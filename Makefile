@@ -33,8 +33,9 @@ lint: setup
 	@source scripts/env.sh && "$$FER_VENV/bin/ruff" check --quiet . && "$$FER_VENV/bin/mypy" --no-error-summary && \
 	  { out=$$("$$FER_VENV/bin/lint-imports" --no-cache 2>&1) || { echo "$$out"; exit 1; }; }
 
+# ros_extras.sh: the test overlay (launch_ros, hri_msgs) from ../shared/ros-extras where no ROS install has them
 test: setup lint
-	@bash scripts/with_ros.sh $(PYTEST) test
+	@bash scripts/ros_extras.sh && bash scripts/with_ros.sh $(PYTEST) test
 
 test-fast: setup lint
 	@bash scripts/with_ros.sh $(PYTEST) -m "not ros and not slow" test
@@ -57,4 +58,4 @@ bench-accuracy: setup
 	@bash scripts/with_ros.sh python -m benchmarks.accuracy --json bench/accuracy.json
 
 clean:
-	rm -rf build build-* install install-* log log-* .venv .venv-* models bench
+	rm -rf build build-* install install-* log log-* test-overlay test-overlay-* .venv .venv-* models bench

@@ -3,6 +3,7 @@
 # DISTRO (default: the sourced ROS_DISTRO, else kilted) picks one environment of its own:
 #   kilted: .venv         build/         install/         log/
 #   other:  .venv-DISTRO  build-DISTRO/  install-DISTRO/  log-DISTRO/
+# (+ test-overlay[-DISTRO]/: launch_ros, hri_msgs... for tests, built by scripts/ros_extras.sh)
 # so the distros never share a venv or a colcon tree and switching needs no cleanup.
 # ROS 2 comes from a system install when /opt/ros/DISTRO/setup.bash exists (or ROS_SETUP names a
 # setup.bash), else from the PyPI wheels pinned in requirements-ros-DISTRO.txt.
@@ -14,6 +15,7 @@ FER_VENV=$ROOT/.venv$FER_SUFFIX
 FER_BUILD=$ROOT/build$FER_SUFFIX
 FER_INSTALL=$ROOT/install$FER_SUFFIX
 FER_LOG=$ROOT/log$FER_SUFFIX
+FER_TEST_OVERLAY=$ROOT/test-overlay$FER_SUFFIX
 FER_ROS_REQUIREMENTS=$ROOT/requirements-ros-$DISTRO.txt
 
 SYSTEM_ROS_SETUP=${ROS_SETUP:-}

@@ -19,6 +19,11 @@ if [ -n "$SYSTEM_ROS_SETUP" ]; then
 fi
 # shellcheck disable=SC1091
 source "$FER_VENV/bin/activate"
+# The test overlay (launch_ros, hri_msgs... that the wheels lack; scripts/ros_extras.sh builds it for tests)
+if [ -f "$FER_TEST_OVERLAY/overlay.bash" ]; then
+  # shellcheck disable=SC1091
+  source "$FER_TEST_OVERLAY/overlay.bash"
+fi
 # shellcheck disable=SC1091
 source "$FER_INSTALL/setup.bash"
 export ROS_DISTRO=${ROS_DISTRO:-$DISTRO}   # a system ROS sets it; the wheels do not
