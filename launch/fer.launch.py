@@ -22,6 +22,7 @@ The camera driver's process needs the same variable(s) set (in its own launch fi
 import os
 
 from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
@@ -32,7 +33,6 @@ from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
 from fer_ros.ros.fastdds_profile import PROFILE_NAME, profile_environment
-from launch import LaunchDescription
 
 # The default of every convenience argument: "not given", i.e. the params file's value stands.
 FROM_PARAMS_FILE = '<params_file>'

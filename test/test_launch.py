@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import ros_extras
-from fer_ros.ros import processes
 from fer_ros.ros.fastdds_profile import NEW_VARIABLE, OLD_VARIABLE, PROFILE_NAME, profile_variables
+from fer_ros.util import processes
+
+import ros_extras
 from ros_harness import LoggedProcess, requires_ros
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, requires_ros]
