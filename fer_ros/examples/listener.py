@@ -1,6 +1,6 @@
 """Example consumer of fer_node's outputs: prints each face and each command.
 
-QoS to use (see README): `expressions` and `command` are published RELIABLE, VOLATILE, depth 10;
+QoS to use (see docs/integration.md): `expressions` and `command` are published RELIABLE, VOLATILE, depth 10;
 subscribe with a plain depth (10) so you get every message, or with sensor-data QoS
 (best effort) if you only want the newest. Run:
 

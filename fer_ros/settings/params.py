@@ -1,7 +1,7 @@
 """The node's parameters: one table that declares, documents, validates and maps them.
 
 The table is the single source for: `declare_parameter` calls (description, range, read-only flag),
-validation at start and at run time, config/fer.yaml and the README's parameter table (both
+validation at start and at run time, config/fer.yaml and the parameter table of docs/integration.md (both
 generated: `python -m fer_ros.settings.params [--markdown]`; tests check them) and the launch file (a test
 checks every parameter it sets exists here). A parameter that sets a core config field takes its
 default, choices and range from that field (``fer_ros.core.validate.setting``), so they are declared
@@ -237,7 +237,7 @@ def render_yaml() -> str:
 
 
 def render_markdown() -> str:
-    """The README's parameter table (`python -m fer_ros.settings.params --markdown`; a test checks the README)."""
+    """docs/integration.md's parameter table (`python -m fer_ros.settings.params --markdown`; a test checks it)."""
     rows = ['| parameter | default | runtime | meaning |', '|---|---|---|---|']
     for p in PARAMETERS:
         meaning = p.description + (f' ({_limits_text(p)})' if _limits_text(p) else '')

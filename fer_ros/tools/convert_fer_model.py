@@ -119,7 +119,7 @@ def read_architecture(h5) -> tuple[dict, ModelSpec]:
     spec = ModelSpec(name=MODEL_NAME, labels=tuple(canonical(n) for n in FER_LABELS), height=height, width=width,
                      channels=channels, mean=(0.5,) * channels, std=(0.5,) * channels, output='probabilities',
                      # mirrored-view TTA: held-out neutral stability 29 -> 40 %, apex recall 85 -> 89 % in
-                     # `make bench-accuracy` (README: Recognition quality), ~0.4 ms more per face
+                     # `make bench-accuracy` (docs/evaluation.md: Recognition quality), ~0.4 ms more per face
                      mirror_tta=True)
     return arch, spec
 
