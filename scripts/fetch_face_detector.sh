@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # The project's venv when there is one (make setup), else $PYTHON or python3 (a ROS workspace / Jetson).
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 mkdir -p models/cache
-spec=$(grep -E '^yuface==' requirements-model.txt)
+pin=$(mktemp); trap 'rm -f "$pin"' EXIT
+grep -E '^yuface==' requirements-model.txt >"$pin"   # with its sha256: pip checks the download
 "$PY" -m pip download --disable-pip-version-check -q --no-deps --only-binary=:all: \
-  --platform manylinux2014_x86_64 --python-version 3.10 --implementation cp -d models/cache "$spec"
+  --platform manylinux2014_x86_64 --python-version 3.10 --implementation cp --require-hashes -d models/cache -r "$pin"
 wheel=$(ls -t models/cache/yuface-*.whl | head -n 1)
 "$PY" -m fer_ros.tools.convert_face_detector --wheel "$wheel" --out models/face_detector_libfacedetection.onnx
