@@ -26,7 +26,8 @@ NOT_PINNED_HERE = {'requirements.txt': {'torch'}}   # torch: requirements-torch.
 
 
 def _declared(parts: list[str]) -> dict[str, Requirement]:
-    requirements = [Requirement(r) for part in parts for r in (PROJECT['dependencies'] if part == 'run' else EXTRAS[part])]
+    requirements = [Requirement(r) for part in parts
+                    for r in (PROJECT['dependencies'] if part == 'run' else EXTRAS[part])]
     return {canonicalize_name(r.name): r for r in requirements}
 
 
