@@ -18,7 +18,7 @@ import pytest
 
 from fer_ros.backends import create_face_detector
 from fer_ros.perception.detectors import DetectorConfig
-from fer_ros.perception.detectors.yunet import METADATA_KEY, AnchorGrid, DetectorSpec, decode, nms, to_network_input
+from fer_ros.perception.detectors.yunet import METADATA_KEY, AnchorGrid, DetectorSpec, decode, to_network_input
 from fer_ros.sample_frames import load_asset, sample_frame
 from fer_ros.tools.convert_face_detector import build_model, convert
 from fer_ros.tools.libfacedetection_weights import NUM_LAYERS, TABLE_SYMBOL, ElfImage, library_bytes, read_conv_layers
@@ -160,7 +160,43 @@ def test_decode_and_nms_on_hand_made_outputs():
     # anchor 5 = (col 1, row 1) * 8; centre = 0.5 * 8 + 8 = 12; size 4 * 8 = 32
     assert found[0].tolist() == pytest.approx([12 - 16, 12 - 16, 32, 32])
     assert found_marks[1].tolist() == pytest.approx([32.0] * 10)    # anchor 20 = (0, 0) stride 32: 1 * 32 + 0
-    assert nms(np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float), 0.3) == [0, 1]
+
+
+def _greedy_nms(corners, iou_limit):
+    """The suppression yunet.decode had before it used cv2.dnn.NMSBoxes (corners sorted best first)."""
+    kept = []
+    area = (corners[:, 2] - corners[:, 0]) * (corners[:, 3] - corners[:, 1])
+    for i in range(len(corners)):
+        iw = np.minimum(corners[kept, 2], corners[i, 2]) - np.maximum(corners[kept, 0], corners[i, 0])
+        ih = np.minimum(corners[kept, 3], corners[i, 3]) - np.maximum(corners[kept, 1], corners[i, 1])
+        inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
+        if not np.any(inter / (area[kept] + area[i] - inter) > iou_limit):
+            kept.append(i)
+    return kept
+
+
+@pytest.mark.parametrize('threshold', [0.05, 0.3, 0.6])
+def test_opencv_nms_keeps_the_faces_the_greedy_nms_kept(yunet, threshold):
+    """On the real photos and sample frames, every candidate over a low threshold (many overlapping boxes):
+    decode's OpenCV NMS keeps exactly the boxes libfacedetection's greedy NMS keeps."""
+    network = yunet.network
+    frames = [load_asset(n) for n in ('astronaut.jpg', 'camera.jpg', 'coffee.jpg')]
+    frames += [sample_frame(n, seed=s)[0] for n, s in ((1, 0), (5, 0), (12, 1))]
+    for frame in frames:
+        blob = to_network_input(frame, network.spec.size_multiple)
+        grid = AnchorGrid(blob.shape[2], blob.shape[3], network.spec.strides)
+        out = network.runner.run({network.spec.input_name: blob}, network._outputs)
+        scores, boxes, marks = (np.asarray(out[name])[0] for name in network._outputs)
+        found, found_scores, _ = decode(scores, boxes, marks, grid, threshold, network.spec)
+        # the reference on the same candidates (decode's own ordering: score, best first)
+        keep = np.flatnonzero(scores >= threshold)
+        keep = keep[np.argsort(-scores[keep], kind='stable')]
+        s, prior = grid.strides[keep, None], grid.points[keep]
+        centre, size = boxes[keep, :2] * s + prior, np.exp(boxes[keep, 2:]) * s
+        corners = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+        chosen = _greedy_nms(corners, network.spec.nms_iou)
+        assert found_scores.tolist() == scores[keep][chosen].astype(np.float32).tolist()
+        assert np.allclose(found[:, :2], corners[chosen, :2], atol=1e-3)
 
 
 def test_missing_or_foreign_model_is_a_clear_error(tmp_path):

@@ -255,3 +255,39 @@ def test_yuface_detection_does_not_leak_memory():
         assert len(detector.detect(frame)) == 1
     grown_mb = (process.memory_info().rss - before) / 2**20
     assert grown_mb < 5.0, f'resident memory grew {grown_mb:.1f} MB over 400 detections (a leak: ~14 MB)'
+
+
+def _drop_duplicates_loop(order, corners, limit=0.5):
+    """The pairwise loop the detectors used before the vectorised ``_drop_duplicates``."""
+    kept = []
+    for i in order:
+        a = corners[i]
+        duplicate = False
+        for j in kept:
+            b = corners[j]
+            iw, ih = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+            smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+            if iw > 0 and ih > 0 and smaller > 0 and iw * ih / smaller >= limit:
+                duplicate = True
+                break
+        if not duplicate:
+            kept.append(i)
+    return kept
+
+
+@pytest.mark.parametrize('num_faces, seed', [(1, 0), (5, 1), (12, 0)])
+def test_roi_duplicates_dropped_as_before(cnn, num_faces, seed):
+    """Every window's candidates over a low threshold, from regions shifted around each real face: the
+    vectorised suppression keeps exactly what the former loop kept."""
+    from fer_ros.perception.detectors.base import ROI_DUPLICATE_OVERLAP, _drop_duplicates
+    frame, truth = sample_frame(num_faces, seed=seed)
+    height, width = frame.shape[:2]
+    regions = [(x + dx * w, y + dy * h, w, h) for x, y, w, h in truth for dx, dy in ((0, 0), (0.4, 0), (0, -0.4))]
+    found = [cnn._detect_window(frame, window, scale, 1) for window, scale in cnn.roi_windows(regions, width, height)]
+    boxes = np.concatenate([f[0] for f in found])
+    corners = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+    order = list(np.argsort(-np.concatenate([f[1] for f in found]), kind='stable'))
+    assert len(order) > len(truth)                     # overlapping windows saw the faces several times
+    kept = _drop_duplicates(order, corners)
+    assert kept == _drop_duplicates_loop(order, corners, ROI_DUPLICATE_OVERLAP)
+    assert len(kept) >= num_faces

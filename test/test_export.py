@@ -10,8 +10,9 @@ torch = pytest.importorskip('torch')
 onnx = pytest.importorskip('onnx')
 import onnxruntime as ort
 
+from fer_ros.backends.onnxruntime_backend import read_onnx_spec
 from fer_ros.core.labels import EXPRESSIONS
-from fer_ros.core.spec import ModelSpec, read_onnx_spec
+from fer_ros.core.spec import ModelSpec
 from fer_ros.models import checkpoint, create_model
 from fer_ros.models.onnx_export import export_onnx
 from fer_ros.tools.export import export_checkpoint

@@ -175,7 +175,7 @@ def _mismatched_model(path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from fer_ros.core.spec import METADATA_KEY, read_onnx_spec
+    from fer_ros.backends.onnxruntime_backend import read_onnx_spec
     from fer_ros.util.paths import default_model_path
     spec = read_onnx_spec(default_model_path())
     w = numpy_helper.from_array(np.zeros((5, spec.channels), np.float32), 'w')
@@ -188,7 +188,7 @@ def _mismatched_model(path):
     nodes[0].input[0] = spec.input_name
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
     model.ir_version = 8
-    helper.set_model_props(model, {METADATA_KEY: spec.to_json()})
+    helper.set_model_props(model, spec.to_metadata())
     onnx.save(model, str(path))
     return str(path)
 

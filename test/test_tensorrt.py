@@ -37,7 +37,7 @@ from fer_ros.backends.tensorrt_engine import (
     write_sidecar,
 )
 from fer_ros.core.labels import EXPRESSIONS
-from fer_ros.core.spec import METADATA_KEY, ModelSpec
+from fer_ros.core.spec import ModelSpec
 from fer_ros.io.files import sha256_file
 from fer_ros.tools import build_engine as cli
 
@@ -92,7 +92,7 @@ def make_onnx(path, spec: ModelSpec = SPEC, *, metadata: bool = True, seed: int 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
     model.ir_version = 8
     if metadata:
-        helper.set_model_props(model, {METADATA_KEY: spec.to_json()})
+        helper.set_model_props(model, spec.to_metadata())
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return str(path)
@@ -356,7 +356,7 @@ def test_prebuilt_engine_from_the_cli_and_binding_check(tiny_onnx, tmp_path, cap
                                     input_name='image'), r"inputs=\['input'\]"),
                          (ModelSpec(name='tiny', labels=EXPRESSIONS[:5], channels=1, height=48, width=48,
                                     mean=(0.5,), std=(0.25,)), r'shape \(-1, 7\); the model spec expects \(N, 5\)')):
-        data['metadata'] = {METADATA_KEY: wrong.to_json()}
+        data['metadata'] = wrong.to_metadata()
         with open(sidecar_path(out), 'w') as f:
             json.dump(data, f)
         with pytest.raises(BackendError, match=match):

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from fer_ros.backends.base import Backend, BackendError, TensorRunner, check_batch, softmax
-from fer_ros.core.spec import spec_from_metadata
+from fer_ros.core.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,32 @@ def choose_providers(providers, available: list[str]) -> list[str]:
     if missing:
         log.warning('onnxruntime lacks %s; using %s', ', '.join(missing), ', '.join(wanted))
     return wanted
+
+
+def read_onnx_metadata(path: str) -> dict[str, str]:
+    """The custom metadata map of an ONNX file, read with ONNX Runtime (a run-time dependency; ``onnx`` is not).
+
+    Raises:
+        FileNotFoundError: no file at ``path``. ValueError: not a loadable ONNX model.
+    """
+    import onnxruntime as ort
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'model file not found: {path}')
+    try:
+        session = ort.InferenceSession(path, providers=[CPU])
+    except Exception as exc:  # ORT raises its own exception types
+        raise ValueError(f'{path}: not a loadable ONNX model ({exc})') from exc
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def read_onnx_spec(path: str) -> ModelSpec:
+    """The ModelSpec in an ONNX file's metadata.
+
+    Raises:
+        FileNotFoundError: no file at ``path``. ValueError: not a loadable ONNX model, or no valid spec.
+    """
+    return ModelSpec.from_metadata(read_onnx_metadata(path), path)
 
 
 def open_session(model_path: str, providers: list, threads: int, provider_options: dict | None = None):
@@ -96,7 +122,7 @@ class OnnxRuntimeBackend(Backend):
         self._session = open_session(model_path, wanted, intra_op_threads or 1)
         self.providers = tuple(self._session.get_providers())
         try:
-            self.spec = spec_from_metadata(self._session.get_modelmeta().custom_metadata_map, model_path)
+            self.spec = ModelSpec.from_metadata(self._session.get_modelmeta().custom_metadata_map, model_path)
         except ValueError as exc:
             raise BackendError(str(exc)) from exc
         inputs = self._session.get_inputs()

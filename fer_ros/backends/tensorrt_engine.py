@@ -34,6 +34,7 @@ import time
 
 from fer_ros.backends.base import BackendError
 from fer_ros.backends.cuda_runtime import open_cuda
+from fer_ros.backends.onnxruntime_backend import read_onnx_spec
 from fer_ros.backends.tensorrt_calibration import (
     DEFAULT_MAX_CALIB_IMAGES,
     calibration_batches,
@@ -43,7 +44,7 @@ from fer_ros.backends.tensorrt_calibration import (
     make_calibrator,
 )
 from fer_ros.core.backend_options import PRECISIONS, BackendOptions
-from fer_ros.core.spec import METADATA_KEY, ModelSpec, read_onnx_spec, spec_from_metadata
+from fer_ros.core.spec import ModelSpec
 from fer_ros.core.validate import field_limits
 from fer_ros.io.files import atomic_write_bytes, sha256_file
 
@@ -141,7 +142,7 @@ def sidecar_path(engine_path: str) -> str:
 
 def write_sidecar(engine_path: str, spec: ModelSpec, fields: dict, **extra) -> dict:
     """Write ``<engine>.json``: the ModelSpec (as the ONNX metadata map), key fields and key, build facts."""
-    data = {'format': SIDECAR_FORMAT, 'metadata': {METADATA_KEY: spec.to_json()}, 'key_fields': fields,
+    data = {'format': SIDECAR_FORMAT, 'metadata': spec.to_metadata(), 'key_fields': fields,
             'key': engine_cache_key(fields), **extra}
     atomic_write_bytes(sidecar_path(engine_path), json.dumps(data, indent=2, sort_keys=True).encode())
     return data
@@ -162,7 +163,7 @@ def read_sidecar(engine_path: str) -> tuple[ModelSpec, dict]:
             data = json.load(f)
         if data.get('format') != SIDECAR_FORMAT:
             raise ValueError(f"format {data.get('format')!r} is not {SIDECAR_FORMAT}")
-        return spec_from_metadata(data['metadata'], path), data
+        return ModelSpec.from_metadata(data['metadata'], path), data
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BackendError(f'{path}: invalid engine sidecar ({type(exc).__name__}: {exc})') from exc
 

@@ -55,9 +55,7 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str, *, opset: int = 17
         opset_version=opset, dynamo=False)
 
     proto = onnx.load(path)
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, spec.to_json()
+    onnx.helper.set_model_props(proto, spec.to_metadata())
     proto.producer_name = 'fer_ros'
     onnx.checker.check_model(proto)
     onnx.save(proto, path)

@@ -158,7 +158,7 @@ def build_model(layers: list[ConvLayer], spec: DetectorSpec):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', OPSET)],
                               producer_name='fer_ros.tools.convert_face_detector')
     model.ir_version = 8     # ONNX Runtime >= 1.10 and TensorRT 8.6/10 read IR 8 (opset 13)
-    helper.set_model_props(model, {'fer_ros_detector': spec.to_json()})
+    helper.set_model_props(model, spec.to_metadata())
     model.doc_string = 'libfacedetection v3 face detector (YuNet family); see the fer_ros_detector metadata'
     onnx.checker.check_model(model)
     return model

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fer_ros.core.spec import METADATA_KEY, ModelSpec
+from fer_ros.core.spec import ModelSpec
 from fer_ros.tools.keras_graph import layer_weights, read_architecture_graph
 
 OPSET = 13
@@ -106,6 +106,6 @@ def build_onnx(h5, spec: ModelSpec):
         [helper.make_tensor_value_info(spec.output_name, TensorProto.FLOAT, ['batch', spec.num_classes])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', OPSET)], producer_name='fer_ros')
     model.ir_version = 8     # readable by ONNX Runtime >= 1.10 and TensorRT 8.6 / 10
-    helper.set_model_props(model, {METADATA_KEY: spec.to_json()})
+    helper.set_model_props(model, spec.to_metadata())
     onnx.checker.check_model(model)
     return model

@@ -245,23 +245,20 @@ class FaceDetector(ABC):
 def _drop_duplicates(order: list[int], corners: np.ndarray) -> list[int]:
     """Greedy suppression over ``order`` (best first): a box lying mostly inside a kept one
     (intersection / smaller area >= ROI_DUPLICATE_OVERLAP) is the same face seen by another region.
+    (Not IoU, so not cv2.dnn.NMSBoxes: a face cut by a region border is a small box inside the whole one.)
 
     corners: float[N, 4] (x0, y0, x1, y1). Returns the kept indices, in ``order``'s order.
     """
-    kept: list[int] = []
-    for i in order:
-        a = corners[i]
-        area_a = (a[2] - a[0]) * (a[3] - a[1])
-        duplicate = False
-        for j in kept:
-            b = corners[j]
-            iw = min(a[2], b[2]) - max(a[0], b[0])
-            ih = min(a[3], b[3]) - max(a[1], b[1])
-            if iw > 0 and ih > 0:
-                smaller = min(area_a, (b[2] - b[0]) * (b[3] - b[1]))
-                if smaller > 0 and iw * ih / smaller >= ROI_DUPLICATE_OVERLAP:
-                    duplicate = True
-                    break
-        if not duplicate:
-            kept.append(i)
-    return kept
+    boxes = corners[order]
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    iw = np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    ih = np.minimum(boxes[:, None, 3], boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
+    smaller = np.minimum(area[:, None], area[None, :])
+    overlap = np.divide(inter, smaller, out=np.zeros_like(inter), where=smaller > 0)
+    duplicate = overlap >= ROI_DUPLICATE_OVERLAP
+    kept = np.ones(len(order), bool)
+    for i in range(len(order)):      # greedy: only a kept box suppresses the ones after it
+        if kept[i]:
+            kept[i + 1:] &= ~duplicate[i, i + 1:]
+    return [i for i, k in zip(order, kept) if k]

@@ -2,7 +2,8 @@
 
 The model file (made by ``fer-convert-face-detector`` from the pinned ``yuface`` wheel; see
 fer_ros/tools/convert_face_detector.py) carries a ``DetectorSpec`` in its metadata (key
-``fer_ros_detector``), so the input contract, strides and decoding are read from the artefact.
+``fer_ros_detector``; stored and read like the classifier's spec, ``fer_ros.core.spec.MetadataSpec``), so the
+input contract, strides and decoding are read from the artefact.
 
 Network contract (``DetectorSpec``):
 - input ``image``: float32[N, 3, H, W], BGR, 0..255 (no normalisation), H and W multiples of 32;
@@ -12,19 +13,20 @@ Network contract (``DetectorSpec``):
   ``boxes`` float32[N, A, 4] raw (dx, dy, dw, dh): centre = (dx * s + col * s, dy * s + row * s),
   size = (exp(dw) * s, exp(dh) * s);
   ``landmarks`` float32[N, A, 10] raw (x, y) pairs: point = (lx * s + col * s, ly * s + row * s).
-Decoding, the score threshold and non-maximum suppression run here in numpy on the few anchors over
-the threshold (libfacedetection's own rules: greedy NMS at IoU ``nms_iou``, at most ``top_k``
+Decoding and the score threshold run here in numpy on the few anchors over the threshold, non-maximum
+suppression in OpenCV (libfacedetection's own rules: greedy NMS at IoU ``nms_iou``, at most ``top_k``
 candidates).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+import cv2
 import numpy as np
 
+from fer_ros.core.spec import MetadataSpec
 from fer_ros.perception.detectors.base import DetectorConfig, FaceDetector
 from fer_ros.util.paths import default_detector_model_path
 
@@ -32,7 +34,7 @@ METADATA_KEY = 'fer_ros_detector'
 
 
 @dataclass(frozen=True)
-class DetectorSpec:
+class DetectorSpec(MetadataSpec):
     """Input/output contract of the CNN face detector (stored in the ONNX metadata).
 
     input_name: float32[N, 3, H, W] input, channel order ``channel_order``, values 0..255.
@@ -54,6 +56,10 @@ class DetectorSpec:
     top_k: int = 1000
     extra: dict[str, Any] = field(default_factory=dict)
 
+    METADATA_KEY: ClassVar[str] = METADATA_KEY
+    KIND: ClassVar[str] = 'face detector'
+    MADE_BY: ClassVar[str] = 'fer-convert-face-detector'
+
     def __post_init__(self) -> None:
         if self.channel_order != 'BGR':
             raise ValueError(f"DetectorSpec.channel_order must be 'BGR', got {self.channel_order!r}")
@@ -62,22 +68,6 @@ class DetectorSpec:
                              f'stride {self.strides}')
         if not 0.0 < self.nms_iou <= 1.0 or self.top_k < 1:
             raise ValueError(f'DetectorSpec: nms_iou {self.nms_iou} must be in (0, 1], top_k {self.top_k} >= 1')
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_metadata(cls, metadata: dict[str, str], source: str) -> DetectorSpec:
-        """The spec in an ONNX metadata map. Raises ValueError naming ``source`` when absent or invalid."""
-        if METADATA_KEY not in metadata:
-            raise ValueError(f'{source}: no {METADATA_KEY!r} metadata; not a fer_ros face detector '
-                             '(make it with fer-convert-face-detector)')
-        try:
-            values = json.loads(metadata[METADATA_KEY])
-            values['strides'] = tuple(values['strides'])
-            return cls(**values)
-        except (TypeError, KeyError, json.JSONDecodeError) as exc:
-            raise ValueError(f'{source}: invalid {METADATA_KEY!r} metadata ({exc})') from exc
 
 
 def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
@@ -129,27 +119,13 @@ def decode(scores: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray, grid: A
     size = np.exp(boxes[keep, 2:]) * s
     corners = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
     marks = (landmarks[keep].reshape(-1, 5, 2) * s[:, :, None] + prior[:, None, :]).reshape(-1, 10)
-    chosen = nms(corners, spec.nms_iou)
-    corners = corners[chosen]
-    return (np.concatenate([corners[:, :2], corners[:, 2:] - corners[:, :2]], axis=1).astype(np.float32),
-            scores[keep][chosen].astype(np.float32), marks[chosen].astype(np.float32))
-
-
-def nms(corners: np.ndarray, iou_limit: float) -> list[int]:
-    """Greedy NMS over ``corners`` float[N, 4] (x0, y0, x1, y1) already sorted best first: a box whose
-    IoU with a kept one exceeds ``iou_limit`` is dropped. Returns the kept indices in order."""
-    kept: list[int] = []
-    area = (corners[:, 2] - corners[:, 0]) * (corners[:, 3] - corners[:, 1])
-    for i in range(len(corners)):
-        if kept:
-            k = np.asarray(kept)
-            iw = np.minimum(corners[k, 2], corners[i, 2]) - np.maximum(corners[k, 0], corners[i, 0])
-            ih = np.minimum(corners[k, 3], corners[i, 3]) - np.maximum(corners[k, 1], corners[i, 1])
-            inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
-            if np.any(inter / (area[k] + area[i] - inter) > iou_limit):
-                continue
-        kept.append(i)
-    return kept
+    xywh = np.concatenate([corners[:, :2], corners[:, 2:] - corners[:, :2]], axis=1)
+    # libfacedetection's greedy NMS (a box whose IoU with a better kept one exceeds nms_iou is dropped) is
+    # OpenCV's: same kept boxes on the real photos and sample frames (test_cnn_detection.py)
+    chosen = np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), scores[keep].tolist(), 0.0, spec.nms_iou),
+                        np.int64).reshape(-1)
+    return (xywh[chosen].astype(np.float32), scores[keep][chosen].astype(np.float32),
+            marks[chosen].astype(np.float32))
 
 
 class CnnFaceNetwork:
