@@ -2,7 +2,10 @@
 
 Every value has a default (the paper's where it gives one, Table 4); a YAML file overrides any
 subset, and ``--set section.key=value`` on the command line overrides the file. Unknown keys and
-out-of-range values raise ``ValueError`` naming the parameter (``data.path``, ``optim.lr``, ...).
+out-of-range values raise ``ValueError`` naming the parameter (``data.path``, ``optim.lr``, ...). Choices
+and ranges are declared on the fields with fer_ros's own vocabulary (``fer_ros.core.validate.setting``,
+checked by ``check_fields``), like every fer_ros config; this module adds only reading YAML into the
+sections and the rules that involve several fields.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+from fer_ros.core.validate import check_fields, setting
 
 FORMATS = ('fer2013', 'ckplus', 'jaffe', 'folder', 'synthetic')
 CROPS = ('none', 'center', 'detect')
@@ -26,7 +31,7 @@ class ModelConfig:
     replicated, the paper's 48x48x3) or 1. kwargs: constructor overrides (e.g. drop_rate)."""
 
     name: str = 'light_ntwrn'
-    in_channels: int = 3
+    in_channels: int = setting(3, choices=(1, 3))
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -53,19 +58,19 @@ class DataConfig:
     synthetic_per_class: synthetic format: images per class.
     """
 
-    format: str = 'fer2013'
+    format: str = setting('fer2013', choices=FORMATS)
     path: str = ''
-    input_size: int = 48
+    input_size: int = setting(48, low=8, high=1024)
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
-    crop: str = 'none'
-    crop_margin: float = 0.2
+    crop: str = setting('none', choices=CROPS)
+    crop_margin: float = setting(0.2, low=0.0, high=2.0)
     face_box: list[float] = field(default_factory=lambda: [0.0, 0.0, 1.0, 1.0])
     ignore_labels: list[str] = field(default_factory=lambda: ['contempt'])
     subject_pattern: str = ''
-    ckplus_peak_frames: int = 3
+    ckplus_peak_frames: int = setting(3, low=1)
     ckplus_neutral_first: bool = False
-    synthetic_per_class: int = 100
+    synthetic_per_class: int = setting(100, low=2)
 
 
 @dataclass
@@ -76,9 +81,9 @@ class SplitConfig:
         images is reached (CK+/JAFFE; random splits there put the same person in train and test).
     val_fraction: share of the training part held out for model selection (0: none)."""
 
-    mode: str = 'random'
-    test_fraction: float = 0.3
-    val_fraction: float = 0.0
+    mode: str = setting('random', choices=SPLIT_MODES)
+    test_fraction: float = setting(0.3, low=0.0, high=1.0, low_open=True)   # < 1: Config.validate
+    val_fraction: float = setting(0.0, low=0.0, high=1.0)                   # < 1: Config.validate
     seed: int = 0
 
 
@@ -89,13 +94,13 @@ class ErasingConfig:
     fill: random (uniform noise, Zhong et al.'s best) or constant ``fill_value`` (pixel/255)."""
 
     enabled: bool = True
-    p: float = 0.5
-    sl: float = 0.05
-    sh: float = 0.3
-    r1: float = 0.3
-    fill: str = 'random'
-    fill_value: float = 0.5
-    max_attempts: int = 100
+    p: float = setting(0.5, low=0.0, high=1.0)
+    sl: float = setting(0.05, low=0.0, high=1.0, low_open=True)   # sl <= sh < 1: Config.validate
+    sh: float = setting(0.3, low=0.0, high=1.0, low_open=True)
+    r1: float = setting(0.3, low=0.0, high=1.0, low_open=True)
+    fill: str = setting('random', choices=FILLS)
+    fill_value: float = setting(0.5, low=0.0, high=1.0)
+    max_attempts: int = setting(100, low=1)
 
 
 @dataclass
@@ -106,12 +111,12 @@ class ExpansionConfig:
     contrast factor U(contrast)."""
 
     enabled: bool = False
-    repeats: int = 1
-    rotation: float = 10.0
+    repeats: int = setting(1, low=1)
+    rotation: float = setting(10.0, low=0.0, high=180.0)
     scale: list[float] = field(default_factory=lambda: [0.9, 1.1])
-    shift: float = 0.1
-    crop: float = 0.9
-    flip: float = 0.5
+    shift: float = setting(0.1, low=0.0, high=1.0)                 # < 1: Config.validate
+    crop: float = setting(0.9, low=0.0, high=1.0, low_open=True)
+    flip: float = setting(0.5, low=0.0, high=1.0)
     contrast: list[float] = field(default_factory=lambda: [0.8, 1.2])
 
 
@@ -126,12 +131,12 @@ class OptimConfig:
     """SGD (paper Table 4: lr 0.01, momentum 0.9, halved every 50 epochs). weight_decay is not in
     the paper; 5e-4 is the wide-residual-network default."""
 
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    lr: float = setting(0.01, low=0.0, low_open=True)
+    momentum: float = setting(0.9, low=0.0, high=1.0)              # < 1: Config.validate
+    weight_decay: float = setting(5e-4, low=0.0)
     nesterov: bool = False
-    step_size: int = 50
-    gamma: float = 0.5
+    step_size: int = setting(50, low=1)
+    gamma: float = setting(0.5, low=0.0, high=1.0, low_open=True)
 
 
 @dataclass
@@ -143,20 +148,20 @@ class TrainConfig:
     deterministic: also make CUDA kernels deterministic (slower; CPU runs are deterministic anyway).
     threads: torch CPU threads (0: torch's default). eval_every: evaluate every N epochs (and last)."""
 
-    epochs: int = 300
-    batch_size: int = 30
-    eval_batch_size: int = 256
-    workers: int = 2
+    epochs: int = setting(300, low=1)
+    batch_size: int = setting(30, low=1)
+    eval_batch_size: int = setting(256, low=1)
+    workers: int = setting(2, low=0)
     seed: int = 0
     device: str = 'auto'
-    amp: str = 'off'
+    amp: str = setting('off', choices=AMP_MODES)
     channels_last: bool = False
     sync_bn: bool = False
-    eval_every: int = 1
+    eval_every: int = setting(1, low=1)
     deterministic: bool = False
     output: str = 'runs/train'
     progress: bool = True
-    threads: int = 0
+    threads: int = setting(0, low=0)        # 0: torch's default
 
 
 @dataclass
@@ -171,58 +176,45 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def sections(self) -> list[tuple[str, Any]]:
+        """(dotted name, section) of every section holding parameters, in file order."""
+        return [('model', self.model), ('data', self.data), ('split', self.split),
+                ('augment.erasing', self.augment.erasing), ('augment.expansion', self.augment.expansion),
+                ('optim', self.optim), ('train', self.train)]
+
     def validate(self) -> 'Config':
-        """Raise ValueError naming the first bad parameter; return self."""
+        """Raise ValueError naming the first bad parameter; return self.
+
+        Each field's choices or range are declared on it (``setting``: fer_ros.core.validate, the vocabulary
+        of every fer_ros config); what depends on more than one field is checked here.
+        """
+        for name, section in self.sections():
+            try:
+                check_fields(section, name)
+            except ValueError as exc:
+                raise ValueError(f'config: {exc}') from None
         m, d, s, e, x, o, t = (self.model, self.data, self.split, self.augment.erasing,
                                self.augment.expansion, self.optim, self.train)
-        _check(m.in_channels in (1, 3), 'model.in_channels', m.in_channels, 'must be 1 or 3')
-        _check(d.format in FORMATS, 'data.format', d.format, f'must be one of {FORMATS}')
         _check(d.format == 'synthetic' or bool(d.path), 'data.path', d.path, 'is required')
-        _check(8 <= d.input_size <= 1024, 'data.input_size', d.input_size, 'must be in 8..1024')
         d.mean = d.mean or [0.5] * m.in_channels
         d.std = d.std or [0.5] * m.in_channels
         for name, vals in (('data.mean', d.mean), ('data.std', d.std)):
             _check(len(vals) == m.in_channels, name, vals,
                    f'needs one value per channel (model.in_channels={m.in_channels})')
         _check(all(v > 0 for v in d.std), 'data.std', d.std, 'values must be > 0')
-        _check(d.crop in CROPS, 'data.crop', d.crop, f'must be one of {CROPS}')
-        _check(0.0 <= d.crop_margin <= 2.0, 'data.crop_margin', d.crop_margin, 'must be in 0..2')
         fb = d.face_box
         _check(len(fb) == 4 and 0 <= fb[0] < fb[2] <= 1 and 0 <= fb[1] < fb[3] <= 1, 'data.face_box',
                fb, 'must be [x0, y0, x1, y1] fractions with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1')
-        _check(d.ckplus_peak_frames >= 1, 'data.ckplus_peak_frames', d.ckplus_peak_frames, 'must be >= 1')
-        _check(d.synthetic_per_class >= 2, 'data.synthetic_per_class', d.synthetic_per_class, 'must be >= 2')
-        _check(s.mode in SPLIT_MODES, 'split.mode', s.mode, f'must be one of {SPLIT_MODES}')
-        _check(0 < s.test_fraction < 1, 'split.test_fraction', s.test_fraction, 'must be in (0, 1)')
-        _check(0 <= s.val_fraction < 1, 'split.val_fraction', s.val_fraction, 'must be in [0, 1)')
-        _check(0 <= e.p <= 1, 'augment.erasing.p', e.p, 'must be in [0, 1]')
-        _check(0 < e.sl <= e.sh < 1, 'augment.erasing.sl/sh', (e.sl, e.sh), 'need 0 < sl <= sh < 1')
-        _check(0 < e.r1 <= 1, 'augment.erasing.r1', e.r1, 'must be in (0, 1]')
-        _check(e.fill in FILLS, 'augment.erasing.fill', e.fill, f'must be one of {FILLS}')
-        _check(0 <= e.fill_value <= 1, 'augment.erasing.fill_value', e.fill_value, 'must be in [0, 1]')
-        _check(e.max_attempts >= 1, 'augment.erasing.max_attempts', e.max_attempts, 'must be >= 1')
-        _check(x.repeats >= 1, 'augment.expansion.repeats', x.repeats, 'must be >= 1')
-        _check(0 <= x.rotation <= 180, 'augment.expansion.rotation', x.rotation, 'must be in 0..180')
+        _check(s.test_fraction < 1, 'split.test_fraction', s.test_fraction, 'must be in (0, 1)')
+        _check(s.val_fraction < 1, 'split.val_fraction', s.val_fraction, 'must be in [0, 1)')
+        _check(e.sl <= e.sh < 1, 'augment.erasing.sl/sh', (e.sl, e.sh), 'need 0 < sl <= sh < 1')
         _check(len(x.scale) == 2 and 0 < x.scale[0] <= x.scale[1], 'augment.expansion.scale', x.scale,
                'must be [low, high] with 0 < low <= high')
-        _check(0 <= x.shift < 1, 'augment.expansion.shift', x.shift, 'must be in [0, 1)')
-        _check(0 < x.crop <= 1, 'augment.expansion.crop', x.crop, 'must be in (0, 1]')
-        _check(0 <= x.flip <= 1, 'augment.expansion.flip', x.flip, 'must be in [0, 1]')
+        _check(x.shift < 1, 'augment.expansion.shift', x.shift, 'must be in [0, 1)')
         _check(len(x.contrast) == 2 and 0 <= x.contrast[0] <= x.contrast[1], 'augment.expansion.contrast',
                x.contrast, 'must be [low, high] with 0 <= low <= high')
-        _check(o.lr > 0, 'optim.lr', o.lr, 'must be > 0')
-        _check(0 <= o.momentum < 1, 'optim.momentum', o.momentum, 'must be in [0, 1)')
-        _check(o.weight_decay >= 0, 'optim.weight_decay', o.weight_decay, 'must be >= 0')
+        _check(o.momentum < 1, 'optim.momentum', o.momentum, 'must be in [0, 1)')
         _check(not o.nesterov or o.momentum > 0, 'optim.nesterov', o.nesterov, 'needs momentum > 0')
-        _check(o.step_size >= 1, 'optim.step_size', o.step_size, 'must be >= 1')
-        _check(0 < o.gamma <= 1, 'optim.gamma', o.gamma, 'must be in (0, 1]')
-        _check(t.epochs >= 1, 'train.epochs', t.epochs, 'must be >= 1')
-        _check(t.batch_size >= 1, 'train.batch_size', t.batch_size, 'must be >= 1')
-        _check(t.eval_batch_size >= 1, 'train.eval_batch_size', t.eval_batch_size, 'must be >= 1')
-        _check(t.workers >= 0, 'train.workers', t.workers, 'must be >= 0')
-        _check(t.threads >= 0, 'train.threads', t.threads, 'must be >= 0 (0: torch default)')
-        _check(t.amp in AMP_MODES, 'train.amp', t.amp, f'must be one of {AMP_MODES}')
-        _check(t.eval_every >= 1, 'train.eval_every', t.eval_every, 'must be >= 1')
         _check(t.device == 'auto' or t.device == 'cpu' or t.device.startswith('cuda'), 'train.device',
                t.device, "must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
         _check(bool(t.output), 'train.output', t.output, 'is required')

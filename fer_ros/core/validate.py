@@ -68,13 +68,14 @@ def field_limits(cls: type, name: str) -> Limits:
     return Limits(f.default, m.get('choices', ()), m.get('low'), m.get('high'), m.get('low_open', False))
 
 
-def check_fields(config: Any) -> None:
+def check_fields(config: Any, owner: str = '') -> None:
     """Validate every ``setting`` field of a config dataclass instance.
 
     Raises:
-        ValueError: '<Class>.<field> must be one of (...), got ...' or a range_problem text.
+        ValueError: '<owner>.<field> must be one of (...), got ...' or a range_problem text; ``owner`` is
+            the class name unless given (e.g. a section path in a config file, 'optim').
     """
-    owner = type(config).__name__
+    owner = owner or type(config).__name__
     for f in fields(config):
         if 'choices' not in f.metadata:
             continue
