@@ -18,10 +18,13 @@ Parts, each importing only from the ones listed before it (import-linter checks 
 rclpy is imported by ``ros``, ``evaluation.live``, ``tools.demo`` and ``examples``; the rest runs
 without ROS.
 """
-# The generated message module ``fer_ros.msg`` lives in the colcon install tree, while the
-# hand-written modules may be imported from the source tree or a pip install. Extending
-# ``__path__`` lets ``from fer_ros.msg import ...`` find the generated part wherever it is on
-# sys.path, whichever copy of this package Python found first.
+# The generated ``fer_ros.msg`` / ``fer_ros.srv`` live in the colcon install tree, while the hand-written
+# modules may be imported from the checkout (make setup's editable install; `python -m ...` in the repository)
+# or a pip install, which come first on sys.path. A regular package stops at its first folder, and this one
+# cannot be a namespace package (rosidl installs an __init__.py); extending ``__path__`` (the standard
+# library's means for a package spread over several sys.path entries) lets ``from fer_ros.msg import ...``
+# find the generated part wherever it is, whichever copy of this package Python found first. In a ROS
+# install alone both are in one folder and this changes nothing.
 from pkgutil import extend_path
 
 __path__ = extend_path(__path__, __name__)
