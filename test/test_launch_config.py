@@ -95,4 +95,4 @@ def test_integration_guide_documents_every_parameter():
 
 def test_both_executables_are_installed():
     cmake = (REPO / 'CMakeLists.txt').read_text()
-    assert 'fer_lifecycle_node' in cmake and (REPO / 'bin' / 'fer_lifecycle_node.in').is_file()
+    assert 'fer_lifecycle_node=fer_ros.ros.lifecycle' in cmake and (REPO / 'bin' / 'executable.in').is_file()
