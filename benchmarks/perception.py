@@ -8,9 +8,10 @@ A development script (not installed with the package; run from the checkout).
    and 5 real faces (fer_ros.sample_frames, the camera panning slowly so the faces move a few
    pixels per frame): median / p90 / p99 of detect, preprocess, infer, track, total and of
    detect + preprocess + infer (targets: <= 10 ms with one face, <= 40 ms with five), for the detector
-   profiles in PROFILES: 'roi' (the default: max_side 640, full-frame scan every full_scan_period
-   frames, ROI detection around the tracks in between; also reported per mode), 'full'
-   (full_scan_period 1: the whole frame at 640 on every frame, i.e. what fer-infer does per image),
+   profiles in PROFILES: 'roi' (the default: max_side 640, a full-frame scan on the frame it is due
+   on, at least every full_scan_s of stamps, ROI detection around the tracks in between; also reported
+   per mode; the node scans in the background instead: `make bench-node`), 'full'
+   (full_scan_s 0: the whole frame at 640 on every frame, i.e. what fer-infer does per image),
    'fast' (the whole frame at 320 on every frame) and 'yuface_full' (the yuface binding, whole frame
    at 640: the previous detector). Then each detector (yunet, yuface, haar) alone at max_side
    640/480/400/320: time, and recall of single faces 20..64 px tall (what a smaller detector input
@@ -58,8 +59,8 @@ SEEDS = (0, 1, 2, 3)          # distinct frames per scenario, cycled
 # DetectorConfig overrides per pipeline profile: the default (ROI-assisted), a full-frame scan at 640 on
 # every frame (per image, as fer-infer), a fast one (full frame at 320: finds faces >= ~40 px) and the
 # previous detector (the yuface binding) per image
-PROFILES = {'roi': {}, 'full': {'full_scan_period': 1}, 'fast': {'max_side': 320, 'full_scan_period': 1},
-            'yuface_full': {'kind': 'yuface', 'full_scan_period': 1}}
+PROFILES = {'roi': {}, 'full': {'full_scan_s': 0.0}, 'fast': {'max_side': 320, 'full_scan_s': 0.0},
+            'yuface_full': {'kind': 'yuface', 'full_scan_s': 0.0}}
 DETECTOR_KINDS_BENCHED = ('yunet', 'yuface', 'haar')
 # the camera pans back and forth by this many pixels per frame (faces move; ROI mode has to follow)
 PAN_STEP_PX = 3
@@ -145,7 +146,7 @@ class PipelineRunner:
         p, cfg = self.pipeline, self.detector
         out = {'model': p.spec.name, 'backend': p.backend_name, 'detector': p.detector_name,
                'detector_max_side': cfg.max_side, 'detector_threads': cfg.threads,
-               'full_scan_period': cfg.full_scan_period, 'roi_scale': cfg.roi_scale, 'roi_face_px': cfg.roi_face_px}
+               'full_scan_s': cfg.full_scan_s, 'roi_scale': cfg.roi_scale, 'roi_face_px': cfg.roi_face_px}
         for case, _ in CASES:
             found = self.found[case]
             out[case] = {'frames': len(found), 'faces_detected': {'min': int(min(found)), 'max': int(max(found))},
@@ -434,7 +435,7 @@ def print_report(report: dict) -> None:
 
     for profile, pipe in report['pipeline'].items():
         print(f"\nPipeline [{profile}] ({pipe['model']}, {pipe['backend']}, {pipe['detector']} max_side "
-              f"{pipe['detector_max_side']}, full_scan_period {pipe['full_scan_period']}, "
+              f"{pipe['detector_max_side']}, full_scan_s {pipe['full_scan_s']:g}, "
               f"roi_scale {pipe['roi_scale']}, roi_face_px {pipe['roi_face_px']}, x{pipe['detector_threads']} threads, "
               '640x480 frames), ms median / p90 / p99:')
         for case in ('1_face', '5_faces'):

@@ -4,10 +4,12 @@
     [+ their mirror images] -> ONE batched inference call for all faces -> per-face neutral baseline
     -> tracker (stable ids + smoothing) -> command mapper
 
-Detection is ROI-assisted: the whole frame is searched every ``DetectorConfig.full_scan_period``
-frames and whenever there are no tracks; on the other frames only squares around the tracks' last
-boxes are (``FaceDetector.detect(bgr, regions=...)``), which is several times cheaper. A face that
-enters the view is therefore found at the next full scan, up to ``full_scan_period - 1`` frames late.
+Detection is ROI-assisted: each frame searches only squares around the tracks' last boxes
+(``FaceDetector.detect(bgr, regions=...)``, several times cheaper than the whole frame), and the whole
+frame is scanned at least every ``DetectorConfig.full_scan_s`` seconds and whenever nothing is tracked:
+on a thread of its own beside the frames with ``PipelineConfig.background_scan`` (the node), on the
+frame itself otherwise (reproducible offline). When, how results are merged and which are stale:
+fer_ros.perception.full_scan.
 
 The node, fer-infer, the bag evaluator and the benchmarks all run this class, so they measure and
 publish exactly the same thing. The Pipeline is given its backend (core imports nothing from
@@ -35,6 +37,7 @@ from fer_ros.hri.commands import CommandMapper
 from fer_ros.hri.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
 from fer_ros.hri.stamps import StampConfig, StampPolicy
 from fer_ros.perception.detectors import DetectorConfig, FaceDetector, check_bgr
+from fer_ros.perception.full_scan import MAX_SCAN_AGE_S, FullScans, ScanResult
 from fer_ros.perception.preprocess import (
     CROP_MODES,
     MAX_MARGIN,
@@ -65,6 +68,9 @@ class PipelineConfig:
     mirror_tta: 'model' (the model's ModelSpec.mirror_tta), 'always' or 'never': classify each face together
         with its horizontal mirror in the same batch and average the two (doubles the batch).
     neutral: per-face neutral baselines (fer_ros.hri.neutral_baseline); inactive until requested.
+    background_scan: run the whole-frame scans on a worker thread with its own detector, concurrently with
+        the frames (the node), instead of on the frame they are due on (offline: output depends only on
+        the frames and their stamps). See fer_ros.perception.full_scan.
     """
 
     model_path: str = ''
@@ -78,6 +84,7 @@ class PipelineConfig:
     crop_mode: str = setting('square', choices=CROP_MODES)
     mirror_tta: str = setting('model', choices=MIRROR_TTA_CHOICES)
     neutral: NeutralBaselineConfig = NeutralBaselineConfig()
+    background_scan: bool = False
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -175,10 +182,12 @@ def check_model_output(backend: Backend, model: str) -> None:
 
 @dataclass
 class _Camera:
-    """Per-camera state: tracks, ROI-mode count, its latest faces and their command time."""
+    """Per-camera state: tracks, their epoch, background scans waiting for the next frame, its latest
+    faces and their command time."""
 
     tracker: FaceTracker
-    roi_frames: int = 0           # consecutive ROI-mode frames since the last full-frame detection
+    epoch: int                    # new when the tracks are reset: scans of older frames are stale
+    scans: list[ScanResult] = field(default_factory=list)
     faces: list = field(default_factory=list)
     command_time: float = float('-inf')
 
@@ -192,14 +201,18 @@ class Pipeline:
             ``config`` names; tests and benchmarks may pass their own).
         detector_factory: ``f(DetectorConfig) -> FaceDetector``, used at construction and when
             ``set_detector_config`` changes the detector's kind, model or backend:
-            ``fer_ros.backends.create_face_detector`` (``fer_ros.backends.create_pipeline`` passes it).
+            ``fer_ros.backends.create_face_detector`` (``fer_ros.backends.create_pipeline`` passes it);
+            with ``background_scan`` also once for the scan thread's own detector.
+        scan_clock: the background scan's clock for its durations (the share budget); tests inject one.
     Raises:
         FileNotFoundError: a missing commands file. ValueError: invalid configuration.
-    Not thread-safe: call process/tick/reset from one thread or under one lock.
+    Not thread-safe: call process/tick/reset from one thread or under one lock (the background scan's
+    worker thread only ever touches its own detector and a frame handed to it). Call ``close``.
     """
 
     def __init__(self, config: PipelineConfig, backend: Backend, *,
-                 detector_factory: Callable[[DetectorConfig], FaceDetector]) -> None:
+                 detector_factory: Callable[[DetectorConfig], FaceDetector],
+                 scan_clock: Callable[[], float] = time.monotonic) -> None:
         if not isinstance(config, PipelineConfig):
             raise ValueError(f'config must be a PipelineConfig, got {type(config).__name__}')
         self.config = config
@@ -213,6 +226,8 @@ class Pipeline:
         self._stamps = StampPolicy(StampConfig(clock_reset_s=self._mapper.config.clock_reset_s))
         self._face_numbers = itertools.count(1)     # face ids are unique across cameras
         self._cameras: dict[str, _Camera] = {}
+        self._epochs = itertools.count(1)
+        self._scans = FullScans(config.detector, detector_factory, config.background_scan, scan_clock)
         self.mirror = {'always': True, 'never': False}.get(config.mirror_tta, self._backend.spec.mirror_tta)
         self.neutral = NeutralBaselines(config.neutral, self._labels, stop_guards(self._mapper.config))
 
@@ -244,14 +259,16 @@ class Pipeline:
     def set_detector_config(self, config: DetectorConfig) -> None:
         """Change detector settings at run time (thresholds in place; a new detector if the kind changes).
 
-        ``full_scan_period`` and the ROI settings apply from the next frame."""
+        ``full_scan_s`` and the ROI settings apply from the next frame."""
         if not isinstance(config, DetectorConfig):
             raise ValueError(f'config must be a DetectorConfig, got {type(config).__name__}')
         old = self._detector.config
-        if config.kind == self._detector.name and (config.model_path, config.backend) == (old.model_path, old.backend):
+        same = (config.kind, config.model_path, config.backend) == (self._detector.name, old.model_path, old.backend)
+        if same:
             self._detector.config = config
         else:
             self._detector = self._detector_factory(config)
+        self._scans.set_config(config, same)
 
     def process(self, bgr: np.ndarray, stamp: float, camera: str = '', arrival: float | None = None) -> FrameResult:
         """One frame through the whole pipeline.
@@ -264,32 +281,39 @@ class Pipeline:
         Returns:
             FrameResult: confirmed tracked faces, commands to publish now, timing_ms {'detect' (whole
             detection, either mode), 'preprocess', 'infer', 'track' (tracker + command mapper),
-            'total'}, num_detections, detect_mode ('full' or 'roi'); ``skipped`` names the stamp problem
-            of a frame that was not processed (then nothing else is set), ``new_timeline`` says the
-            camera's tracks were reset first (its clock jumped).
+            'total', and 'scan' (the background scan merged before this frame, when one was)},
+            num_detections, detect_mode ('full': the whole frame here; 'roi': only around the tracks);
+            ``skipped`` names the stamp problem of a frame that was not processed (then nothing else is
+            set), ``new_timeline`` says the camera's tracks were reset first (its clock jumped),
+            ``scan_error`` what a background scan that ended since the last frame raised.
         """
         t0 = time.perf_counter()
-        verdict = self._stamps.judge(camera, float(stamp), float(stamp if arrival is None else arrival))
+        now = float(stamp if arrival is None else arrival)
+        verdict = self._stamps.judge(camera, float(stamp), now)
         for gone in verdict.forgotten:
             self._cameras.pop(gone, None)
+        scan_error = self._collect_scans()
         if verdict.skip:
-            return FrameResult(stamp=float(stamp), labels=self.labels, camera=camera, skipped=verdict.skip)
+            return FrameResult(stamp=float(stamp), labels=self.labels, camera=camera, skipped=verdict.skip,
+                               scan_error=scan_error)
         cam = self._cameras.get(camera)
         if cam is None:
             tracker = FaceTracker(self.config.tracker, self.config.smoothing, self._labels,
                                   numbers=self._face_numbers)
             tracker.observe, tracker.correct = self.neutral.observe, self.neutral.correct
-            cam = self._cameras[camera] = _Camera(tracker)
+            cam = self._cameras[camera] = _Camera(tracker, next(self._epochs))
         elif verdict.new_timeline:
             cam.tracker.reset()
-            cam.roi_frames = 0
-        regions = None
-        if cam.roi_frames < self._detector.config.full_scan_period - 1:
-            # tracks' last boxes; none (nobody tracked) means a full scan
-            regions = cam.tracker.active_boxes(verdict.stamp) or None
-        analysis = analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin, regions,
-                                 crop_mode=self.config.crop_mode, mirror=self.mirror)
-        cam.roi_frames = 0 if regions is None else cam.roi_frames + 1
+            self._scans.forget((camera, cam.epoch))
+            cam.epoch, cam.scans = next(self._epochs), []
+        scan_ms = self._merge_scans(cam, verdict.stamp)
+        regions = cam.tracker.active_boxes(verdict.stamp)
+        key = (camera, cam.epoch)
+        inline = self._scans.plan(key, bgr, verdict.stamp, now, tracked=bool(regions))
+        analysis = analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin,
+                                 None if inline else regions, crop_mode=self.config.crop_mode, mirror=self.mirror)
+        if inline:
+            self._scans.inline_finished(key, analysis.timing_ms['detect'] / 1e3)
         t1 = time.perf_counter()
         faces = cam.tracker.update(analysis.detections, analysis.probabilities, verdict.stamp)
         cam.faces, cam.command_time = faces, verdict.command_time
@@ -297,9 +321,38 @@ class Pipeline:
         commands = self._mapper.update(self._faces_in_view(verdict.command_time), verdict.command_time)
         t2 = time.perf_counter()
         timing = dict(analysis.timing_ms, track=(t2 - t1) * 1e3, total=(t2 - t0) * 1e3)
+        if scan_ms is not None:
+            timing['scan'] = scan_ms
         return FrameResult(stamp=float(stamp), labels=self.labels, faces=faces, commands=commands,
                            timing_ms=timing, num_detections=len(analysis.detections),
-                           detect_mode=analysis.detect_mode, camera=camera, new_timeline=verdict.new_timeline)
+                           detect_mode=analysis.detect_mode, camera=camera, new_timeline=verdict.new_timeline,
+                           scan_error=scan_error)
+
+    def _collect_scans(self) -> str:
+        """Hand each finished background scan to its camera (dropped when the camera is gone or its tracks
+        were reset since the frame was scanned); returns the last failed scan's error ('' if none)."""
+        error = ''
+        for result in self._scans.results():
+            if result.error:
+                error = f'background full-frame scan failed: {result.error}'
+                continue
+            camera, epoch = result.key
+            cam = self._cameras.get(camera)
+            if cam is not None and cam.epoch == epoch:
+                cam.scans.append(result)
+        return error
+
+    def _merge_scans(self, cam: _Camera, stamp: float) -> float | None:
+        """Merge the camera's waiting scans into its tracker before the frame at ``stamp`` (the stale rule
+        of fer_ros.perception.full_scan: only scans of older frames, at most MAX_SCAN_AGE_S older).
+        Returns the newest merged scan's duration in ms, or None."""
+        merged = None
+        for result in cam.scans:
+            if 0.0 < stamp - result.stamp <= MAX_SCAN_AGE_S:
+                cam.tracker.add_candidates(result.detections, result.stamp)
+                merged = result.duration_s * 1e3
+        cam.scans = []
+        return merged
 
     def visible_face_ids(self) -> list[str]:
         """Ids of the faces tracked now, every camera's (what a calibration request may name)."""
@@ -323,11 +376,12 @@ class Pipeline:
         return self._stamps.camera_clock(float(arrival))
 
     def reset(self) -> None:
-        """Forget tracks, timelines and evidence (e.g. a bag restart); the next frame is a full-frame
-        detection. The command in force is kept (a latched STOP stays latched) and the command clock
-        keeps running."""
+        """Forget tracks, timelines and evidence (e.g. a bag restart); the next frame is scanned whole
+        (inline, or handed to the background scan). The command in force is kept (a latched STOP stays
+        latched) and the command clock keeps running."""
         self._cameras.clear()
         self._stamps.reset()
+        self._scans.reset()
         self._mapper.reset(keep_command=True)
 
     def reset_commands(self) -> None:
@@ -335,5 +389,6 @@ class Pipeline:
         self._mapper.reset()
 
     def close(self) -> None:
-        """Release the backend's resources."""
+        """Stop the background scan's thread and release the backend's resources."""
+        self._scans.close()
         self._backend.close()

@@ -46,14 +46,14 @@ def layers():
 @pytest.fixture(scope='module')
 def yunet():
     return create_face_detector(DetectorConfig(kind='yunet', confidence_threshold=THRESHOLD, min_face_size=1,
-                                          max_faces=256, backend='onnxruntime', full_scan_period=1))
+                                          max_faces=256, backend='onnxruntime', full_scan_s=0.0))
 
 
 @pytest.fixture(scope='module')
 def yuface():
     pytest.importorskip('yuface', reason=NO_YUFACE)
     return create_face_detector(DetectorConfig(kind='yuface', confidence_threshold=THRESHOLD, min_face_size=1,
-                                          max_faces=256, full_scan_period=1))
+                                          max_faces=256, full_scan_s=0.0))
 
 
 # --- the ELF reader ---------------------------------------------------------------------------------

@@ -13,13 +13,14 @@ from fer_ros.tools import infer
 
 
 def test_node_defaults_are_the_core_defaults():
-    assert params.pipeline_config(params.validate_all({})) == PipelineConfig()
+    # the one deliberate difference: the node scans in the background, offline users inline (reproducible)
+    assert params.pipeline_config(params.validate_all({})) == PipelineConfig(background_scan=True)
 
 
 @pytest.mark.parametrize('name,config,field', [
     ('max_faces', DetectorConfig, 'max_faces'),
     ('crop_margin', PipelineConfig, 'crop_margin'),
-    ('detector_full_scan_period', DetectorConfig, 'full_scan_period'),
+    ('detector_full_scan_s', DetectorConfig, 'full_scan_s'),
     ('tensorrt_max_batch', BackendOptions, 'max_batch'),
 ])
 def test_node_and_core_accept_and_reject_the_same_bounds(name, config, field):

@@ -130,7 +130,7 @@ def roi_pipeline(backend=None, **detector):
 
 @pytest.mark.parametrize('num_faces', [1, 5])
 def test_roi_mode_alternates_and_keeps_faces_and_ids(counting, num_faces):
-    pipeline = roi_pipeline(counting, full_scan_period=5)
+    pipeline = roi_pipeline(counting, full_scan_s=5 / 30)
     frame, _ = sample_frame(num_faces, seed=1)
     full_boxes = [d.box for d in stateless(pipeline, frame).detections]     # stateless full-frame detection
     modes, ids = [], []
@@ -147,7 +147,7 @@ def test_roi_mode_alternates_and_keeps_faces_and_ids(counting, num_faces):
 
 
 def test_a_new_face_is_found_at_the_next_full_scan():
-    pipeline = roi_pipeline(full_scan_period=5)
+    pipeline = roi_pipeline(full_scan_s=5 / 30)
     one = background().copy()
     paste_face(one, FACE_SOURCES[0], (160, 240), 120)
     two = one.copy()
@@ -163,7 +163,7 @@ def test_a_new_face_is_found_at_the_next_full_scan():
 
 
 def test_a_moving_face_is_followed_in_roi_mode():
-    pipeline = roi_pipeline(full_scan_period=10)
+    pipeline = roi_pipeline(full_scan_s=10 / 30)
     height = 100
     ids = []
     for i in range(10):
@@ -179,10 +179,10 @@ def test_a_moving_face_is_followed_in_roi_mode():
     assert len(set(ids)) == 1
 
 
-def test_full_scan_period_1_is_the_old_behaviour():
+def test_full_scan_every_frame_is_the_stateless_analysis():
     # every frame: the whole-frame detection, exactly what the stateless analyze_frame() gives
     pipeline = build(PipelineConfig(model_path=DEFAULT_ONNX, tracker=TrackerConfig(min_hits=1),
-                                       detector=DetectorConfig(full_scan_period=1)))
+                                       detector=DetectorConfig(full_scan_s=0.0)))
     for i, frame in enumerate(sample_frame(5, seed=s)[0] for s in (0, 0, 1, 1, 0)):
         result = pipeline.process(frame, i / 30)
         expected = stateless(pipeline, frame)
@@ -195,13 +195,13 @@ def test_full_scan_period_1_is_the_old_behaviour():
             np.testing.assert_allclose(face.raw_probabilities, by_box[face.box], rtol=0, atol=1e-6)
 
 
-def test_scan_period_changes_at_run_time_and_reset_rescans():
-    pipeline = roi_pipeline(full_scan_period=5)
+def test_scan_interval_changes_at_run_time_and_reset_rescans():
+    pipeline = roi_pipeline(full_scan_s=5 / 30)
     frame, _ = sample_frame(1)
     modes = [pipeline.process(frame, i / 30).detect_mode for i in range(3)]
-    pipeline.set_detector_config(DetectorConfig(full_scan_period=1))
+    pipeline.set_detector_config(DetectorConfig(full_scan_s=0.0))
     modes += [pipeline.process(frame, (3 + i) / 30).detect_mode for i in range(2)]
-    pipeline.set_detector_config(DetectorConfig(full_scan_period=5))
+    pipeline.set_detector_config(DetectorConfig(full_scan_s=5 / 30))
     modes += [pipeline.process(frame, (5 + i) / 30).detect_mode for i in range(2)]
     pipeline.reset()                                                   # without it: roi
     modes.append(pipeline.process(frame, 7 / 30).detect_mode)
@@ -209,7 +209,7 @@ def test_scan_period_changes_at_run_time_and_reset_rescans():
 
 
 def test_haar_pipeline_uses_roi_mode_too():
-    pipeline = roi_pipeline(kind='haar', full_scan_period=3)
+    pipeline = roi_pipeline(kind='haar', full_scan_s=3 / 30)
     frame, _ = sample_frame(1, seed=0)
     results = [pipeline.process(frame, i / 30) for i in range(6)]
     assert [r.detect_mode for r in results] == ['full', 'roi', 'roi'] * 2

@@ -74,3 +74,4 @@ class FrameResult:
     camera: str = ''                  # the frame's camera (header frame_id)
     skipped: str = ''                 # '' = processed; else why not (fer_ros.hri.stamps.SKIP_REASONS)
     new_timeline: bool = False        # the camera's clock jumped: its tracks were reset before this frame
+    scan_error: str = ''              # a background full scan that ended since the last frame failed: why

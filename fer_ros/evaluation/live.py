@@ -89,17 +89,22 @@ def find_node_executable() -> Path:
                         '`bash scripts/with_ros.sh fer-eval-bag ... --mode live`') from None
 
 
-def node_arguments(overrides: dict[str, str], msgtype: str) -> tuple[dict, dict]:
-    """fer_node's (parameters, remaps): the overrides, the input transport, its topics under /fer_eval."""
-    params = dict(overrides, image_transport='compressed' if msgtype == COMPRESSED_IMAGE else 'raw')
+def node_arguments(overrides: dict[str, str], msgtype: str, lockstep: bool = False) -> tuple[dict, dict]:
+    """fer_node's (parameters, remaps): the overrides, the input transport, its topics under /fer_eval.
+    Lockstep (reproducible) runs scan whole frames on the frame they are due on, as the offline mode does,
+    unless the overrides say otherwise."""
+    params: dict = dict(overrides, image_transport='compressed' if msgtype == COMPRESSED_IMAGE else 'raw')
+    if lockstep:
+        params.setdefault('detector_background_scan', False)
     remaps = {name: f'{NAMESPACE}/{name}' for name in ('image', 'image/compressed', 'expressions', 'command',
                                                         'debug_image')}
     return params, remaps
 
 
-def node_command(exe: Path, params_file: str | None, overrides: dict[str, str], msgtype: str) -> list[str]:
+def node_command(exe: Path, params_file: str | None, overrides: dict[str, str], msgtype: str,
+                 lockstep: bool = False) -> list[str]:
     """The fer_node command line live mode runs (for the report)."""
-    params, remaps = node_arguments(overrides, msgtype)
+    params, remaps = node_arguments(overrides, msgtype, lockstep)
     return [str(exe), *ros_args(params, remaps, params_file)]
 
 
@@ -205,7 +210,7 @@ def run_live(reader: BagReader, topic: str, options: LiveOptions) -> LiveRun:
     sent: list[_Sent] = []
     clock = StampClock()
     try:
-        params, remaps = node_arguments(options.overrides, info.msgtype)
+        params, remaps = node_arguments(options.overrides, info.msgtype, options.lockstep)
         node = start_node(params, remaps, options.params_file, out / NODE_LOG, exe)
         try:
             wait_until(recorder.matched, options.startup_timeout_s, node,
@@ -259,7 +264,8 @@ def run_live(reader: BagReader, topic: str, options: LiveOptions) -> LiveRun:
         'lockstep': options.lockstep,
         'publish_rate_hz': (len(sent) - 1) / play_s if play_s > 0 else None,
         'node_output_bag': str(bag_path), 'node_log': str(node.log_path), 'node_exit_status': node_status,
-        'node_command': ' '.join(node_command(exe, options.params_file, options.overrides, info.msgtype)),
+        'node_command': ' '.join(node_command(exe, options.params_file, options.overrides, info.msgtype,
+                                                 options.lockstep)),
         'node_diagnostics': diagnostics,
     }
     return LiveRun(records, summary, backend)

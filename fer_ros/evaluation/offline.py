@@ -6,6 +6,7 @@ the same settings. ``run_offline`` replays the node's command timer on the image
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,8 @@ def run_offline(reader: BagReader, topic: str, values: dict, progress: bool = Tr
     from fer_ros.backends import create_pipeline
     from fer_ros.settings import params
 
-    pipeline = create_pipeline(params.pipeline_config(values))
+    # scans on the frame they are due on, never in the background: the output depends only on the bag
+    pipeline = create_pipeline(dataclasses.replace(params.pipeline_config(values), background_scan=False))
     tick_s = 1.0 / values['command_tick_hz']
     max_pixels = values['max_image_pixels']
     info = reader.topics[topic]

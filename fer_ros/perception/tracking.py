@@ -19,6 +19,8 @@ Track life cycle:
 
 - a new detection starts a *tentative* track with a fresh id; ids are never reused by a tracker,
   not even after ``reset()``;
+- a face a whole-frame scan of an earlier frame found (the node's background scan) enters between
+  frames (``add_candidates``) as a tentative track whose first hit is the scan;
 - a tentative track is *confirmed* (published) after ``min_hits`` consecutive matched frames; a
   tentative track that misses a frame is dropped (a spurious detection never gets published);
 - a confirmed track survives up to ``max_misses`` consecutive frames without a match (the face is
@@ -139,6 +141,36 @@ class FaceTracker:
     def reset(self) -> None:
         """Drop every track. Ids keep counting: an id is never given to two faces by one tracker."""
         self._tracks.clear()
+
+    def add_candidates(self, detections: list[Detection], stamp: float) -> int:
+        """Merge faces a whole-frame scan of an earlier frame (at ``stamp``) found, between two ``update`` calls
+        (the Pipeline's background scan; fer_ros.perception.full_scan).
+
+        A face a live track claims (the association gate against the track's current box) only moves that
+        track's box, and only when the track missed its last frame and the scan is newer than its last
+        sighting (the ROI search lost it; the scan says where to look). Every other face becomes a
+        tentative track whose first sighting is the scan: one hit, no probabilities yet; it is published
+        once ``update`` matches it often enough to reach ``min_hits`` (so with the default 2, on the next
+        frame that sees it) and dropped at its first miss like any tentative track. Returns the number of
+        new tracks.
+        """
+        stamp = float(stamp)
+        boxes = np.array([d.box for d in detections], dtype=np.float64).reshape(-1, 4)
+        claimed = set()
+        for ti, di in self._associate(boxes):
+            claimed.add(di)
+            track = self._tracks[ti]
+            if track.misses > 0 and stamp > track.last_seen:
+                track.box = boxes[di]
+        added = 0
+        for di, detection in enumerate(detections):
+            if di in claimed:
+                continue
+            track = _Track(next(self._numbers), boxes[di], make_smoother(self.smoothing, len(self.labels)), stamp)
+            track.hits, track.score = 1, float(detection.score)
+            self._tracks.append(track)
+            added += 1
+        return added
 
     def update(self, detections: list[Detection], probabilities: np.ndarray, stamp: float) -> list[FaceResult]:
         """Add one frame.

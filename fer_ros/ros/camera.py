@@ -4,6 +4,11 @@ Publishes `image` (sensor_msgs/Image, bgr8) or `image/compressed` (CompressedIma
 `rate_hz`, stamped with the node clock at publish time. Frames come from image files (`images`
 parameter) or, by default, from the repository's photos composed into `width`x`height` frames with
 `num_faces` faces (fer_ros.sample_frames). Used by `make demo`, the tests and the benchmarks.
+
+With `newcomer_period_s` > 0 (composed frames, `num_faces` >= 1) the last face comes and goes: absent for
+the first half of each period, present for the second; the stamp of each frame where it reappears is
+published on `newcomers` (std_msgs/Header), so an observer can time how soon the node reports a face
+that enters a running stream (`make bench-node`).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from std_msgs.msg import Header
 
 from fer_ros.ros.compat import interrupted_by_shutdown
 from fer_ros.ros.convert import bgr_to_compressed, bgr_to_image
+from fer_ros.sample_frames import MARGIN, background, sample_frame
 
 
 def load_frames(paths: list[str], num_faces: int, width: int, height: int, count: int) -> list:
@@ -31,8 +37,20 @@ def load_frames(paths: list[str], num_faces: int, width: int, height: int, count
                 raise ValueError(f"parameter 'images': cannot read {path}")
             frames.append(image)
         return frames
-    from fer_ros.sample_frames import sample_frame
     return [sample_frame(num_faces, size=(width, height), seed=i)[0] for i in range(count)]
+
+
+def without_last_face(num_faces: int, width: int, height: int):
+    """(frame with ``num_faces`` composed faces, the same frame with the last face painted over by the
+    background): the two frames of the newcomer mode; every other face keeps its pixels."""
+    frame, boxes = sample_frame(num_faces, size=(width, height))
+    empty = frame.copy()
+    x, y, w, h = boxes[-1]
+    grow = MARGIN + 0.1               # the pasted patch reaches MARGIN of the face size beyond its box
+    x0, y0 = max(0, int(x - grow * w)), max(0, int(y - grow * h))
+    x1, y1 = min(width, int(x + w + grow * w) + 1), min(height, int(y + h + grow * h) + 1)
+    empty[y0:y1, x0:x1] = background((width, height))[y0:y1, x0:x1]
+    return frame, empty
 
 
 class CameraNode(Node):
@@ -41,14 +59,24 @@ class CameraNode(Node):
         p = {name: self.declare_parameter(name, default).value for name, default in (
             ('rate_hz', 30.0), ('duration_s', 0.0), ('num_faces', 1), ('width', 640), ('height', 480),
             ('transport', 'raw'), ('reliability', 'best_effort'), ('frame_id', 'camera'),
-            ('images', ['']), ('distinct_frames', 1), ('wait_for_subscriber', True), ('jpeg_quality', 90))}
+            ('images', ['']), ('distinct_frames', 1), ('wait_for_subscriber', True), ('jpeg_quality', 90),
+            ('newcomer_period_s', 0.0))}
         if p['rate_hz'] <= 0:
             raise ValueError(f"parameter 'rate_hz' must be > 0, got {p['rate_hz']}")
+        newcomer = p['newcomer_period_s'] > 0
+        if newcomer and (p['num_faces'] < 1 or any(p['images'])):
+            raise ValueError("parameter 'newcomer_period_s' needs composed frames (no 'images') and num_faces >= 1")
         if p['transport'] not in ('raw', 'compressed'):
             raise ValueError(f"parameter 'transport' must be raw or compressed, got {p['transport']!r}")
         self.p = p
-        self.frames = load_frames([x for x in p['images'] if x], p['num_faces'], p['width'], p['height'],
-                                  max(1, p['distinct_frames']))
+        if newcomer:
+            self.with_newcomer, self.without_newcomer = without_last_face(p['num_faces'], p['width'], p['height'])
+            # frames per half period (absent, then present)
+            self.newcomer_half = max(1, round(p['newcomer_period_s'] * p['rate_hz'] / 2))
+            self.newcomer_pub = self.create_publisher(Header, 'newcomers', 10)
+        else:
+            self.frames = load_frames([x for x in p['images'] if x], p['num_faces'], p['width'], p['height'],
+                                      max(1, p['distinct_frames']))
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1 if p['reliability'] == 'best_effort' else 10,
                          reliability=(ReliabilityPolicy.BEST_EFFORT if p['reliability'] == 'best_effort'
                                       else ReliabilityPolicy.RELIABLE),
@@ -62,7 +90,13 @@ class CameraNode(Node):
 
     def publish_next(self) -> None:
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.p['frame_id'])
-        frame = self.frames[self.published % len(self.frames)]
+        if self.p['newcomer_period_s'] > 0:
+            present = (self.published // self.newcomer_half) % 2 == 1
+            frame = self.with_newcomer if present else self.without_newcomer
+            if present and self.published % self.newcomer_half == 0:
+                self.newcomer_pub.publish(header)         # before the frame: the observer knows it first
+        else:
+            frame = self.frames[self.published % len(self.frames)]
         if self.p['transport'] == 'compressed':
             msg = bgr_to_compressed(frame, header, 'jpeg', self.p['jpeg_quality'])
         else:

@@ -44,7 +44,8 @@ LOG_THROTTLE_S = 5.0
 ERROR_WINDOW_S = 10.0       # diagnostics are WARN while an error happened this recently
 STALE_S = 2.0               # no frame processed for this long while frames were coming: WARN
 SILENT_PUBLISHER_S = 3.0    # a matched camera that delivers nothing for this long: explain why
-COUNTERS = ('processed', 'decode_errors', 'pipeline_errors') + SKIP_REASONS + ('clock_resets', 'commands')
+COUNTERS = ('processed', 'decode_errors', 'pipeline_errors') + SKIP_REASONS + ('clock_resets', 'commands',
+                                                                             'scan_errors')
 FRAME_OUTCOMES = ('processed', 'decode_errors', 'pipeline_errors') + SKIP_REASONS   # one per frame
 LARGE_FRAME_HINT = (
     'frames larger than the DDS transport carries are lost without trace (Fast DDS defaults: a best-effort '
@@ -205,6 +206,8 @@ class FerRuntime:
         stamp = to_seconds(msg.header.stamp.sec, msg.header.stamp.nanosec)
         with self._lock:
             result = self._pipeline.process(bgr, stamp, camera=msg.header.frame_id, arrival=arrival)
+        if result.scan_error:     # not a frame outcome: the frame itself was processed (ROI path)
+            self._report('scan_errors', f'{self._topic()}: {result.scan_error}')
         if result.skipped:
             self._report(result.skipped, f'{self._topic()}: {self._describe(msg)}: skipped ({result.skipped}, '
                          'see fer_ros/hri/stamps.py)')

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fer_ros.core.backend_options import BackendOptions
@@ -119,9 +119,18 @@ PARAMETERS: tuple[ParamDef, ...] = (
                 "the 'yunet' ONNX model; '' = the default from `make setup`"),
     ParamDef.of('detector_max_side', DetectorConfig, 'max_side', 'detection runs on a copy downscaled to this '
                 'longest side (pixels)', read_only=False),
-    ParamDef.of('detector_full_scan_period', DetectorConfig, 'full_scan_period', 'full-frame face detection every '
-                'N frames; in between only around the tracked faces (fast). 1 = every frame. New faces are found '
-                'up to N-1 frames late', read_only=False),
+    ParamDef.of('detector_full_scan_s', DetectorConfig, 'full_scan_s', 'the whole frame is scanned for new faces at '
+                'least every this many seconds (and whenever nothing is tracked); in between only around the '
+                'tracked faces (fast). 0 = every frame. Bounds how late a new face is seen (docs/performance.md)',
+                read_only=False),
+    ParamDef.of('detector_full_scan_share', DetectorConfig, 'full_scan_share', 'the background scan also starts as '
+                'soon as the previous one finished while scanning takes at most this share of one core '
+                '(1 = back to back)', read_only=False),
+    # the node scans in the background by default; PipelineConfig's own default (inline) is for offline use
+    replace(ParamDef.of('detector_background_scan', PipelineConfig, 'background_scan', 'scan the whole frame on a '
+                        'thread of its own, concurrently with the frames (no frame waits for it); false = on the '
+                        'frame it is due on, as the offline tools do (reproducible; fer-eval-bag --lockstep sets '
+                        'it)'), default=True),
     ParamDef.of('min_face_size', DetectorConfig, 'min_face_size', 'smallest face side to report, in source-image '
                 'pixels', read_only=False),
     ParamDef.of('detection_threshold', DetectorConfig, 'confidence_threshold', 'minimum detector confidence',
@@ -197,6 +206,7 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
         crop_margin=values['crop_margin'],
         crop_mode=values['crop_mode'],
         mirror_tta=values['mirror_tta'],
+        background_scan=values['detector_background_scan'],
     )
 
 
@@ -204,7 +214,8 @@ def detector_config(values: dict[str, Any]) -> DetectorConfig:
     """The DetectorConfig part (also rebuilt when a detector threshold changes at run time)."""
     return DetectorConfig(kind=values['detector'], backend=values['detector_backend'],
                           model_path=values['detector_model_path'], max_side=values['detector_max_side'],
-                          full_scan_period=values['detector_full_scan_period'],
+                          full_scan_s=values['detector_full_scan_s'],
+                          full_scan_share=values['detector_full_scan_share'],
                           min_face_size=values['min_face_size'], confidence_threshold=values['detection_threshold'],
                           max_faces=values['max_faces'])
 

@@ -24,7 +24,8 @@ looks only at squares around given face boxes (the tracker's last boxes), each r
 about ``roi_face_px`` pixels. A few 128x128 crops cost a fraction of a 640x480 frame, and the face is
 seen at a size the detector finds reliably whatever ``max_side`` is (small faces are enlarged).
 Faces outside every region are not found: the caller (``fer_ros.pipeline.Pipeline``) scans the
-full frame every ``full_scan_period`` frames and whenever it has no tracks. Works for every detector
+full frame at least every ``full_scan_s`` seconds and whenever it has no tracks, on a thread of its own
+in the node (fer_ros.perception.full_scan). Works for every detector
 kind (the base class runs the detector's own routine on each crop).
 """
 from __future__ import annotations
@@ -60,16 +61,18 @@ class DetectorConfig:
     pixels on its longer side (64..4096; frames already smaller are not upscaled). min_face_size:
     faces smaller than this (pixels of the full-resolution frame, on the shorter box side) are dropped.
     confidence_threshold: minimum detector score, 0..1. max_faces: at most this many faces per frame
-    (the highest-scoring), 1..256. num_threads: CPU threads for yuface's OpenMP on the whole frame
-    (0 = one per core, at most 4; ROI crops always use one; OpenCV's pool used by Haar is
-    process-wide and left alone). Detection runs before inference, never beside it, so it may use
-    every core.
+    (the highest-scoring), 1..256. num_threads: CPU threads of a whole-frame scan (yunet's session,
+    yuface's OpenMP; 0 = automatic: one for the node's background scan, which runs beside the ROI path
+    and costs the least CPU on one thread; one per core, at most 4, for a scan on the frame's own thread;
+    ROI crops always use one; OpenCV's pool used by Haar is process-wide and left alone).
 
-    ROI-assisted detection (used by the Pipeline; ``detect(bgr, regions=...)``):
-    full_scan_period: the Pipeline detects on the whole frame every this many frames (and whenever it
-        has no tracks), and only around the tracked faces in between; int >= 1 (1 = always the whole
-        frame). A face entering the view is found at the next full scan, i.e. up to
-        ``full_scan_period - 1`` frames late.
+    ROI-assisted detection (used by the Pipeline; ``detect(bgr, regions=...)``, scheduling in
+    fer_ros.perception.full_scan):
+    full_scan_s: the whole frame is scanned at least every this many seconds (and whenever nothing is
+        tracked); in between only the squares around the tracked faces are searched. 0..60 (0 = every
+        frame). Time, not frames: the bound on finding a new face holds whatever the frame rate.
+    full_scan_share: the background scan may also start as soon as the previous one finished, as long
+        as scanning takes at most this share of one core on average (0.01..1; 1 = back to back).
     roi_scale: side of the square searched around a tracked box, as a multiple of the box's longer
         side, 1.2..8 (2: the face may move half its size between frames and stay inside).
     roi_face_px: each region is resized so the tracked face is about this many pixels (16..512;
@@ -86,7 +89,8 @@ class DetectorConfig:
     confidence_threshold: float = setting(0.6, low=0.0, high=1.0)
     max_faces: int = setting(10, low=1, high=256)
     num_threads: int = setting(0, low=0, high=64)
-    full_scan_period: int = setting(5, low=1, high=1000)
+    full_scan_s: float = setting(0.05, low=0.0, high=60.0)
+    full_scan_share: float = setting(0.25, low=0.01, high=1.0)
     roi_scale: float = setting(2.0, low=1.2, high=8.0)
     roi_face_px: int = setting(64, low=16, high=512)
 
