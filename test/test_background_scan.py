@@ -105,6 +105,7 @@ def pipeline(backend):
     config = PipelineConfig(model_path=DEFAULT_ONNX, background_scan=True, detector=DetectorConfig(full_scan_s=SCAN_S))
     pipe = Pipeline(config, backend, detector_factory=factory, scan_clock=SteppingClock())
     pipe.gated = factory.scan_detector
+    pipe.gated.scans = 0           # not the warm-up scan of a blank frame
     yield pipe
     pipe.gated.gate.set()
     pipe._scans.close()            # the backend is shared by the module's tests: leave it open

@@ -192,8 +192,17 @@ class FullScans:
         self.background = background
         self.schedule = ScanSchedule(config.full_scan_s, config.full_scan_share)
         self._running: tuple[Any, float] | None = None     # (key, now at offer) of the scan in the worker
-        self.worker = FullScanWorker(detector_factory(self._worker_config(config)), clock) if background else None
+        self.worker = FullScanWorker(self._warm(detector_factory(self._worker_config(config)), config), clock) \
+            if background else None
         self.config = config
+
+    @staticmethod
+    def _warm(detector, config):
+        """Run one blank frame of the largest size it will see: the first call of a new session allocates
+        and plans (several times a normal scan), and it must not be the scan that looks for the first face."""
+        side = config.max_side
+        detector.detect(np.zeros((side * 3 // 4, side, 3), np.uint8))
+        return detector
 
     @staticmethod
     def _worker_config(config):
@@ -210,7 +219,7 @@ class FullScans:
                 self.worker.detector.config = self._worker_config(config)
             else:
                 self.worker.close()
-                self.worker = FullScanWorker(self._factory(self._worker_config(config)), self._clock)
+                self.worker = FullScanWorker(self._warm(self._factory(self._worker_config(config)), config), self._clock)
                 self._running = None
 
     def plan(self, key: Any, bgr: np.ndarray, stamp: float, now: float, tracked: bool) -> bool:

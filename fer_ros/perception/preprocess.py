@@ -7,8 +7,8 @@ Every face of a frame becomes one row of ONE float32[N, C, H, W] batch:
 2. The part of the square inside the image is cut out; the part outside (faces at the frame border) is
    filled by replicating the edge pixels, so the face keeps its position and scale in the crop
    instead of being stretched or shifted.
-3. Resize to spec.width x spec.height (INTER_AREA when shrinking, INTER_LINEAR when enlarging),
-   then BGR -> gray (spec.channels == 1) or BGR -> RGB (spec.channels == 3).
+3. BGR -> gray (spec.channels == 1) or BGR -> RGB (spec.channels == 3), then resize to
+   spec.width x spec.height (INTER_AREA when shrinking, INTER_LINEAR when enlarging).
 4. x = (pixel / 255 - spec.mean[c]) / spec.std[c], NCHW.
 
 With ``crop_mode='aligned'`` a face that has landmarks is instead cut by one ``cv2.warpAffine`` straight
@@ -110,13 +110,16 @@ def crop_faces(bgr: np.ndarray, boxes: Sequence[Sequence[float]], spec: ModelSpe
         if crop_mode == 'aligned' and landmarks is not None:
             matrix = aligned_transform(landmarks[i], margin, spec.width, spec.height)
         if matrix is not None:
-            resized = warp_face(bgr, matrix, size)
+            # colour conversion after the warp: fewer pixels than the frame, and both steps are linear
+            face = cv2.cvtColor(warp_face(bgr, matrix, size), _COLOR[spec.channels])
         else:
-            crop = crop_square(bgr, box, margin)
+            # colour conversion before the resize: the resize (INTER_AREA, the costly step) then works on
+            # one plane instead of three for a gray model (measured 0.35 ms per face for BGR under load);
+            # both steps are linear, so only rounding differs
+            crop = cv2.cvtColor(crop_square(bgr, box, margin), _COLOR[spec.channels])
             shrinking = crop.shape[0] >= spec.height and crop.shape[1] >= spec.width
-            resized = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        # colour conversion after the resize: fewer pixels, and both steps are linear
-        crops[i] = cv2.cvtColor(resized, _COLOR[spec.channels]).reshape(spec.height, spec.width, spec.channels)
+            face = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        crops[i] = face.reshape(spec.height, spec.width, spec.channels)
     return normalize(crops, spec)
 
 

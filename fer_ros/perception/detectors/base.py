@@ -212,7 +212,9 @@ class FaceDetector(ABC):
         ch, cw = crop.shape[:2]
         size = (max(1, round(cw * scale)), max(1, round(ch * scale)))
         if size != (cw, ch):
-            crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
+            # bilinear down to half size (no aliasing to speak of; ROI windows are shrunk ~0.6x, and INTER_AREA at
+            # such a ratio measured 5x the CPU: 0.35 vs 0.07 ms per window), area averaging for larger shrinks
+            crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR)
         # exact per-axis factors, so boxes map back without rounding drift
         sx, sy = cw / size[0], ch / size[1]
         boxes, scores, marks = self._detect(np.ascontiguousarray(crop), self.config.min_face_size / max(sx, sy),
