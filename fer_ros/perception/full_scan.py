@@ -192,9 +192,11 @@ class FullScans:
         self.background = background
         self.schedule = ScanSchedule(config.full_scan_s, config.full_scan_share)
         self._running: tuple[Any, float] | None = None     # (key, now at offer) of the scan in the worker
-        self.worker = FullScanWorker(self._warm(detector_factory(self._worker_config(config)), config), clock) \
-            if background else None
+        self.worker = self._new_worker(config) if background else None
         self.config = config
+
+    def _new_worker(self, config) -> FullScanWorker:
+        return FullScanWorker(self._warm(self._factory(self._worker_config(config)), config), self._clock)
 
     @staticmethod
     def _warm(detector, config):
@@ -219,7 +221,7 @@ class FullScans:
                 self.worker.detector.config = self._worker_config(config)
             else:
                 self.worker.close()
-                self.worker = FullScanWorker(self._warm(self._factory(self._worker_config(config)), config), self._clock)
+                self.worker = self._new_worker(config)
                 self._running = None
 
     def plan(self, key: Any, bgr: np.ndarray, stamp: float, now: float, tracked: bool) -> bool:
