@@ -35,6 +35,7 @@ from fer_ros.msg import FaceExpressionArray, HriCommand
 from fer_ros.ros import parameters
 from fer_ros.ros.calibration import NeutralCalibrationServices
 from fer_ros.ros.convert import bgr_to_image, command_to_msg, result_to_msg
+from fer_ros.ros.hri_output import HriOutput
 from fer_ros.settings import params, params_files
 from fer_ros.util.frame_slot import LatestFrameSlot
 from fer_ros.util.processes import STATUS_NAME
@@ -75,6 +76,7 @@ class FerRuntime:
                                                        lambda: self._values['neutral_calibration_s'])
         self._sub = self._tick_timer = self._worker = None
         self._pubs: list = []
+        self._hri: HriOutput | None = None
         self._slot = LatestFrameSlot()
         self._received_before = self._dropped_before = 0   # counts of the slots of earlier activations
         self._wake = threading.Event()               # wakes the worker's rate wait on a parameter change
@@ -109,6 +111,9 @@ class FerRuntime:
         self._cmd_pub = make(HriCommand, 'command', 10)
         self._debug_pub = make(Image, 'debug_image', 1)
         self._pubs = [self._expr_pub, self._cmd_pub, self._debug_pub]
+        self._hri = HriOutput(self.node, make) if values['hri_output'] else None   # REP-155 topics
+        if self._hri is not None:
+            self._pubs.append(self._hri.tracked_publisher)
         self.state, self.reason = 'inactive', ''
 
     def activate(self) -> None:
@@ -141,12 +146,17 @@ class FerRuntime:
             self._pipeline.reset_commands()
         hold = Command(command='HOLD', priority=self._pipeline.command_config.priority('HOLD'))
         self._publish_commands([hold], self._timer_header())
+        if self._hri is not None:
+            self._hri.clear(self._timer_header())
         self.state = 'inactive'
 
     def cleanup(self) -> None:
         if self._sub is not None:
             self._stop_processing()
         destroy = getattr(self.node, 'destroy_lifecycle_publisher', None) if self._lifecycle else None
+        if self._hri is not None:
+            self._hri.close()
+            self._hri = None
         for pub in self._pubs:
             (destroy or self.node.destroy_publisher)(pub)
         self._pubs = []
@@ -223,6 +233,8 @@ class FerRuntime:
         self._out_rate.mark(self._last_processed)
         self._expr_pub.publish(result_to_msg(result, msg.header, bgr.shape[1], bgr.shape[0]))
         self._publish_commands(result.commands, msg.header)
+        if self._hri is not None:
+            self._hri.publish(result.faces, msg.header, bgr)
         if self._values['publish_debug_image'] and self._debug_pub.get_subscription_count() > 0:
             self._debug_pub.publish(bgr_to_image(draw_overlay(bgr, result.faces, self._current_command),
                                                  msg.header))

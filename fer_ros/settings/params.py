@@ -155,6 +155,9 @@ PARAMETERS: tuple[ParamDef, ...] = (
     # --- outputs ---
     ParamDef('publish_debug_image', True, 'publish `debug_image` (annotated frames); rendered only while '
              'someone subscribes', read_only=False),
+    ParamDef('hri_output', False, 'also publish the ROS4HRI (REP-155) face topics for ros4hri consumers: '
+             '/humans/faces/tracked and per face /humans/faces/<id>/roi, expression and cropped (needs '
+             "ros4hri's hri_msgs; docs/integration.md, ROS4HRI)"),
     ParamDef('diagnostics_period_s', 1.0, 'period of /diagnostics messages (seconds)', low=0.1, high=60.0),
 )
 PARAMETERS_BY_NAME: dict[str, ParamDef] = {p.name: p for p in PARAMETERS}
