@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from rosbags.interfaces import Connection
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from fer_ros.evaluation.bag_types import COMPRESSED_IMAGE, IMAGE, STORAGES, BagError, make_typestore
@@ -29,7 +30,7 @@ class BagWriter:
         self.typestore = typestore if typestore is not None else make_typestore()
         plugin = StoragePlugin.SQLITE3 if storage == 'sqlite3' else StoragePlugin.MCAP
         self._writer = Writer(self.path, version=9, storage_plugin=plugin)
-        self._connections: dict[str, tuple[object, str]] = {}
+        self._connections: dict[str, tuple[Connection, str]] = {}
 
     def __enter__(self) -> BagWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)

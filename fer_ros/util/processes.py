@@ -39,13 +39,13 @@ class LoggedProcess:
         """log_path None: the child writes to this process's stdout/stderr (the demo)."""
         self.name = Path(str(cmd[0])).name          # e.g. 'fer_node'
         self.log_path = None if log_path is None else Path(log_path)
-        self._log = None if log_path is None else open(self.log_path, 'wb')
+        self._log = None if self.log_path is None else open(self.log_path, 'wb')
         self.popen = subprocess.Popen([str(c) for c in cmd], stdout=self._log,
                                       stderr=None if self._log is None else subprocess.STDOUT,
                                       cwd=None if cwd is None else str(cwd), env=os.environ.copy())
 
     def output(self) -> str:
-        if self._log is None:
+        if self._log is None or self.log_path is None:
             return ''
         if not self._log.closed:
             self._log.flush()
