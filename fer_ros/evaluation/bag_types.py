@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
@@ -43,7 +44,7 @@ class BagMessage:
     topic: str
     msgtype: str
     log_ns: int          # time the recorder stored the message (ns since the epoch)
-    msg: object          # rosbags message dataclass (fields as in the .msg), or CDR bytes if raw
+    msg: Any             # rosbags message dataclass (fields as in the .msg), or CDR bytes if raw
 
 
 @dataclass(frozen=True)

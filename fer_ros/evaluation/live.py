@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -222,6 +223,7 @@ def run_live(reader: BagReader, topic: str, options: LiveOptions) -> LiveRun:
         bar = tqdm(total=total, unit='frame', desc=f'playing ×{options.speed:g}', disable=not options.progress)
         first_log = None
         start = 0.0
+        first_ns = reader.start_ns or 0      # None only for an empty bag, which has no message below
         try:
             for index, m in enumerate(reader.messages([topic], deserialize=False)):
                 if options.max_frames is not None and index >= options.max_frames:
@@ -240,7 +242,7 @@ def run_live(reader: BagReader, topic: str, options: LiveOptions) -> LiveRun:
                                     + node.tail())
                 if options.lockstep and sent:
                     _wait_for_answers(recorder, len(sent), sent[-1].sent_ns, options.idle_timeout_s)
-                sent.append(_Sent(index, (m.log_ns - reader.start_ns) * 1e-9, stamp, time.time_ns()))
+                sent.append(_Sent(index, (m.log_ns - first_ns) * 1e-9, stamp, time.time_ns()))
                 recorder.publisher.publish(bytes(data))
                 bar.update()
         finally:
@@ -338,8 +340,8 @@ def evaluate_output_bag(path: Path, sent: list[_Sent]) -> tuple[list[FrameRecord
         sent_ns = {}
         for m in reader.messages([SENT]):    # std_msgs/Header itself
             sent_ns[m.msg.stamp.sec * 1_000_000_000 + m.msg.stamp.nanosec] = m.log_ns
-        results: dict[int, tuple[int, object]] = {}
-        commands: list[object] = []
+        results: dict[int, tuple[int, Any]] = {}     # rosbags messages: dataclasses made from the .msg files
+        commands: list[Any] = []
         diagnostics: dict[str, str] = {}
         for m in reader.messages([EXPRESSIONS, COMMAND, DIAGNOSTICS]):
             if m.topic == EXPRESSIONS:
@@ -381,14 +383,14 @@ def _frame_result(msg) -> FrameResult:
 def _attach_commands(records: list[FrameRecord], commands: list) -> None:
     """Each command goes to the last answered frame stamped at or before it (tick commands between
     frames follow the frame before them; any stamped before the first frame are left out)."""
-    answered = [r for r in records if r.result is not None]
-    stamps = [r.stamp_ns for r in answered]
+    answered = [(r.stamp_ns, r.result) for r in records if r.result is not None]
+    stamps = [stamp for stamp, _ in answered]
     for c in commands:
         stamp = stamp_ns(c)
         i = bisect.bisect_right(stamps, stamp) - 1
         if i < 0:
             continue
-        answered[i].result.commands.append(Command(
+        answered[i][1].commands.append(Command(
             command=c.command, priority=int(c.priority), source_face_id=c.source_face_id, expression=c.expression,
             confidence=float(c.confidence), heartbeat=bool(c.heartbeat), stamp=stamp * 1e-9))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from fer_ros.core.types import Command
 from fer_ros.evaluation.bag_io import BagReader, stamp_ns
 from fer_ros.evaluation.report import DECODE_ERROR, FrameRecord
 from fer_ros.hri.stamps import StampClock
@@ -123,13 +124,14 @@ def run_offline(reader: BagReader, topic: str, values: dict, progress: bool = Tr
     next_tick = None
     start = time.perf_counter()
     bar = tqdm(total=total, unit='frame', desc='evaluating', disable=not progress)
+    first_ns = reader.start_ns or 0      # None only for an empty bag, which has no message below
     try:
         for index, m in enumerate(reader.messages([topic])):
             if max_frames is not None and index >= max_frames:
                 break
             bar.update()
             stamp = clock.effective(stamp_ns(m.msg), m.log_ns)
-            t_s = (m.log_ns - reader.start_ns) * 1e-9
+            t_s = (m.log_ns - first_ns) * 1e-9
             t0 = time.perf_counter()
             try:
                 bgr = decode_message(m.msg, max_pixels)
@@ -138,13 +140,13 @@ def run_offline(reader: BagReader, topic: str, values: dict, progress: bool = Tr
                 continue
             decode_ms = (time.perf_counter() - t0) * 1e3
             seconds = stamp * 1e-9
-            ticked = []
+            ticked: list[Command] = []
             while next_tick is not None and next_tick < seconds:
                 ticked += pipeline.tick(next_tick)
                 next_tick += tick_s
-            previous = next((r for r in reversed(records) if r.result is not None), None)
+            previous = next((r.result for r in reversed(records) if r.result is not None), None)
             if ticked and previous is not None:
-                previous.result.commands.extend(ticked)      # they happened after that frame
+                previous.commands.extend(ticked)             # they happened after that frame
             result = pipeline.process(bgr, seconds, camera=str(getattr(m.msg.header, 'frame_id', '')))
             next_tick = seconds + tick_s
             records.append(FrameRecord(index, t_s, stamp, result, timing_ms={'decode': decode_ms}))

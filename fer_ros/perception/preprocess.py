@@ -162,8 +162,8 @@ def average_mirrors(probabilities: np.ndarray) -> np.ndarray:
 
 def normalize(crops: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """uint8[N, H, W, C] (gray or RGB) -> float32[N, C, H, W] with (pixel / 255 - mean) / std."""
-    scale = (1.0 / (255.0 * np.asarray(spec.std, np.float32))).reshape(1, -1, 1, 1)
-    shift = (np.asarray(spec.mean, np.float32) / np.asarray(spec.std, np.float32)).reshape(1, -1, 1, 1)
+    scale: np.ndarray = (1.0 / (255.0 * np.asarray(spec.std, np.float32))).reshape(1, -1, 1, 1)
+    shift: np.ndarray = (np.asarray(spec.mean, np.float32) / np.asarray(spec.std, np.float32)).reshape(1, -1, 1, 1)
     batch = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
     batch *= scale
     batch -= shift

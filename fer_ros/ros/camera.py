@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import cv2
 import rclpy
@@ -56,7 +57,7 @@ def without_last_face(num_faces: int, width: int, height: int):
 class CameraNode(Node):
     def __init__(self) -> None:
         super().__init__('fer_camera')
-        p = {name: self.declare_parameter(name, default).value for name, default in (
+        p: dict[str, Any] = {name: self.declare_parameter(name, default).value for name, default in (
             ('rate_hz', 30.0), ('duration_s', 0.0), ('num_faces', 1), ('width', 640), ('height', 480),
             ('transport', 'raw'), ('reliability', 'best_effort'), ('frame_id', 'camera'),
             ('images', ['']), ('distinct_frames', 1), ('wait_for_subscriber', True), ('jpeg_quality', 90),
@@ -86,7 +87,7 @@ class CameraNode(Node):
         else:
             self.pub = self.create_publisher(Image, 'image', qos)
         self.published = 0
-        self.start = None
+        self.start: float | None = None     # monotonic time of the first frame
 
     def publish_next(self) -> None:
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.p['frame_id'])
