@@ -9,9 +9,11 @@ Parts, each importing only from the ones listed before it (import-linter checks 
 - ``hri``: HRI policy: the stamp policy, the neutral baseline, the command mapper and its schema.
 - ``pipeline``: perception + HRI policy on a backend: ndarray in, faces and commands out.
 - ``models``: PyTorch architectures, the checkpoint format and the ONNX export (torch only here).
-- ``backends``: ONNX Runtime / TensorRT / PyTorch inference behind one small ABC; config -> parts.
+- ``backends``: ONNX Runtime / TensorRT / PyTorch inference behind one small ABC; reading a model
+  file's spec (``read_onnx_spec``); config -> parts.
 - ``settings``, ``sample_frames``: the node's parameter table (ROS-free) | demo and test frames.
-- ``ros``: the ROS adapters: node, lifecycle node, parameters on rclpy, conversions, camera stand-in.
+- ``ros``: the ROS adapters: node, lifecycle node, parameters on rclpy, conversions, ROS4HRI output,
+  camera stand-in.
 - ``evaluation``: bag reading and writing, offline and live (``ros``) evaluation, metrics, reports.
 - ``tools``: thin console scripts over the above. ``examples``: a listener node.
 
