@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -154,3 +155,32 @@ def test_normalized_roi_and_cropped_face():
     assert face.shape == (128, 128, 3)
     # scaled to fit (64 x 128), centred, zero-padded left and right
     assert face[:, :30].max() == 0 and face[:, -30:].max() == 0 and face[:, 40:88].min() == 255
+
+
+def test_managed_node_clears_the_tracked_list_when_deactivated(tmp_path, collector):
+    """fer_lifecycle_node: the REP-155 topics while active; on deactivate an empty tracked list, so a consumer
+    (and a late one: transient local) is not left with faces nobody looks at."""
+    ros_extras.require('hri_msgs.msg')
+    from test_lifecycle_node import Lifecycle, _start
+    consumer = Ros4HriConsumer(collector.node)
+    node = _start(tmp_path, {'hri_output': True})
+    life = Lifecycle(collector)
+    try:
+        assert life.transition('configure', node) and life.transition('activate', node)
+        pub = collector.publisher(type(image_msg(0.0)), 'image')
+        for _ in range(600):          # one face frame, then up to 0.1 s for the face to be listed, again
+            pub.publish(image_msg(time.time(), 'cam_hri'))
+            try:
+                wait_until(lambda: any(m.ids for m in consumer.snapshot()[0]), 0.1, node, 'a tracked face')
+                break
+            except TimeoutError:
+                continue
+        else:
+            pytest.fail('no face was ever listed on /humans/faces/tracked')
+        assert life.transition('deactivate', node)
+        collector.wait_for(lambda: not consumer.snapshot()[0][-1].ids, 20, node, 'an empty tracked list')
+        assert life.transition('cleanup', node)
+        collector.wait_for(lambda: collector.node.count_publishers('/humans/faces/tracked') == 0, 20, node,
+                           'the tracked publisher to go with cleanup')
+    finally:
+        assert node.stop() == 0, node.output()
