@@ -69,11 +69,11 @@ def test_only_the_product_is_installed():
     """`pip install .` installs the fer_ros package only: no top-level `training` (or anything else) that
     could collide with another distribution's package in site-packages (the discovery pip runs, with
     pyproject.toml's settings)."""
-    pytest.importorskip('setuptools', reason='setuptools is installed by `make setup` (the build backend)')
-    from setuptools.config.pyprojecttoml import read_configuration
+    pyprojecttoml = pytest.importorskip('setuptools.config.pyprojecttoml',
+                                        reason='setuptools >= 61 (the build backend pyproject.toml names) is not here')
 
     # the package list pip's build gets: pyproject.toml with its find directive expanded
-    packages = read_configuration(REPO / 'pyproject.toml')['tool']['setuptools']['packages']
+    packages = pyprojecttoml.read_configuration(REPO / 'pyproject.toml')['tool']['setuptools']['packages']
     assert 'fer_ros' in packages and 'fer_ros.perception.detectors' in packages
     assert all(p == 'fer_ros' or p.startswith('fer_ros.') for p in packages), packages
 
