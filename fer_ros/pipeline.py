@@ -183,7 +183,7 @@ def check_model_output(backend: Backend, model: str) -> None:
 @dataclass
 class _Camera:
     """Per-camera state: tracks, their epoch, background scans waiting for the next frame, its latest
-    faces and their command time."""
+    faces for the command mapper (tracked, tentative and coasting) and their command time."""
 
     tracker: FaceTracker
     epoch: int                    # new when the tracks are reset: scans of older frames are stale
@@ -307,7 +307,7 @@ class Pipeline:
             self._scans.forget((camera, cam.epoch))
             cam.epoch, cam.scans = next(self._epochs), []
         scan_ms = self._merge_scans(cam, verdict.stamp)
-        regions = cam.tracker.active_boxes(verdict.stamp)
+        regions = cam.tracker.active_boxes()
         key = (camera, cam.epoch)
         inline = self._scans.plan(key, bgr, verdict.stamp, now, tracked=bool(regions))
         analysis = analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin,
@@ -316,7 +316,8 @@ class Pipeline:
             self._scans.inline_finished(key, analysis.timing_ms['detect'] / 1e3)
         t1 = time.perf_counter()
         faces = cam.tracker.update(analysis.detections, analysis.probabilities, verdict.stamp)
-        cam.faces, cam.command_time = faces, verdict.command_time
+        # the mapper weighs tentative and coasting faces too: a missed detection never ends evidence
+        cam.faces, cam.command_time = cam.tracker.command_faces(), verdict.command_time
         self.neutral.end_frame(verdict.command_time, self.visible_face_ids())
         commands = self._mapper.update(self._faces_in_view(verdict.command_time), verdict.command_time)
         t2 = time.perf_counter()

@@ -400,9 +400,9 @@ def test_undecodable_frame_is_reported_not_fatal(tmp_path, capsys):
 def test_params_file_and_overrides(tmp_path):
     params = _write(tmp_path, '/**:\n  ros__parameters:\n    tracker_min_hits: 3\n'
                               'fer_node:\n  ros__parameters:\n    smoothing: window\n', 'p.yaml')
-    values = offline.node_parameters(str(params), offline.parse_overrides(['smoothing_window=7', 'backend=torch']))
-    assert (values['tracker_min_hits'], values['smoothing'], values['smoothing_window'], values['backend']) == \
-        (3, 'window', 7, 'torch')
+    values = offline.node_parameters(str(params), offline.parse_overrides(['smoothing_window_s=0.3', 'backend=torch']))
+    assert (values['tracker_min_hits'], values['smoothing'], values['smoothing_window_s'], values['backend']) == \
+        (3, 'window', 0.3, 'torch')
     from fer_ros.settings import params as node_params
     assert offline.node_parameters(None, {}) == node_params.validate_all({})   # no file: the table's defaults
     with pytest.raises(offline.EvalError, match='tracker_min_hits'):

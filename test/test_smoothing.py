@@ -1,5 +1,8 @@
-"""Temporal smoothing (one-frame flicker suppressed, real changes come through) and valence/arousal."""
+"""Temporal smoothing in seconds (one-frame flicker suppressed, real changes come through, the same timing
+at any frame rate) and valence/arousal."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -29,17 +32,18 @@ def probs(expression: str, confidence: float = 0.8) -> np.ndarray:
     return p
 
 
-def winners(config: SmoothingConfig, sequence: list[str], confidence: float = 0.8) -> list[str]:
+def winners(config: SmoothingConfig, sequence: list[str], confidence: float = 0.8, rate: float = 30.0) -> list[str]:
     smoother = make_smoother(config, K)
-    return [EXPRESSIONS[int(np.argmax(smoother.update(probs(e, confidence))))] for e in sequence]
+    smoothed = [smoother.update(probs(e, confidence), i / rate) for i, e in enumerate(sequence)]
+    return [EXPRESSIONS[int(np.argmax(p))] for p in smoothed]
 
 
 @pytest.mark.parametrize('kwargs,match', [
     ({'method': 'median'}, r'SmoothingConfig\.method'),
-    ({'alpha': 0.0}, r'SmoothingConfig\.alpha'),
-    ({'alpha': 1.5}, r'SmoothingConfig\.alpha'),
-    ({'window': 0}, r'SmoothingConfig\.window'),
-    ({'window': 2.5}, r'SmoothingConfig\.window'),
+    ({'tau_s': 0.0}, r'SmoothingConfig\.tau_s'),
+    ({'tau_s': 11.0}, r'SmoothingConfig\.tau_s'),
+    ({'window_s': 0}, r'SmoothingConfig\.window_s'),
+    ({'window_s': -1.0}, r'SmoothingConfig\.window_s'),
 ])
 def test_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -52,23 +56,39 @@ def test_factory_builds_the_configured_smoother():
     assert isinstance(make_smoother(SmoothingConfig(method='none'), K), NoSmoother)
 
 
-@pytest.mark.parametrize('config', [SmoothingConfig(method='ema', alpha=0.4),
-                                    SmoothingConfig(method='window', window=5)])
-def test_one_frame_flicker_does_not_change_the_expression(config):
+@pytest.mark.parametrize('config', [SmoothingConfig(method='ema'), SmoothingConfig(method='window')])
+@pytest.mark.parametrize('rate', [30.0, 60.0])
+def test_one_frame_flicker_does_not_change_the_expression(config, rate):
+    # (at 10 Hz one frame lasts 0.1 s: as long as 3 frames at 30 Hz, which is a change, not a flicker)
     sequence = ['happy'] * 10 + ['scared'] + ['happy'] * 10
-    assert set(winners(config, sequence, 0.9)) == {'happy'}
+    assert set(winners(config, sequence, 0.9, rate)) == {'happy'}
 
 
-@pytest.mark.parametrize('config,frames_to_flip', [
-    (SmoothingConfig(method='ema', alpha=0.4), 2),      # frame 1: happy 0.49 > scared 0.34; frame 2: 0.31 < 0.52
-    (SmoothingConfig(method='window', window=5), 3),    # 3 of the 5 frames
-    (SmoothingConfig(method='none'), 1),
+@pytest.mark.parametrize('config,rate,frames_to_flip', [
+    (SmoothingConfig(method='ema'), 30.0, 3),       # alpha 0.28 per 1/30 s: happy 0.44 > scared 0.41, then 0.32 < 0.53
+    (SmoothingConfig(method='ema'), 10.0, 1),       # alpha 0.63 per 0.1 s: the same time constant in fewer frames
+    (SmoothingConfig(method='window'), 30.0, 3),    # 3 of the 6 frames of the last 0.2 s (a tie: scared is first)
+    (SmoothingConfig(method='window'), 10.0, 1),    # 1 of the 2 frames of the last 0.2 s
+    (SmoothingConfig(method='none'), 30.0, 1),
 ])
-def test_a_sustained_change_comes_through(config, frames_to_flip):
-    out = winners(config, ['happy'] * 10 + ['scared'] * 10)
+def test_a_sustained_change_comes_through_after_about_the_same_time(config, rate, frames_to_flip):
+    out = winners(config, ['happy'] * 10 + ['scared'] * 10, rate=rate)
     assert out[:10] == ['happy'] * 10
     assert out[10:].index('scared') + 1 == frames_to_flip
     assert out[-1] == 'scared'
+
+
+def test_ema_weight_is_one_minus_exp_dt_over_tau():
+    smoother = EmaSmoother(K, 0.1)
+    assert smoother.weight(0.1) == pytest.approx(1 - math.exp(-1))
+    assert smoother.weight(0.0) == 0.0 and smoother.weight(-0.5) == 0.0       # no time passed: no weight
+    # one frame 0.2 s later weighs what two frames 0.1 s apart weigh together
+    a, b = probs('happy', 1.0), probs('sad', 1.0)
+    one, two = EmaSmoother(K, 0.1), EmaSmoother(K, 0.1)
+    one.update(a, 0.0)
+    two.update(a, 0.0)
+    two.update(b, 0.1)
+    np.testing.assert_allclose(one.update(b, 0.2), two.update(b, 0.2), atol=1e-6)
 
 
 def test_no_smoothing_follows_every_frame():
@@ -77,25 +97,24 @@ def test_no_smoothing_follows_every_frame():
 
 
 def test_output_is_a_float32_distribution_and_input_is_checked():
-    smoother = EmaSmoother(K, 0.4)
+    """(Finiteness is checked once per frame by the tracker, before any state changes: test_tracking.)"""
+    smoother = EmaSmoother(K, 0.1)
     rng = np.random.default_rng(0)
-    for _ in range(50):
+    for i in range(50):
         raw = rng.dirichlet(np.ones(K)).astype(np.float32) * 0.999      # rows a little off 1
-        out = smoother.update(raw)
+        out = smoother.update(raw, i / 30)
         assert out.dtype == np.float32 and out.shape == (K,)
         assert out.sum() == pytest.approx(1.0, abs=1e-6) and np.all(out >= 0)
     with pytest.raises(ValueError, match='expected 7 probabilities'):
-        smoother.update(np.ones(5) / 5)
-    with pytest.raises(ValueError, match='finite'):
-        smoother.update(np.full(K, np.nan))
+        smoother.update(np.ones(5) / 5, 2.0)
 
 
 def test_window_mean():
-    smoother = WindowSmoother(K, 3)
+    smoother = WindowSmoother(K, 0.1)
     a, b = probs('happy', 1.0), probs('sad', 1.0)
-    for p in (a, a, a, b):
-        out = smoother.update(p)
-    np.testing.assert_allclose(out, (2 * a + b) / 3, atol=1e-6)      # the oldest `a` left the window
+    for t, p in ((0.0, a), (0.04, a), (0.08, a), (0.12, b)):
+        out = smoother.update(p, t)
+    np.testing.assert_allclose(out, (2 * a + b) / 3, atol=1e-6)      # the `a` of t=0 left the 0.1 s window
 
 
 # --- valence / arousal ---------------------------------------------------------------------------

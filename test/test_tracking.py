@@ -1,12 +1,12 @@
-"""Face tracking: stable ids, publication after min_hits, drop after max_misses, hand-over between
-faces, per-track smoothing."""
+"""Face tracking: stable ids, publication after min_hits, coasting for coast_s seconds, hand-over between
+faces, per-track smoothing, what the command mapper is given."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from fer_ros.core.labels import EXPRESSIONS
-from fer_ros.core.types import Detection
+from fer_ros.core.types import COASTING, TENTATIVE, TRACKED, Detection
 from fer_ros.perception.smoothing import SmoothingConfig, circumplex_matrix, circumplex_point
 from fer_ros.perception.tracking import FaceTracker, TrackerConfig, box_iou
 
@@ -41,9 +41,8 @@ class Scene:
     ({'iou_threshold': 1.5}, r'TrackerConfig\.iou_threshold'),
     ({'max_center_distance': -0.1}, r'TrackerConfig\.max_center_distance'),
     ({'min_hits': 0}, r'TrackerConfig\.min_hits'),
-    ({'max_misses': -1}, r'TrackerConfig\.max_misses'),
-    ({'max_misses': 2.5}, r'TrackerConfig\.max_misses'),
-    ({'max_age_s': 0.0}, r'TrackerConfig\.max_age_s'),
+    ({'coast_s': -0.1}, r'TrackerConfig\.coast_s'),
+    ({'coast_s': 11.0}, r'TrackerConfig\.coast_s'),
     ({'max_size_ratio': 0.5}, r'TrackerConfig\.max_size_ratio'),
 ])
 def test_config_rejects_bad_values(kwargs, match):
@@ -58,6 +57,17 @@ def test_bad_inputs_are_rejected():
     with pytest.raises(ValueError, match=r'shape \(1, 7\)'):
         tracker.update([Detection((0, 0, 10, 10), 0.9)], np.ones((2, K)) / K, 0.0)
     assert tracker.update([], np.zeros((0,)), 0.0) == []
+    # a non-finite classifier output is refused before anything of the frame is applied
+    tracker = FaceTracker(TrackerConfig(min_hits=1), SmoothingConfig(), EXPRESSIONS)
+    face = Detection((0, 0, 10, 10), 0.9)
+    first = tracker.update([face], probs('happy')[None, :], 0.0)[0]
+    bad = probs('scared')[None, :].copy()
+    bad[0, 2] = np.nan
+    with pytest.raises(ValueError, match='non-finite'):
+        tracker.update([Detection((50, 50, 10, 10), 0.9)], bad, 0.1)
+    assert tracker.face_ids == ['f1'] and tracker.active_boxes() == [first.box]
+    again = tracker.update([face], probs('happy')[None, :], 0.2)[0]
+    assert again.face_id == 'f1' and np.allclose(again.probabilities, first.probabilities)
 
 
 def test_box_iou():
@@ -99,41 +109,82 @@ def test_two_faces_keep_their_ids_whatever_the_detection_order():
         assert by_id[left_id].expression == 'happy'              # ... and its probabilities
 
 
-def test_missed_frames_are_tolerated_up_to_max_misses():
+def test_missed_frames_are_tolerated_for_coast_s_seconds():
     face = ((100, 100, 80, 80), 'neutral')
-    scene = Scene(TrackerConfig(min_hits=2, max_misses=3))
+    scene = Scene(TrackerConfig(min_hits=2, coast_s=0.12))
     for _ in range(5):
         scene.ids([face])
-    for _ in range(3):
+    for _ in range(3):                               # 3 frames at 30 Hz = 0.1 s
         assert scene.ids([]) == []                   # not detected: nothing published, track kept
-    assert scene.ids([face]) == ['f1']               # back within max_misses: same id
+    assert scene.ids([face]) == ['f1']               # back within coast_s: same id
     for _ in range(4):
-        scene.ids([])                                # 4 > max_misses: dropped
+        scene.ids([])                                # 0.13 s > coast_s: dropped at the 4th
     assert scene.ids([face]) == []                   # a new tentative track ...
     assert scene.ids([face]) == ['f2']               # ... published as a new face
 
 
-def test_zero_max_misses_drops_at_the_first_miss():
+def test_coasting_is_measured_in_seconds_not_frames():
     face = ((100, 100, 80, 80), 'neutral')
-    scene = Scene(TrackerConfig(min_hits=1, max_misses=0))
+    for rate in (30.0, 5.0):
+        scene = Scene(TrackerConfig(min_hits=1, coast_s=0.5))
+        assert scene.ids([face], dt=1 / rate) == ['f1']
+        for _ in range(int(0.45 * rate)):            # 0.45 s without a detection, in frames of this rate
+            assert scene.ids([], dt=1 / rate) == []
+        assert scene.ids([face], dt=1 / rate) == ['f1']
+        for _ in range(int(0.6 * rate)):             # 0.6 s: dropped
+            scene.ids([], dt=1 / rate)
+        assert scene.ids([face], dt=1 / rate) == ['f2']
+
+
+def test_zero_coast_drops_at_the_first_miss():
+    face = ((100, 100, 80, 80), 'neutral')
+    scene = Scene(TrackerConfig(min_hits=1, coast_s=0.0))
     assert scene.ids([face]) == ['f1']
     scene.ids([])
     assert scene.ids([face]) == ['f2']
 
 
+def test_command_faces_add_tentative_and_coasting_faces():
+    scene = Scene(TrackerConfig(min_hits=2, coast_s=0.5))
+    a, b = ((100, 100, 80, 80), 'scared'), ((400, 100, 80, 80), 'happy')
+    scene.frame([a])
+    assert [(f.face_id, f.tracking) for f in scene.tracker.command_faces()] == [('f1', TENTATIVE)]
+    published = scene.frame([a])
+    assert [(f.face_id, f.tracking) for f in published] == [('f1', TRACKED)]
+    assert scene.tracker.command_faces() == published
+    state = published[0].probabilities
+    # f1 missed, a new face f2 appears: f1 coasts with its last smoothed state, f2 is tentative
+    assert scene.frame([b]) == []
+    faces = scene.tracker.command_faces()
+    assert [(f.face_id, f.tracking) for f in faces] == [('f2', TENTATIVE), ('f1', COASTING)]
+    assert np.array_equal(faces[1].probabilities, state) and faces[1].expression == 'scared'
+    # a tentative track that is missed is not handed on (it was never a face anyone saw twice)
+    scene.frame([a])
+    assert [(f.face_id, f.tracking) for f in scene.tracker.command_faces()] == [('f1', TRACKED)]
+
+
+def test_a_face_detected_every_other_frame_is_published():
+    """Tentative tracks coast too: at a 50 % detection rate a new face is still published."""
+    face = ((100, 100, 80, 80), 'neutral')
+    scene = Scene(TrackerConfig(min_hits=2, coast_s=0.1))
+    out = [scene.ids([face] if i % 2 == 0 else []) for i in range(8)]
+    assert out[2] == ['f1'] and out[4] == ['f1'] and out[6] == ['f1']
+
+
 def test_spurious_detection_is_never_published_and_its_id_never_reused():
-    scene = Scene(TrackerConfig(min_hits=2))
+    scene = Scene(TrackerConfig(min_hits=2, coast_s=0.1))
     face = ((100, 100, 80, 80), 'neutral')
     ghost = ((500, 300, 40, 40), 'angry')
     scene.ids([face])
     assert scene.ids([face, ghost]) == ['f1']        # ghost: tentative f2
-    assert scene.ids([face]) == ['f1']               # ghost missed once: gone
+    for _ in range(4):
+        assert scene.ids([face]) == ['f1']           # ghost missed for longer than coast_s: gone
     assert scene.ids([face, ghost]) == ['f1']        # a new tentative track f3
     assert scene.ids([face, ghost]) == ['f1', 'f3']
 
 
 def test_hand_over_one_person_leaves_another_arrives():
-    scene = Scene(TrackerConfig(min_hits=2, max_misses=5))
+    scene = Scene(TrackerConfig(min_hits=2, coast_s=0.17))
     a = ((100, 100, 80, 80), 'happy')
     b = ((450, 120, 85, 85), 'sad')
     for _ in range(10):
@@ -159,13 +210,15 @@ def test_small_background_face_does_not_take_over_a_large_one():
     assert scene.ids([((180, 180, 40, 40), 'neutral')]) == ['f2']
 
 
-def test_track_expires_after_max_age_seconds_without_frames():
-    scene = Scene(TrackerConfig(min_hits=1, max_misses=5, max_age_s=1.0))
-    face = ((100, 100, 80, 80), 'neutral')
-    assert scene.ids([face]) == ['f1']
-    assert scene.ids([face], dt=0.9) == ['f1']       # a pause under max_age_s: same face
-    assert scene.ids([face], dt=1.5) == ['f2']       # frames stopped for longer: a new face
-    assert scene.ids([face], dt=-0.5) == ['f2']      # an out-of-order frame expires nothing
+def test_a_face_matched_again_after_frames_stopped_keeps_its_id_with_fresh_smoothing():
+    scene = Scene(TrackerConfig(min_hits=1, coast_s=0.5))
+    box = (100, 100, 80, 80)
+    for _ in range(5):
+        assert scene.ids([(box, 'happy')]) == ['f1']
+    back = scene.frame([(box, 'sad')], dt=3.0)       # the camera paused for 3 s: same place, same face
+    assert [(f.face_id, f.expression) for f in back] == [('f1', 'sad')]
+    assert back[0].confidence == pytest.approx(0.8, abs=1e-4)      # 3 s >> tau_s: the old state is gone
+    assert scene.ids([], dt=0.6) == [] and scene.tracker.face_ids == []   # an unmatched frame 0.6 s later
 
 
 def test_reset_drops_tracks_but_never_reuses_ids():
@@ -178,7 +231,7 @@ def test_reset_drops_tracks_but_never_reuses_ids():
 
 
 def test_results_are_sorted_by_creation_order():
-    scene = Scene(TrackerConfig(min_hits=1, max_misses=0))
+    scene = Scene(TrackerConfig(min_hits=1, coast_s=0.0))
     for _ in range(9):                               # burn ids f1..f9
         scene.ids([((0, 0, 10, 10), 'neutral')])
         scene.ids([])
@@ -189,7 +242,7 @@ def test_results_are_sorted_by_creation_order():
 
 
 def test_per_track_smoothing_suppresses_one_frame_flicker():
-    scene = Scene(TrackerConfig(min_hits=1), SmoothingConfig(method='ema', alpha=0.4))
+    scene = Scene(TrackerConfig(min_hits=1), SmoothingConfig(method='ema', tau_s=0.065))
     box = (100, 100, 80, 80)
     for _ in range(10):
         scene.frame([(box, 'happy')])

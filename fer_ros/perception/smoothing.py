@@ -5,22 +5,21 @@ frame can move the argmax to another class. Smoothing the probability vector ove
 taking the argmax keeps the published expression (and the commands derived from it) stable, while a
 real, sustained change still comes through after a few frames.
 
-Methods (``SmoothingConfig.method``):
+Methods (``SmoothingConfig.method``); every setting is in seconds of frame stamps, so the smoothing
+keeps the same timing whatever rate the node runs at (30 Hz on a desktop, 10 Hz on a busy Jetson):
 
-- ``'ema'``: exponential moving average, ``s_t = alpha * p_t + (1 - alpha) * s_{t-1}``, ``s_0 = p_0``.
-  A one-frame outlier moves the state ``alpha`` of the way: to win in one frame, a class must beat
-  the current winner in that frame by more than ``(1 - alpha) / alpha`` times (1.5x with the default
-  0.4) the winner's smoothed lead. A confident, sustained change flips the expression on its second
-  frame (e.g. 0.8 happy -> 0.8 scared).
-- ``'window'``: mean of the last ``window`` probability vectors (all frames weigh the same; a one-frame
-  outlier has weight ``1 / window``).
+- ``'ema'``: exponential moving average with time constant ``tau_s``:
+  ``s_t = alpha * p_t + (1 - alpha) * s_prev`` with ``alpha = 1 - exp(-dt / tau_s)`` for the ``dt``
+  seconds since the face's previous frame; ``s_0 = p_0``. With the default 0.1 s a one-frame outlier
+  at 30 Hz moves the state 28 % of the way (at 10 Hz: 63 %, but it also lasts three times longer), and
+  a sustained, confident change wins after about 0.05-0.1 s (e.g. 0.8 happy -> 0.8 scared: frame 3 at
+  30 Hz, frame 1 at 10 Hz).
+- ``'window'``: mean of the frames of the last ``window_s`` seconds (all weigh the same).
 - ``'none'``: the current frame as is.
-
-Smoothing counts frames, not seconds: the node processes frames at the camera (or ``max_rate_hz``)
-rate, and the command mapper's confirmation times are the place where seconds matter.
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
@@ -38,13 +37,15 @@ class SmoothingConfig:
     """How each face's probabilities are smoothed over frames.
 
     method: 'ema' | 'window' | 'none'.
-    alpha: EMA weight of the newest frame, 0 < alpha <= 1 (1 = no smoothing). Used by 'ema'.
-    window: number of most recent frames averaged, >= 1. Used by 'window'.
+    tau_s: EMA time constant in seconds (> 0); the weight of a frame arriving dt seconds after the
+        previous one is 1 - exp(-dt / tau_s). Used by 'ema'.
+    window_s: the frames of the last window_s seconds are averaged (> 0; the newest frame always
+        counts). Used by 'window'.
     """
 
     method: str = setting('ema', choices=SMOOTHING_METHODS)
-    alpha: float = setting(0.4, low=0.0, high=1.0, low_open=True)
-    window: int = setting(5, low=1, high=100)
+    tau_s: float = setting(0.1, low=0.0, high=10.0, low_open=True)
+    window_s: float = setting(0.2, low=0.0, high=10.0, low_open=True)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -58,15 +59,14 @@ class Smoother(ABC):
             raise ValueError(f'num_classes must be >= 1, got {num_classes}')
         self.num_classes = num_classes
 
-    def update(self, probabilities: np.ndarray) -> np.ndarray:
-        """Add this frame's probabilities float32[K] (each in 0..1, summing to 1) and return the smoothed
-        vector float32[K], a copy that sums to 1."""
+    def update(self, probabilities: np.ndarray, stamp: float) -> np.ndarray:
+        """Add this frame's probabilities float32[K] (finite, each in 0..1, summing to 1; the tracker
+        checks that once per frame) seen at ``stamp`` seconds, and return the smoothed vector float32[K],
+        a copy that sums to 1. A stamp older than the previous one counts as no time passed."""
         p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
         if p.shape[0] != self.num_classes:
             raise ValueError(f'expected {self.num_classes} probabilities, got {p.shape[0]}')
-        if not np.all(np.isfinite(p)):
-            raise ValueError(f'probabilities must be finite, got {p}')
-        smoothed = self._update(p)
+        smoothed = self._update(p, float(stamp))
         total = smoothed.sum()
         # Renormalise: float round-off (and classifiers whose rows sum to 0.999) must not drift the sum.
         if total > 0:
@@ -74,52 +74,66 @@ class Smoother(ABC):
         return smoothed.astype(np.float32)
 
     @abstractmethod
-    def _update(self, p: np.ndarray) -> np.ndarray:
+    def _update(self, p: np.ndarray, stamp: float) -> np.ndarray:
         """float64[K] in, float64[K] smoothed out."""
 
 
 class EmaSmoother(Smoother):
-    """Exponential moving average; the first frame initialises the state."""
+    """Exponential moving average with a time constant; the first frame initialises the state."""
 
-    def __init__(self, num_classes: int, alpha: float) -> None:
+    def __init__(self, num_classes: int, tau_s: float) -> None:
         super().__init__(num_classes)
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError(f'alpha must be in (0, 1], got {alpha}')
-        self.alpha = float(alpha)
+        if not tau_s > 0.0:
+            raise ValueError(f'tau_s must be > 0, got {tau_s}')
+        self.tau_s = float(tau_s)
         self._state: np.ndarray | None = None
+        self._stamp = 0.0
 
-    def _update(self, p: np.ndarray) -> np.ndarray:
-        self._state = p.copy() if self._state is None else self.alpha * p + (1.0 - self.alpha) * self._state
+    def weight(self, dt: float) -> float:
+        """The weight of a frame ``dt`` seconds after the previous one: 1 - exp(-dt / tau_s)."""
+        return 1.0 - math.exp(-max(0.0, dt) / self.tau_s)
+
+    def _update(self, p: np.ndarray, stamp: float) -> np.ndarray:
+        if self._state is None:
+            self._state, self._stamp = p.copy(), stamp
+        else:
+            alpha = self.weight(stamp - self._stamp)
+            self._state = alpha * p + (1.0 - alpha) * self._state
+            self._stamp = max(self._stamp, stamp)
         return self._state
 
 
 class WindowSmoother(Smoother):
-    """Mean of the last ``window`` frames (fewer while the window fills)."""
+    """Mean of the frames of the last ``window_s`` seconds (the newest always counts)."""
 
-    def __init__(self, num_classes: int, window: int) -> None:
+    def __init__(self, num_classes: int, window_s: float) -> None:
         super().__init__(num_classes)
-        if window < 1:
-            raise ValueError(f'window must be >= 1, got {window}')
-        self._frames: deque[np.ndarray] = deque(maxlen=int(window))
+        if not window_s > 0.0:
+            raise ValueError(f'window_s must be > 0, got {window_s}')
+        self.window_s = float(window_s)
+        self._frames: deque[tuple[float, np.ndarray]] = deque()
 
-    def _update(self, p: np.ndarray) -> np.ndarray:
-        self._frames.append(p.copy())
-        return np.mean(self._frames, axis=0)
+    def _update(self, p: np.ndarray, stamp: float) -> np.ndarray:
+        self._frames.append((stamp, p.copy()))
+        newest = max(t for t, _ in self._frames)
+        while newest - self._frames[0][0] >= self.window_s - 1e-6:    # stamps are sums of frame periods
+            self._frames.popleft()
+        return np.mean([q for _, q in self._frames], axis=0)
 
 
 class NoSmoother(Smoother):
     """Passes the current frame through (renormalised)."""
 
-    def _update(self, p: np.ndarray) -> np.ndarray:
+    def _update(self, p: np.ndarray, stamp: float) -> np.ndarray:
         return p
 
 
 def make_smoother(config: SmoothingConfig, num_classes: int) -> Smoother:
     """A fresh smoother for one face, as ``config`` says."""
     if config.method == 'ema':
-        return EmaSmoother(num_classes, config.alpha)
+        return EmaSmoother(num_classes, config.tau_s)
     if config.method == 'window':
-        return WindowSmoother(num_classes, config.window)
+        return WindowSmoother(num_classes, config.window_s)
     return NoSmoother(num_classes)
 
 

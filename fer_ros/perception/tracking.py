@@ -15,22 +15,29 @@ Association (per frame, greedy, cheapest pair first):
   first (ties: confirmed before tentative tracks, then older tracks first), each track and detection
   at most once. Greedy is exact enough for the handful of faces a robot camera sees and needs no scipy.
 
-Track life cycle:
+Track life cycle (every timing in seconds of frame stamps, so a slow node keeps the same behaviour):
 
 - a new detection starts a *tentative* track with a fresh id; ids are never reused by a tracker,
   not even after ``reset()``;
 - a face a whole-frame scan of an earlier frame found (the node's background scan) enters between
   frames (``add_candidates``) as a tentative track whose first hit is the scan;
-- a tentative track is *confirmed* (published) after ``min_hits`` consecutive matched frames; a
-  tentative track that misses a frame is dropped (a spurious detection never gets published);
-- a confirmed track survives up to ``max_misses`` consecutive frames without a match (the face is
-  briefly not detected: blur, turning the head) and keeps its id and smoothing state when matched
-  again; it is dropped at the next miss, or when it has not been matched for ``max_age_s`` seconds
-  of stamps (frames may stop arriving altogether, and a face seen again much later is a new track).
+- a tentative track is *confirmed* (published) once it has been detected ``min_hits`` times (a count
+  of independent detections, the filter against one-off false detections);
+- a track, tentative or confirmed, survives frames without a match while it was matched at most
+  ``coast_s`` seconds ago (the face is briefly not detected: blur, a hand, turning the head), keeping
+  its id and smoothing state; it is dropped at the first frame that does not match it more than
+  ``coast_s`` after its last match. (When frames stop altogether and the face is matched in the first
+  frame back, it keeps its id; its smoothing then starts afresh, since the frame weighs
+  1 - exp(-dt / tau_s), almost 1.)
 
-Stamps: ``update`` uses the stamp only for ``max_age_s``. A frame whose stamp is older than the
-previous one (out of order) is associated like any other frame; its age check sees a negative
-elapsed time and expires nothing.
+Two views of a frame: ``update`` returns the *published* faces (confirmed, detected in this frame);
+``command_faces`` adds what the command mapper weighs besides them (fer_ros.hri.commands): tentative
+tracks detected in this frame, and confirmed tracks *coasting* (not detected in this frame) with their
+last smoothed state. A missed detection therefore never interrupts a command's evidence.
+
+Stamps: ``update`` uses the stamp for ``coast_s`` and the smoothing's time constant. Frames reach the
+tracker in stamp order per camera (fer_ros.hri.stamps); a stamp older than a track's last one counts
+as no time passed.
 """
 from __future__ import annotations
 
@@ -39,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fer_ros.core.types import Detection, FaceResult
+from fer_ros.core.types import COASTING, TENTATIVE, TRACKED, Detection, FaceResult
 from fer_ros.core.validate import check_fields, setting
 from fer_ros.perception.smoothing import Smoother, SmoothingConfig, circumplex_matrix, circumplex_point, make_smoother
 
@@ -51,9 +58,10 @@ class TrackerConfig:
     iou_threshold: IoU (0..1) at or above which a detection may continue a track (0: any overlap).
     max_center_distance: centre distance, as a fraction of the mean box size, within which a detection
         may continue a track even without overlap (0 disables this gate).
-    min_hits: consecutive matched frames before a track is published (1 = immediately).
-    max_misses: consecutive unmatched frames a confirmed track survives (0 = dropped at the first miss).
-    max_age_s: a track not matched for this many seconds (by frame stamps) is dropped.
+    min_hits: detections before a track is published (1 = immediately).
+    coast_s: a track survives frames without a detection for this many seconds (by frame stamps) after
+        its last match; meanwhile a confirmed one coasts (its last state keeps feeding the command
+        mapper). 0: dropped at the first frame without a match.
     max_size_ratio: for the centre-distance gate, the larger box may be at most this many times the
         smaller one (in sqrt(area)).
     """
@@ -61,8 +69,7 @@ class TrackerConfig:
     iou_threshold: float = setting(0.3, low=0.0, high=1.0)
     max_center_distance: float = setting(0.5, low=0.0)
     min_hits: int = setting(2, low=1, high=100)
-    max_misses: int = setting(5, low=0, high=1000)
-    max_age_s: float = setting(2.0, low=0.0, low_open=True)
+    coast_s: float = setting(0.5, low=0.0, high=10.0)
     max_size_ratio: float = setting(2.0, low=1.0)
 
     def __post_init__(self) -> None:
@@ -80,7 +87,7 @@ class _Track:
         self.box = box
         self.smoother = smoother
         self.hits = 0
-        self.misses = 0
+        self.misses = 0                 # frames since the last match
         self.confirmed = False
         self.last_seen = stamp
         self.smoothed: np.ndarray | None = None
@@ -122,25 +129,23 @@ class FaceTracker:
         # changes what is published (expression, confidence, valence/arousal follow it).
         self.observe = None
         self.correct = None
+        self._command_faces: list[FaceResult] = []
 
     @property
     def face_ids(self) -> list[str]:
         """Ids of the tracks alive now (confirmed and tentative)."""
         return [t.face_id for t in self._tracks]
 
-    def active_boxes(self, stamp: float | None = None) -> list[tuple[float, float, float, float]]:
-        """Last boxes (x, y, w, h) of the tracks alive now: confirmed ones (possibly missed for up to
-        ``max_misses`` frames) and tentative ones (seen in the last frame), in id creation order.
-
-        The Pipeline searches around these boxes between full-frame detections. stamp: when given,
-        tracks that the next ``update`` at this stamp would expire (older than ``max_age_s``) are left out.
-        """
-        return [tuple(float(v) for v in t.box) for t in sorted(self._tracks, key=lambda t: t.number)
-                if stamp is None or float(stamp) - t.last_seen <= self.config.max_age_s]
+    def active_boxes(self) -> list[tuple[float, float, float, float]]:
+        """Last boxes (x, y, w, h) of the tracks alive now (confirmed and tentative, possibly missed for
+        up to ``coast_s``), in id creation order. The Pipeline searches around these boxes between
+        full-frame detections."""
+        return [tuple(float(v) for v in t.box) for t in sorted(self._tracks, key=lambda t: t.number)]
 
     def reset(self) -> None:
         """Drop every track. Ids keep counting: an id is never given to two faces by one tracker."""
         self._tracks.clear()
+        self._command_faces = []
 
     def add_candidates(self, detections: list[Detection], stamp: float) -> int:
         """Merge faces a whole-frame scan of an earlier frame (at ``stamp``) found, between two ``update`` calls
@@ -151,8 +156,8 @@ class FaceTracker:
         sighting (the ROI search lost it; the scan says where to look). Every other face becomes a
         tentative track whose first sighting is the scan: one hit, no probabilities yet; it is published
         once ``update`` matches it often enough to reach ``min_hits`` (so with the default 2, on the next
-        frame that sees it) and dropped at its first miss like any tentative track. Returns the number of
-        new tracks.
+        frame that sees it) and dropped when unmatched for longer than ``coast_s`` like any track. Returns
+        the number of new tracks.
         """
         stamp = float(stamp)
         boxes = np.array([d.box for d in detections], dtype=np.float64).reshape(-1, 4)
@@ -177,43 +182,32 @@ class FaceTracker:
 
         Args:
             detections: this frame's faces; ``detections[i]`` goes with ``probabilities[i]``.
-            probabilities: float32[N, K] class probabilities (rows sum to 1) in ``self.labels`` order;
-                N = len(detections) (an empty array of any shape is accepted when N = 0).
+            probabilities: float32[N, K] finite class probabilities (rows sum to 1) in ``self.labels``
+                order; N = len(detections) (an empty array of any shape is accepted when N = 0).
             stamp: frame time in seconds.
         Returns:
-            FaceResult for each confirmed track matched in this frame, in id creation order
-            (f2 before f10), with smoothed probabilities, expression, confidence, valence, arousal.
+            FaceResult for each confirmed track matched in this frame (``tracking`` TRACKED), in id
+            creation order (f2 before f10), with smoothed probabilities, expression, confidence,
+            valence, arousal. ``command_faces()`` has these and the tentative and coasting ones.
         Raises:
-            ValueError: probabilities do not have shape (len(detections), len(labels)).
+            ValueError: probabilities do not have shape (len(detections), len(labels)) or are not
+                finite; the tracker is left as it was (nothing of the frame is applied).
         """
         probs = self._check_probabilities(detections, probabilities)
         stamp = float(stamp)
-        cfg = self.config
-
-        # Frames may stop (camera paused): a face seen again after max_age_s is a new track.
-        self._tracks = [t for t in self._tracks if stamp - t.last_seen <= cfg.max_age_s]
 
         boxes = np.array([d.box for d in detections], dtype=np.float64).reshape(-1, 4)
         matches = self._associate(boxes)
-        matched_tracks = {ti for ti, _ in matches}
         matched_dets = {di for _, di in matches}
-
-        published: list[_Track] = []
-        for ti, di in matches:
-            track = self._tracks[ti]
+        matched = [self._tracks[ti] for ti, _ in matches]
+        for track, (_, di) in zip(matched, matches):
             self._hit(track, boxes[di], detections[di].score, probs[di], stamp)
-            if track.confirmed:
-                published.append(track)
-
-        survivors = []
-        for ti, track in enumerate(self._tracks):
-            if ti not in matched_tracks:
-                track.misses += 1
-                # Tentative tracks die on their first miss; confirmed ones tolerate max_misses misses.
-                if not track.confirmed or track.misses > cfg.max_misses:
-                    continue
-            survivors.append(track)
-        self._tracks = survivors
+        # Tracks this frame does not match survive while their last match is at most coast_s old.
+        unmatched = [t for t in self._tracks if all(t is not m for m in matched)]
+        for track in unmatched:
+            track.misses += 1
+        self._tracks = matched + [t for t in unmatched if stamp - t.last_seen <= self.config.coast_s]
+        coasting = [t for t in self._tracks[len(matched):] if t.confirmed]
 
         for di in range(len(detections)):
             if di in matched_dets:
@@ -221,11 +215,19 @@ class FaceTracker:
             track = _Track(next(self._numbers), boxes[di], make_smoother(self.smoothing, len(self.labels)), stamp)
             self._hit(track, boxes[di], detections[di].score, probs[di], stamp)
             self._tracks.append(track)
-            if track.confirmed:
-                published.append(track)
+            matched.append(track)
 
-        published.sort(key=lambda t: t.number)
-        return [self._result(t) for t in published]
+        by_id = sorted(matched, key=lambda t: t.number)
+        published = [self._result(t, TRACKED) for t in by_id if t.confirmed]
+        self._command_faces = published + [self._result(t, TENTATIVE) for t in by_id if not t.confirmed] + \
+            [self._result(t, COASTING) for t in sorted(coasting, key=lambda t: t.number)]
+        return published
+
+    def command_faces(self) -> list[FaceResult]:
+        """What the command mapper weighs after the last ``update``: the published faces (TRACKED), the
+        tentative tracks detected in that frame (TENTATIVE) and the confirmed tracks that were not
+        (COASTING, with their last smoothed state; they are within ``coast_s`` of their last match)."""
+        return list(self._command_faces)
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -237,6 +239,8 @@ class FaceTracker:
         if probs.shape != (n, k):
             raise ValueError(f'probabilities must have shape ({n}, {k}) for {n} detections and {k} labels, '
                              f'got {probs.shape}')
+        if not np.all(np.isfinite(probs)):
+            raise ValueError(f'the classifier returned non-finite probabilities for {n} face(s): {probs.tolist()}')
         return probs
 
     def _hit(self, track: _Track, box: np.ndarray, score: float, p: np.ndarray, stamp: float) -> None:
@@ -247,7 +251,7 @@ class FaceTracker:
         track.raw = p.copy()
         if self.observe is not None:
             self.observe(track.face_id, p, stamp)
-        track.smoothed = track.smoother.update(p)
+        track.smoothed = track.smoother.update(p, stamp)
         track.score = float(score)
         if track.hits >= self.config.min_hits:
             track.confirmed = True
@@ -281,7 +285,7 @@ class FaceTracker:
             matches.append((int(ti), int(di)))
         return matches
 
-    def _result(self, track: _Track) -> FaceResult:
+    def _result(self, track: _Track, tracking: str) -> FaceResult:
         smoothed = track.smoothed if self.correct is None else self.correct(track.face_id, track.smoothed)
         best = int(np.argmax(smoothed))
         valence, arousal = circumplex_point(smoothed, self._coords)
@@ -296,6 +300,7 @@ class FaceTracker:
             valence=valence,
             arousal=arousal,
             detection_score=track.score,
+            tracking=tracking,
         )
 
 

@@ -140,13 +140,15 @@ PARAMETERS: tuple[ParamDef, ...] = (
     # --- tracking and smoothing ---
     ParamDef.of('tracker_iou_threshold', TrackerConfig, 'iou_threshold', 'IoU needed to continue a track'),
     ParamDef.of('tracker_min_hits', TrackerConfig, 'min_hits',
-                'a face is published after this many consecutive detections'),
-    ParamDef.of('tracker_max_misses', TrackerConfig, 'max_misses',
-                'a track is dropped after this many frames without a detection'),
+                'a face is published after this many detections'),
+    ParamDef.of('tracker_coast_s', TrackerConfig, 'coast_s',
+                'seconds a face survives without a detection; meanwhile it keeps feeding the command mapper '
+                'with its last state (a missed detection never interrupts STOP evidence)'),
     ParamDef.of('smoothing', SmoothingConfig, 'method', "temporal smoothing of probabilities: 'ema', 'window' or "
                 "'none'"),
-    ParamDef.of('smoothing_alpha', SmoothingConfig, 'alpha', 'EMA weight of the newest frame (smoothing = ema)'),
-    ParamDef.of('smoothing_window', SmoothingConfig, 'window', 'frames averaged (smoothing = window)'),
+    ParamDef.of('smoothing_tau_s', SmoothingConfig, 'tau_s', 'EMA time constant in seconds: a frame dt s after '
+                'the previous one weighs 1 - exp(-dt / tau_s) (smoothing = ema)'),
+    ParamDef.of('smoothing_window_s', SmoothingConfig, 'window_s', 'seconds of frames averaged (smoothing = window)'),
     # --- commands ---
     ParamDef.of('commands_file', PipelineConfig, 'commands_path',
                 "expression-to-command mapping YAML; '' = the packaged config/commands.yaml"),
@@ -202,9 +204,9 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
             int8_calib_dir=values['tensorrt_int8_calib_dir'], torch_device=values['torch_device']),
         detector=detector_config(values),
         tracker=TrackerConfig(iou_threshold=values['tracker_iou_threshold'], min_hits=values['tracker_min_hits'],
-                              max_misses=values['tracker_max_misses']),
-        smoothing=SmoothingConfig(method=values['smoothing'], alpha=values['smoothing_alpha'],
-                                  window=values['smoothing_window']),
+                              coast_s=values['tracker_coast_s']),
+        smoothing=SmoothingConfig(method=values['smoothing'], tau_s=values['smoothing_tau_s'],
+                                  window_s=values['smoothing_window_s']),
         commands_path=values['commands_file'],
         crop_margin=values['crop_margin'],
         crop_mode=values['crop_mode'],
