@@ -57,9 +57,10 @@ def load_asset(name: str) -> np.ndarray:
     return image
 
 
-def _face_patch(source: FaceSource, mirror: bool) -> tuple[np.ndarray, Box]:
-    """Crop (face box + MARGIN) of a source photo and the face box inside that crop."""
-    image = load_asset(source.image)
+def _face_patch(source: FaceSource, mirror: bool, photo: np.ndarray | None = None) -> tuple[np.ndarray, Box]:
+    """Crop (face box + MARGIN) of a source photo (or of ``photo``, an edited copy of it) and the face
+    box inside that crop."""
+    image = load_asset(source.image) if photo is None else photo
     x, y, w, h = source.box
     mx, my = round(w * MARGIN), round(h * MARGIN)
     x0, y0 = max(0, x - mx), max(0, y - my)
@@ -93,10 +94,11 @@ def background(size: tuple[int, int] = (640, 480)) -> np.ndarray:
 
 
 def paste_face(frame: np.ndarray, source: FaceSource, center: tuple[float, float], face_height: float,
-               mirror: bool = False) -> Box:
+               mirror: bool = False, photo: np.ndarray | None = None) -> Box:
     """Paste a source face into ``frame`` (in place) so the face box is ``face_height`` px tall and
-    centred on ``center``; returns the face box (x, y, w, h) in frame pixels (clipped to the frame)."""
-    patch, (fx, fy, fw, fh) = _face_patch(source, mirror)
+    centred on ``center``; returns the face box (x, y, w, h) in frame pixels (clipped to the frame).
+    photo: an edited copy of the source photo (same size) to take the face from instead."""
+    patch, (fx, fy, fw, fh) = _face_patch(source, mirror, photo)
     if face_height < 8:
         raise ValueError(f'paste_face: face_height must be >= 8 px, got {face_height}')
     scale = face_height / fh
@@ -162,3 +164,104 @@ def sample_frame(num_faces: int, size: tuple[int, int] = (640, 480), seed: int =
                   (row + 0.5) * cell_h + rng.uniform(-slack_y, slack_y))
         boxes.append(paste_face(frame, source, center, face_h, mirror=bool(i % 4 >= 2)))
     return frame, boxes
+
+
+# --- expression fixtures ------------------------------------------------------------------------------
+# The repository ships no photo of a frightened face that may be redistributed, so the STOP tests and
+# `make bench-stop` use the astronaut's face edited until the shipped classifier (the FER2013
+# mini-Xception) reads fear in it: exposure, a tilt, raised brows or wider eyes, and the mouth covered
+# as by a hand. The edits were chosen by a search over these few parameters against the real
+# classifier (full-frame and ROI crops of the real detector); they make no claim about how a real
+# frightened face looks. assets/README.md has the provenance and the probabilities.
+
+@dataclass(frozen=True)
+class FaceEdit:
+    """Edits of a source photo, applied in this order around its face box (x, y, w, h).
+
+    gamma, contrast: exposure (``pixel ** gamma`` on 0..1, then contrast about mid-grey).
+    eye_stretch: the eye band (25-50 % of the face height) stretched vertically by this factor.
+    brow_lift: the brow band (10-35 %) moved up by this many pixels.
+    cover: the lower ``cover`` fraction of the face covered in ``cover_bgr`` ('rect' or 'ellipse').
+    tilt_deg: rotation about the face centre. blur_sigma: Gaussian blur (0: none).
+    """
+
+    gamma: float = 1.0
+    contrast: float = 1.0
+    eye_stretch: float = 1.0
+    brow_lift: int = 0
+    cover: float = 0.0
+    cover_bgr: tuple[int, int, int] = (0, 0, 0)
+    cover_shape: str = 'rect'
+    tilt_deg: float = 0.0
+    blur_sigma: float = 0.0
+
+
+# file name in assets/ -> the astronaut's face edited so (frames of 640x480, the face 170 px tall)
+EXPRESSION_FIXTURES: dict[str, FaceEdit] = {
+    # read as scared (about 0.7-0.8) in full-frame and ROI crops
+    'scared_face.jpg': FaceEdit(gamma=0.56, contrast=0.67, eye_stretch=1.03, brow_lift=6, cover=0.27,
+                                cover_bgr=(86, 60, 164), cover_shape='ellipse', tilt_deg=-5.95, blur_sigma=0.97),
+    # the face with wide eyes and the mouth covered, read as surprised: shown in turn with scared_face.jpg
+    # (as the node sees them: ROI crops from the previous frame's box), the winner wobbles between scared
+    # and surprised while the smoothed fear stays above STOP's threshold
+    'fear_surprise_face.jpg': FaceEdit(gamma=1.34, contrast=1.2, eye_stretch=1.31, cover=0.33,
+                                       cover_bgr=(136, 204, 243), tilt_deg=2.73, blur_sigma=1.6),
+}
+NO_FACE = 'no_face.jpg'          # the background alone: a frame in which the detector finds nobody
+FIXTURE_SIZE = (640, 480)
+
+
+def edited_photo(source: FaceSource, edit: FaceEdit) -> np.ndarray:
+    """uint8[H, W, 3] BGR copy of ``source``'s photo with ``edit`` applied (see FaceEdit)."""
+    unit = load_asset(source.image).astype(np.float32) / 255
+    img: np.ndarray = ((np.clip(((unit ** edit.gamma) - 0.5) * edit.contrast + 0.5, 0, 1)) * 255 + 0.5).astype(np.uint8)
+    x, y, w, h = source.box
+    if edit.eye_stretch != 1.0:
+        y0, y1 = int(y + 0.25 * h), int(y + 0.5 * h)
+        stretched = cv2.resize(img[y0:y1, x:x + w], (w, int(round((y1 - y0) * edit.eye_stretch))),
+                               interpolation=cv2.INTER_CUBIC)
+        top = (stretched.shape[0] - (y1 - y0)) // 2
+        img[y0:y1, x:x + w] = stretched[top:top + y1 - y0]
+    if edit.brow_lift:
+        y0, y1 = int(y + 0.1 * h), int(y + 0.35 * h)
+        img[y0 - edit.brow_lift:y1 - edit.brow_lift, x:x + w] = img[y0:y1, x:x + w].copy()
+    if edit.cover > 0:
+        colour = tuple(int(c) for c in edit.cover_bgr)
+        if edit.cover_shape == 'rect':
+            cv2.rectangle(img, (x - 5, int(y + h * (1 - edit.cover))), (x + w + 5, y + h + 10), colour, -1)
+        else:
+            cv2.ellipse(img, (x + w // 2, y + h), (int(w * 0.6), int(h * edit.cover)), 0, 0, 360, colour, -1)
+    if edit.tilt_deg:
+        matrix = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), edit.tilt_deg, 1.0)
+        img = cv2.warpAffine(img, matrix, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REFLECT)
+    if edit.blur_sigma:
+        img = cv2.GaussianBlur(img, (0, 0), edit.blur_sigma)
+    return img
+
+
+def fixture_frame(name: str) -> np.ndarray:
+    """The 640x480 frame of an expression fixture (EXPRESSION_FIXTURES or NO_FACE), as the generator makes
+    it (the committed assets/<name> is this frame as a JPEG)."""
+    frame = background(FIXTURE_SIZE).copy()
+    if name != NO_FACE:
+        source = FACE_SOURCES[0]
+        paste_face(frame, source, (FIXTURE_SIZE[0] / 2, FIXTURE_SIZE[1] / 2), 170.0,
+                   photo=edited_photo(source, EXPRESSION_FIXTURES[name]))
+    return frame
+
+
+def write_fixtures(folder: str) -> list[str]:
+    """Write every expression fixture into ``folder`` as JPEG (quality 92); returns the paths."""
+    import os
+    paths = []
+    for name in (*EXPRESSION_FIXTURES, NO_FACE):
+        path = os.path.join(folder, name)
+        if not cv2.imwrite(path, fixture_frame(name), [cv2.IMWRITE_JPEG_QUALITY, 92]):
+            raise OSError(f'cannot write {path}')
+        paths.append(path)
+    return paths
+
+
+if __name__ == '__main__':      # python -m fer_ros.sample_frames assets/   (regenerates the fixtures)
+    import sys
+    print('\n'.join(write_fixtures(sys.argv[1] if len(sys.argv) > 1 else '.')))

@@ -332,35 +332,31 @@ def test_a_camera_whose_frames_never_arrive_is_explained_in_diagnostics(tmp_path
 
 
 def test_a_clock_jump_back_never_unlatches_stop(tmp_path, collector):
-    """commands.yaml mapping happy -> STOP (no scared face ships with the repository): the astronaut
-    latches STOP; then the camera clock jumps back 100 s and the cameraman (sad, no STOP evidence)
-    is shown. STOP must hold for its whole release time on the new timeline before anything follows."""
+    """The scared face (assets/scared_face.jpg, which the shipped classifier reads as scared) latches
+    STOP; then the camera clock jumps back 100 s and the smiling astronaut (no STOP evidence) is shown.
+    STOP must hold for its whole release time on the new timeline before anything follows."""
     from fer_ros.hri.command_config import load_command_config
 
     from ros_harness import REPO
-    commands = (REPO / 'config' / 'commands.yaml').read_text()
-    assert 'happy:     {command: CONFIRM}' in commands
-    path = tmp_path / 'commands.yaml'
-    path.write_text(commands.replace('happy:     {command: CONFIRM}', 'happy:     {command: STOP}'))
-    release_s = load_command_config(str(path)).commands['STOP'].release_s
-    node = start_node(tmp_path, {'commands_file': str(path), **FAST_DIAG})
+    release_s = load_command_config(None).commands['STOP'].release_s
+    node = start_node(tmp_path, FAST_DIAG)
     try:
         collector.wait_node_ready(node)
         pub = _publisher(collector, node)
         t = time.time()
         _warm_up(collector, node, pub, t)
+        scared = cv2.imread(str(REPO / 'assets' / 'scared_face.jpg'), cv2.IMREAD_COLOR)
         k = 0
         while not any(m.command == 'STOP' for _, m in collector.snapshot()[1]):
-            _send_and_wait(collector, node, pub, image_msg(t + k / 30), 'astronaut frames until STOP')
+            _send_and_wait(collector, node, pub, image_msg(t + k / 30, bgr=scared), 'scared frames until STOP')
             k += 1
-            assert k < 300, 'no STOP from the astronaut mapped to STOP'
-        cameraman = cv2.imread(str(REPO / 'assets' / 'camera.jpg'), cv2.IMREAD_COLOR)
+            assert k < 300, 'no STOP from the scared face'
         jump = t + k / 30 - 100.0
         for j in range(2):                                  # held back until 3 frames agree on the new clock
-            pub.publish(image_msg(jump + j / 30, bgr=cameraman))
+            pub.publish(image_msg(jump + j / 30))
             _wait_diag(collector, node, lambda d: d.get('clock_jump') == str(j + 1), f'jump frame {j} skipped')
         for j in range(2, 150):                             # 5 s of camera clock after the jump
-            _send_and_wait(collector, node, pub, image_msg(jump + j / 30, bgr=cameraman), f'cameraman frame {j}')
+            _send_and_wait(collector, node, pub, image_msg(jump + j / 30), f'astronaut frame {j}')
         _wait_diag(collector, node, lambda d: d.get('clock_resets') == '1', 'the clock jump adopted')
         changes = [m for _, m in collector.snapshot()[1] if not m.heartbeat]
         last_stop = max(i for i, m in enumerate(changes) if m.command == 'STOP')

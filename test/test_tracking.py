@@ -156,11 +156,11 @@ def test_command_faces_add_tentative_and_coasting_faces():
     # f1 missed, a new face f2 appears: f1 coasts with its last smoothed state, f2 is tentative
     assert scene.frame([b]) == []
     faces = scene.tracker.command_faces()
-    assert [(f.face_id, f.tracking) for f in faces] == [('f2', TENTATIVE), ('f1', COASTING)]
-    assert np.array_equal(faces[1].probabilities, state) and faces[1].expression == 'scared'
-    # a tentative track that is missed is not handed on (it was never a face anyone saw twice)
+    assert [(f.face_id, f.tracking) for f in faces] == [('f1', COASTING), ('f2', TENTATIVE)]
+    assert np.array_equal(faces[0].probabilities, state) and faces[0].expression == 'scared'
+    # a missed tentative track is handed on too, as tentative (it cannot command before it is published)
     scene.frame([a])
-    assert [(f.face_id, f.tracking) for f in scene.tracker.command_faces()] == [('f1', TRACKED)]
+    assert [(f.face_id, f.tracking) for f in scene.tracker.command_faces()] == [('f1', TRACKED), ('f2', TENTATIVE)]
 
 
 def test_a_face_detected_every_other_frame_is_published():

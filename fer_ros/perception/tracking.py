@@ -32,8 +32,8 @@ Track life cycle (every timing in seconds of frame stamps, so a slow node keeps 
 
 Two views of a frame: ``update`` returns the *published* faces (confirmed, detected in this frame);
 ``command_faces`` adds what the command mapper weighs besides them (fer_ros.hri.commands): tentative
-tracks detected in this frame, and confirmed tracks *coasting* (not detected in this frame) with their
-last smoothed state. A missed detection therefore never interrupts a command's evidence.
+tracks, and confirmed tracks *coasting* (not detected in this frame); a track not detected in the frame
+gives its last smoothed state. A missed detection therefore never interrupts a command's evidence.
 
 Stamps: ``update`` uses the stamp for ``coast_s`` and the smoothing's time constant. Frames reach the
 tracker in stamp order per camera (fer_ros.hri.stamps); a stamp older than a track's last one counts
@@ -207,7 +207,7 @@ class FaceTracker:
         for track in unmatched:
             track.misses += 1
         self._tracks = matched + [t for t in unmatched if stamp - t.last_seen <= self.config.coast_s]
-        coasting = [t for t in self._tracks[len(matched):] if t.confirmed]
+        missed = self._tracks[len(matched):]
 
         for di in range(len(detections)):
             if di in matched_dets:
@@ -219,14 +219,15 @@ class FaceTracker:
 
         by_id = sorted(matched, key=lambda t: t.number)
         published = [self._result(t, TRACKED) for t in by_id if t.confirmed]
-        self._command_faces = published + [self._result(t, TENTATIVE) for t in by_id if not t.confirmed] + \
-            [self._result(t, COASTING) for t in sorted(coasting, key=lambda t: t.number)]
+        others = sorted([t for t in by_id if not t.confirmed] + missed, key=lambda t: t.number)
+        self._command_faces = published + [self._result(t, COASTING if t.confirmed else TENTATIVE) for t in others]
         return published
 
     def command_faces(self) -> list[FaceResult]:
-        """What the command mapper weighs after the last ``update``: the published faces (TRACKED), the
-        tentative tracks detected in that frame (TENTATIVE) and the confirmed tracks that were not
-        (COASTING, with their last smoothed state; they are within ``coast_s`` of their last match)."""
+        """What the command mapper weighs after the last ``update``: every live track. The published
+        faces (TRACKED) first, then in id order the tentative tracks (TENTATIVE, detected in that frame
+        or not) and the confirmed tracks not detected in it (COASTING); a track not detected in the frame
+        gives its last smoothed state (it is within ``coast_s`` of its last match)."""
         return list(self._command_faces)
 
     # --- internals -------------------------------------------------------------------------------
