@@ -103,6 +103,7 @@ def test_a_scared_face_stops_the_robot_within_the_stated_bound(pipeline, pattern
     assert [c for _, c in changes] == ['STOP']                   # and nothing else for 3 s
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('pattern', [[SCARED, FEAR_SURPRISE], [SCARED] * 3 + [FEAR_SURPRISE]], ids=['1:1', '3:1'])
 def test_a_wobbling_winner_stops_the_robot_and_keeps_it_stopped(pipeline, pattern):
     """scared_face and fear_surprise_face in turn: the classifier's winner changes between them (so the
@@ -114,6 +115,7 @@ def test_a_wobbling_winner_stops_the_robot_and_keeps_it_stopped(pipeline, patter
     assert [c for _, c in changes] == ['STOP'], changes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('frames', ['sample_frames', 'photos', 'sample_bag'])
 def test_no_stop_from_the_repository_s_other_faces(pipeline, frames):
     """The smiling astronaut, the calm cameraman (he reads partly scared and angry at rest: 0.83-0.96 of a
