@@ -219,7 +219,9 @@ class FaceTracker:
 
         by_id = sorted(matched, key=lambda t: t.number)
         published = [self._result(t, TRACKED) for t in by_id if t.confirmed]
-        others = sorted([t for t in by_id if not t.confirmed] + missed, key=lambda t: t.number)
+        # (a face a background scan added has no probabilities until a frame matches it)
+        others = sorted([t for t in by_id if not t.confirmed] + [t for t in missed if t.smoothed is not None],
+                        key=lambda t: t.number)
         self._command_faces = published + [self._result(t, COASTING if t.confirmed else TENTATIVE) for t in others]
         return published
 
