@@ -7,13 +7,15 @@ export DISTRO
 # -rs: every skipped test prints its reason; under CI=true a skip for something `make setup` makes fails
 # (test/conftest.py).
 PYTEST := python -m pytest -q -rs -p no:cacheprovider
-.PHONY: help setup lint demo test test-fast bench bench-node bench-models soak bench-accuracy clean
+.PHONY: help setup lint demo test test-fast gpu-check bench bench-node bench-models soak bench-accuracy clean
 
 help:
 	@echo "make demo        node + camera process on the repository's face photos; prints faces and commands"
 	@echo "make test        every test (unit, backend parity, real rclpy/DDS across processes)"
 	@echo "make test-fast   lint + tests that need no ROS and no training (seconds)"
 	@echo "make lint        ruff (lint + import order), mypy, import contracts (lint-imports)"
+	@echo "make gpu-check   the GPU path on this machine (CUDA buffers, torch CUDA vs CPU, AMP training, TensorRT tests);"
+	@echo "                 GPU parts skip without a GPU; needs no setup or network (docs/gpu.md)"
 	@echo "make bench       perception benchmark (per stage, per model/backend, vs the fer library)"
 	@echo "make bench-node  node benchmark: 30 Hz camera in another process, rates and latency"
 	@echo "make bench-models  params/MACs, CPU training throughput, ONNX Runtime latency per model"
@@ -39,6 +41,10 @@ test: setup lint
 
 test-fast: setup lint
 	@bash scripts/with_ros.sh $(PYTEST) -m "not ros and not slow" test
+
+# no `setup` prerequisite: a bare GPU machine has no network for it (scripts/gpu_check.sh picks the interpreter)
+gpu-check:
+	@bash scripts/gpu_check.sh
 
 bench: setup
 	@bash benchmarks/setup_peer.sh && bash scripts/with_ros.sh python -m benchmarks.perception --json bench/bench.json

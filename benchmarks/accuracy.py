@@ -273,7 +273,7 @@ def main(argv=None) -> int:
 
     labels = load_labels()
     roots = fetch(args.cache, labels)
-    backend = create_backend(default_model_path(), 'onnxruntime')
+    backend = create_backend(default_model_path(), 'cpu')
     detector = create_face_detector()
     photos = defaultdict(list)
     for lab in labels:

@@ -109,7 +109,7 @@ def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: 
              params: list[str] = (), executable: str | None = None, newcomer: bool = False) -> dict:
     overrides = dict(p.split(':=', 1) for p in params)
     logs = tempfile.mkdtemp(prefix='fer_bench_node_')
-    node = start_node({'backend': 'onnxruntime', **overrides}, log_path=Path(logs) / 'node.log',
+    node = start_node({'backend': 'cpu', **overrides}, log_path=Path(logs) / 'node.log',
                       executable=executable)
     camera = None
     try:

@@ -120,7 +120,7 @@ class PipelineRunner:
         from fer_ros.pipeline import PipelineConfig
 
         self.detector = DetectorConfig(**detector_overrides)
-        self.pipeline = create_pipeline(PipelineConfig(model_path=model_path, backend='onnxruntime',
+        self.pipeline = create_pipeline(PipelineConfig(model_path=model_path, backend='cpu',
                                                        detector=self.detector))
         self.frames = frames
         self.stages = {case: {} for case, _ in CASES}
@@ -323,7 +323,7 @@ def classifier_targets(extra: list[str]) -> list[tuple[str, str]]:
     """(model path, backend) pairs available on this machine."""
     import importlib.util
 
-    from fer_ros.backends import gpu_available, tensorrt_installed
+    from fer_ros.backends.selection import probe_machine
     from fer_ros.core.backend_options import ENGINE_SUFFIXES, TORCH_SUFFIXES
     from fer_ros.util.paths import DEFAULT_DETECTOR_MODEL, default_model_path
 
@@ -334,7 +334,7 @@ def classifier_targets(extra: list[str]) -> list[tuple[str, str]]:
         pass
     models += sorted(glob.glob(os.path.join(REPO, 'models', '*.onnx'))) + list(extra)
     seen, pairs = set(), []
-    trt = tensorrt_installed() and gpu_available()
+    trt = probe_machine().usable('tensorrt')     # importable is not runnable (libraries, cuda-python, GPU)
     has_torch = importlib.util.find_spec('torch') is not None
     for path in models:
         real = os.path.realpath(path)
@@ -344,7 +344,7 @@ def classifier_targets(extra: list[str]) -> list[tuple[str, str]]:
         if os.path.basename(path) == DEFAULT_DETECTOR_MODEL:
             continue            # the face detector, timed in part 1
         if path.endswith('.onnx'):
-            pairs.append((path, 'onnxruntime'))
+            pairs.append((path, 'cpu'))
             if trt:
                 pairs.append((path, 'tensorrt'))
             checkpoint = os.path.splitext(path)[0] + '.pt'

@@ -173,7 +173,7 @@ class Camera:
 def run(seconds: float, log_path: str, rate: float = 30.0) -> dict:
     # the node's log goes to a file: a pipe nobody reads would block the node once full
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    logged = LoggedProcess([find_executable('fer_node'), '--ros-args', '-p', 'backend:=onnxruntime'], Path(log_path))
+    logged = LoggedProcess([find_executable('fer_node'), '--ros-args', '-p', 'backend:=cpu'], Path(log_path))
     node = logged.popen
     observer, camera = Observer(), None
     sent = {'good': 0, **dict.fromkeys(MALFORMED, 0)}

@@ -58,7 +58,7 @@ class PipelineConfig:
     """Everything the pipeline needs (validated on construction).
 
     model_path: classifier file; '' = fer_ros.util.paths.default_model_path() (the converted
-        mini-Xception, or $FER_ROS_MODEL). backend: 'auto' | 'onnxruntime' | 'tensorrt' | 'torch'.
+        mini-Xception, or $FER_ROS_MODEL). backend: one of BACKENDS (fer_ros.backends.selection).
     backend_options: the backends' typed options (TensorRT precision, engine cache, INT8 calibration,
         threads; fer_ros.core.backend_options).
     commands_path: expression -> command YAML; '' = the packaged config/commands.yaml.
@@ -250,11 +250,20 @@ class Pipeline:
 
     @property
     def backend_name(self) -> str:
-        return self._backend.name
+        """The backend choice the classifier runs as ('cpu', 'tensorrt'...; the implementation's name when
+        the backend was constructed directly)."""
+        return self._backend.choice or self._backend.name
 
     @property
     def detector_name(self) -> str:
         return self._detector.name
+
+    @property
+    def placement(self) -> list[str]:
+        """Where both models run and, for 'auto', why: one line each (the node logs them when it configures)."""
+        b, d = self._backend, self._detector
+        lines = [f'classifier on {self.backend_name} ({b.device}), face detector {d.name} on {d.device}']
+        return lines + [why for why in (b.selected, d.selected) if why]
 
     def set_detector_config(self, config: DetectorConfig) -> None:
         """Change detector settings at run time (thresholds in place; a new detector if the kind changes).

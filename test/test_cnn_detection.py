@@ -9,6 +9,7 @@ the two builds (float summation order differs) and are not required to match.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import glob
 import os
 
@@ -46,7 +47,7 @@ def layers():
 @pytest.fixture(scope='module')
 def yunet():
     return create_face_detector(DetectorConfig(kind='yunet', confidence_threshold=THRESHOLD, min_face_size=1,
-                                          max_faces=256, backend='onnxruntime', full_scan_s=0.0))
+                                          max_faces=256, backend='cpu', full_scan_s=0.0))
 
 
 @pytest.fixture(scope='module')
@@ -226,7 +227,7 @@ def _assert_same_faces(ours, reference, where, threshold=THRESHOLD):
 def test_same_faces_as_yuface_on_the_photos(yuface, name, max_side):
     image = load_asset(name)
     ours = create_face_detector(DetectorConfig(kind='yunet', max_side=max_side, confidence_threshold=0.3,
-                                          min_face_size=1, backend='onnxruntime'))
+                                          min_face_size=1, backend='cpu'))
     theirs = create_face_detector(DetectorConfig(kind='yuface', max_side=max_side, confidence_threshold=0.3,
                                             min_face_size=1))
     # 0.3: coffee.jpg's best false candidate (0.36 in yuface) is compared too
@@ -249,41 +250,100 @@ def test_any_frame_size_is_padded_not_resized(yunet, yuface):
 
 # --- the same runtime layer as the classifier: ONNX Runtime CPU, TensorRT / CUDA providers --------------
 
-def test_tensorrt_provider_options_hold_one_dynamic_profile_and_the_cache(tmp_path):
+def test_tensorrt_provider_options_create_the_cache_and_place_the_timing_cache(tmp_path):
+    """ONNX Runtime's TensorRT provider creates only the last level of its cache path and fails to start
+    without the rest (on a fresh robot: ~/.cache/fer_ros/engines); its timing cache had no path at all, so
+    it landed in the node's working directory."""
     from fer_ros.backends.onnxruntime_backend import tensorrt_provider_options
 
-    options = tensorrt_provider_options('image', (1, 3, 32, 32), (1, 3, 480, 640), (1, 3, 640, 640), str(tmp_path))
+    fresh = tmp_path / 'home' / '.cache' / 'fer_ros' / 'engines'
+    options = tensorrt_provider_options('image', (1, 3, 32, 32), (1, 3, 480, 640), (1, 3, 640, 640), str(fresh))
+    folder = fresh / 'onnxruntime-tensorrt'
+    assert folder.is_dir()                                               # every level created
     assert options['trt_profile_min_shapes'] == 'image:1x3x32x32'
     assert options['trt_profile_opt_shapes'] == 'image:1x3x480x640'
     assert options['trt_profile_max_shapes'] == 'image:1x3x640x640'
-    assert options['trt_engine_cache_enable'] == 'True' and options['trt_engine_cache_path'] == str(tmp_path)
-    with pytest.raises(ValueError, match='precision'):
-        tensorrt_provider_options('image', (1,), (1,), (1,), str(tmp_path), precision='int8')
+    assert options['trt_engine_cache_enable'] == 'True' and options['trt_engine_cache_path'] == str(folder)
+    assert options['trt_timing_cache_enable'] == 'True' and options['trt_timing_cache_path'] == str(folder)
+    assert options['trt_fp16_enable'] == 'True'
+    fp32 = tensorrt_provider_options('image', (1,), (1,), (1,), str(fresh), precision='fp32')
+    assert fp32['trt_fp16_enable'] == 'False'
+    with pytest.raises(ValueError, match="int8: use backend 'tensorrt'"):
+        tensorrt_provider_options('image', (1,), (1,), (1,), str(fresh), precision='int8')
+    blocked = tmp_path / 'file'
+    blocked.write_text('x')
+    from fer_ros.backends import BackendError
+    with pytest.raises(BackendError, match='cannot create the TensorRT engine cache folder .*engine_cache_dir'):
+        tensorrt_provider_options('image', (1,), (1,), (1,), str(blocked / 'engines'))
 
 
-def test_tensorrt_request_without_the_provider_runs_on_the_cpu_with_a_warning(caplog):
-    import onnxruntime as ort
+def test_the_classifier_on_the_tensorrt_provider_gets_a_cache_and_a_batch_profile(tmp_path):
+    """The classifier asked ONNX Runtime's TensorRT provider for no options: no engine cache, an engine rebuilt at
+    every start and for every larger batch."""
+    from fer_ros.backends.onnxruntime_backend import classifier_provider_options
 
-    if 'TensorrtExecutionProvider' in ort.get_available_providers():
-        pytest.skip('this onnxruntime has the TensorRT provider: test_detector_on_tensorrt_matches_the_cpu runs')
+    classifier = os.path.join(REPO, 'models', 'mini_xception_fer2013.onnx')
+    options = classifier_provider_options(classifier, 16, str(tmp_path / 'c'), 'fp32')['TensorrtExecutionProvider']
+    assert options['trt_profile_min_shapes'] == 'input:1x1x64x64'
+    assert options['trt_profile_opt_shapes'] == 'input:4x1x64x64'
+    assert options['trt_profile_max_shapes'] == 'input:16x1x64x64'
+    assert options['trt_engine_cache_path'] == str(tmp_path / 'c' / 'onnxruntime-tensorrt')
+    assert options['trt_fp16_enable'] == 'False'
+
+
+def test_the_detector_engine_follows_the_cache_folder_the_precision_and_the_roi_crops():
+    """The detector ignored tensorrt_engine_cache_dir, was always fp16, and its profile stopped at
+    detector_max_side although ROI crops (roi_scale x roi_face_px) can be larger."""
+    from fer_ros.backends import DetectorEngineSettings
+    from fer_ros.core.backend_options import BackendOptions
+
+    default = DetectorEngineSettings.of(DetectorConfig(), BackendOptions())
+    assert (default.precision, default.cache_dir, default.side_limit) == ('fp16', None, 640)
+    chosen = DetectorEngineSettings.of(DetectorConfig(), BackendOptions(precision='fp32', engine_cache_dir='/e'))
+    assert (chosen.precision, chosen.cache_dir) == ('fp32', '/e')
+    assert DetectorEngineSettings.of(DetectorConfig(), BackendOptions(precision='int8')).precision == 'fp16'
+    big_rois = DetectorConfig(max_side=320, roi_scale=8.0, roi_face_px=512)
+    assert DetectorEngineSettings.of(big_rois, BackendOptions()).side_limit == 4128 >= 8 * 512 + 1
+    # every crop the detector can make fits the limit: the largest ROI window of a big face, and a whole frame
+    detector = create_face_detector(dataclasses.replace(big_rois, backend='cpu'))
+    ((x0, y0, x1, y1), scale), = detector.roi_windows([(100.0, 100.0, 900.0, 900.0)], 8000, 8000)
+    assert max(x1 - x0, y1 - y0) * scale <= big_rois.input_side_limit
+
+
+def test_inputs_beyond_the_engine_profile_are_downscaled_with_one_warning(caplog):
+    """detector_max_side raised at run time past the profile the engine was built for: the detector keeps
+    finding faces on inputs scaled to fit (here a real CPU runner given the engine's limit)."""
+    detector = create_face_detector(DetectorConfig(kind='yunet', backend='cpu', max_side=1024))
+    detector.input_limit = 320
+    seen = []
+    runner = detector.network.runner
+    real_run = runner.run
+
+    def recording_run(feeds, names):
+        seen.append(next(iter(feeds.values())).shape)
+        return real_run(feeds, names)
+    runner.run = recording_run
+    frame, _ = sample_frame(1, size=(1024, 768), seed=3)
     with caplog.at_level('WARNING'):
-        detector = create_face_detector(DetectorConfig(kind='yunet', backend='tensorrt'))
-    assert detector.device == 'CPU' and 'TensorrtExecutionProvider' in caplog.text
-    assert len(detector.detect(load_asset('astronaut.jpg'))) == 1
+        assert len(detector.detect(frame)) == 1
+        assert len(detector.detect(frame)) == 1
+    assert seen and all(max(shape[2:]) <= 320 for shape in seen), seen
+    assert sum('exceeds the 320 px' in r.getMessage() for r in caplog.records) == 1
 
 
-def test_detector_on_tensorrt_matches_the_cpu(tmp_path, monkeypatch):
-    import onnxruntime as ort
+@pytest.mark.parametrize('choice', ['tensorrt', 'tensorrt-ep'])
+def test_detector_on_tensorrt_matches_the_cpu(tmp_path, choice):
+    from fer_ros.backends.selection import probe_machine
+    from fer_ros.core.backend_options import BackendOptions
 
-    from fer_ros.backends import gpu_available
-
-    if 'TensorrtExecutionProvider' not in ort.get_available_providers() or not gpu_available():
-        pytest.skip('needs onnxruntime-gpu with the TensorRT provider and an NVIDIA GPU (not on this machine)')
-    monkeypatch.setenv('FER_ROS_ENGINE_CACHE', str(tmp_path))
-    gpu = create_face_detector(DetectorConfig(kind='yunet', backend='tensorrt', confidence_threshold=THRESHOLD))
-    cpu = create_face_detector(DetectorConfig(kind='yunet', backend='onnxruntime', confidence_threshold=THRESHOLD))
-    assert gpu.device.startswith('GPU')
+    if not probe_machine().usable(choice):
+        pytest.skip(f'{choice} cannot run here: {probe_machine().why_not(choice, brief=True)}')
+    options = BackendOptions(engine_cache_dir=str(tmp_path), precision='fp16')
+    gpu = create_face_detector(DetectorConfig(kind='yunet', backend=choice, confidence_threshold=THRESHOLD), options)
+    cpu = create_face_detector(DetectorConfig(kind='yunet', backend='cpu', confidence_threshold=THRESHOLD))
+    assert gpu.device.startswith(('GPU', 'CUDA'))
     for num_faces, size in ((1, (640, 480)), (5, (640, 480)), (3, (320, 240))):     # shapes inside the profile
         frame, _ = sample_frame(num_faces, size=size, seed=1)
-        _assert_same_faces(gpu.detect(frame), cpu.detect(frame), f'TensorRT {num_faces} faces {size}')
-    assert any(tmp_path.iterdir()), 'no engine written to the cache'
+        _assert_same_faces(gpu.detect(frame), cpu.detect(frame), f'{choice} {num_faces} faces {size}')
+    assert any(tmp_path.rglob('*')), 'no engine written to the cache'
+    gpu.network.runner.close()

@@ -40,7 +40,7 @@ def test_live_matches_offline(tmp_path):
                        start_ns=make_bag.SAMPLE_START_NS, progress=False)
     labels = tmp_path / 'labels.csv'
     labels.write_text(make_bag.sample_labels_csv())
-    common = [str(bag), '--topic', make_bag.DEFAULT_TOPIC, '--labels', str(labels), '--backend', 'onnxruntime',
+    common = [str(bag), '--topic', make_bag.DEFAULT_TOPIC, '--labels', str(labels), '--backend', 'cpu',
               '--no-progress']
 
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(120, 200)))   # no cross-talk with parallel runs

@@ -53,9 +53,9 @@ ROBOT_PARAMS = {
     'image_transport': 'compressed',
     'reliability': 'reliable',
     'model_path': None,            # a copy of the default model under another name (set per test)
-    'backend': 'onnxruntime',
+    'backend': 'cpu',
     'detector': 'haar',
-    'detector_backend': 'onnxruntime',
+    'detector_backend': 'cpu',
     'publish_debug_image': False,
     'max_faces': 3,
     'detection_threshold': 0.7,

@@ -71,7 +71,7 @@ def test_launch_file_starts_one_node_per_mode():
 
 @pytest.mark.parametrize('name,value,needle', [
     ('detection_threshold', 1.5, 'detection_threshold'),
-    ('backend', 'cuda', 'backend'),
+    ('backend', 'openvino', 'backend'),
     ('max_faces', 2.5, 'max_faces'),
     ('publish_debug_image', 'yes', 'publish_debug_image'),
 ])

@@ -200,10 +200,13 @@ def test_models_that_cannot_run_fail_at_start(tmp_path, case):
         pytest.skip('tensorrt imports here')
     args, needle = {'output_size_vs_labels': (['-p', f'model_path:={_mismatched_model(tmp_path / "m.onnx")}'],
                                               'output shape (1, 5), expected (1, 7)'),
-                    'tensorrt_missing': (['-p', 'backend:=tensorrt'], "backend 'tensorrt' was requested")}[case]
+                    'tensorrt_missing': (['-p', 'backend:=tensorrt'], "backend 'tensorrt' cannot run here")}[case]
     node = _start(tmp_path, args)
     assert node.popen.wait(60) == 1, node.output()
     assert needle in node.output() and 'Traceback' not in node.output()
+    if case == 'tensorrt_missing':       # one message, naming where TensorRT comes from
+        fatal = [line for line in node.output().splitlines() if 'cannot run here' in line]
+        assert len(fatal) == 1 and 'JetPack' in fatal[0] and "NVIDIA's pip index" in fatal[0], node.output()
 
 
 def test_use_sim_time_is_accepted_and_wrong_or_unknown_run_time_values_are_named(tmp_path, collector):

@@ -47,7 +47,7 @@ def counting():
 
 def test_one_face_is_tracked_and_classified(counting):
     pipeline = build(PipelineConfig(model_path=DEFAULT_ONNX), counting)
-    assert pipeline.backend_name == 'onnxruntime' and pipeline.detector_name == 'yunet'
+    assert pipeline.backend_name == 'cpu' and pipeline.detector_name == 'yunet'
     assert pipeline.labels == pipeline.spec.labels
     frame, boxes = sample_frame(1)
     first = pipeline.process(frame, 0.0)
@@ -110,7 +110,7 @@ def test_detector_settings_change_at_run_time():
 
 def test_config_and_input_errors():
     with pytest.raises(ValueError, match='backend'):
-        PipelineConfig(backend='cuda')
+        PipelineConfig(backend='openvino')
     with pytest.raises(ValueError, match='crop_margin'):
         PipelineConfig(crop_margin=-0.1)
     with pytest.raises(ValueError, match='detector'):
@@ -234,7 +234,7 @@ from fer_ros.pipeline import PipelineConfig
 from fer_ros.backends import create_pipeline
 from fer_ros.sample_frames import sample_frame
 import fer_ros.tools.infer
-pipeline = create_pipeline(PipelineConfig(model_path=sys.argv[1], backend='onnxruntime'))
+pipeline = create_pipeline(PipelineConfig(model_path=sys.argv[1], backend='cpu'))
 result = pipeline.process(sample_frame(1)[0], 0.0)
 print(json.dumps({'backend': pipeline.backend_name, 'detections': result.num_detections,
                   'torch': sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))}))
@@ -246,7 +246,7 @@ def test_runtime_path_never_imports_torch():
                          timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert report == {'backend': 'onnxruntime', 'detections': 1, 'torch': []}
+    assert report == {'backend': 'cpu', 'detections': 1, 'torch': []}
 
 
 def relabelled_model(tmp_path, labels) -> str:
@@ -266,7 +266,7 @@ def relabelled_model(tmp_path, labels) -> str:
 
 def test_label_spellings_are_made_canonical(tmp_path):
     fer_words = ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise', 'neutral')
-    pipeline = build(PipelineConfig(model_path=relabelled_model(tmp_path, fer_words), backend='onnxruntime'))
+    pipeline = build(PipelineConfig(model_path=relabelled_model(tmp_path, fer_words), backend='cpu'))
     assert pipeline.labels == ('angry', 'disgusted', 'scared', 'happy', 'sad', 'surprised', 'neutral')
     frame, _ = sample_frame(1)
     assert pipeline.process(frame, 0.0).labels == pipeline.labels
@@ -275,4 +275,4 @@ def test_label_spellings_are_made_canonical(tmp_path):
 def test_a_model_with_an_unknown_label_is_refused_at_start(tmp_path):
     words = ('angry', 'contempt', 'scared', 'happy', 'sad', 'surprised', 'neutral')
     with pytest.raises(ValueError, match=r"labels \['angry', 'contempt', .*\] contain \['contempt'\]"):
-        build(PipelineConfig(model_path=relabelled_model(tmp_path, words), backend='onnxruntime'))
+        build(PipelineConfig(model_path=relabelled_model(tmp_path, words), backend='cpu'))

@@ -39,12 +39,16 @@ class Backend(ABC):
     """Runs an expression classifier.
 
     Attributes:
-        name: backend id ('onnxruntime', 'tensorrt', 'torch').
+        name: implementation ('onnxruntime', 'tensorrt', 'torch').
+        choice: the backend choice it runs as ('cpu', 'cuda', 'tensorrt', 'tensorrt-ep', 'torch'; set by
+            fer_ros.backends.create_backend, '' when constructed directly). selected: why, when 'auto' chose it.
         spec: the model's ModelSpec (labels, input size, channels, normalisation).
         device: human-readable device description (e.g. 'CPU', 'CUDA:0 NVIDIA Orin').
     """
 
     name: str = 'base'
+    choice: str = ''
+    selected: str = ''
     spec: ModelSpec
     device: str = 'CPU'
 
@@ -71,13 +75,17 @@ class TensorRunner(ABC):
     """Runs any ONNX model with named tensors (the face detector; shapes may vary per call).
 
     Attributes:
-        name: backend id ('onnxruntime', 'tensorrt'). device: e.g. 'CPU', 'GPU (TensorrtExecutionProvider)'.
+        name: implementation ('onnxruntime', 'tensorrt'). choice: as Backend.choice. device: e.g. 'CPU',
+            'GPU (Tensorrt)'.
         metadata: the model file's metadata map {key: string} (where the model's own spec lives).
     """
 
     name: str = 'base'
+    choice: str = ''
+    selected: str = ''
     device: str = 'CPU'
     metadata: dict[str, str]
+    max_input_side: int | None = None      # a TensorRT profile's longest input side; None = any size
 
     @abstractmethod
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:

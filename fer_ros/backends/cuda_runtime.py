@@ -3,10 +3,16 @@
 cuda-python is the declared dependency (requirements-trt.txt; JetPack ships it too): one buffer path,
 the one NVIDIA's TensorRT samples use. The runtime API works on the device's primary context from
 any thread, so no context juggling is needed.
+
+Versions: cuda-python 12.6 to 13.x (CUDA_PYTHON_RANGE; test/test_api_contract.py checks the code against
+12.6.2.post1, the newest 12.x and the newest 13.x). ``cuda.bindings.runtime`` (12.6.1+; ``cuda.cudart``
+before, removed in 13); the stream handle through ``cuda.bindings.utils.get_cuda_native_handle`` where it
+exists (12.9.1+: ``int(stream)`` is deprecated there), ``int()`` before.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 from collections.abc import Iterator
 
@@ -14,8 +20,20 @@ import numpy as np
 
 from fer_ros.backends.base import BackendError
 
+CUDA_PYTHON_RANGE = ((12, 6), (14, 0))        # [lowest, highest) cuda-python versions fer_ros runs with
 CUDA_HINT = ("TensorRT needs cuda-python for device buffers ({cause}): "
-             "pip install 'cuda-python>=12,<13' (match the CUDA major version of your TensorRT)")
+             "pip install -r requirements-trt.txt (a Jetson: requirements-jetson-trt.txt); cuda-python 12.x "
+             "for TensorRT built for CUDA 12, 13.x for CUDA 13")
+
+
+def native_handle(cuda_object) -> int:
+    """The address behind a cuda-python object (a stream): ``get_cuda_native_handle`` where cuda-python has it
+    (``int(obj)`` is deprecated there), else ``int``."""
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(cuda_object)
+    return int(get_cuda_native_handle(cuda_object))
 
 
 class CudaStream:
@@ -40,7 +58,8 @@ class CudaStream:
 
     @property
     def handle(self) -> int:
-        return int(self._stream)
+        """The stream's address (what TensorRT's ``execute_async_v3`` takes)."""
+        return native_handle(self._stream)
 
     @contextlib.contextmanager
     def activate(self) -> Iterator[None]:
@@ -58,6 +77,15 @@ class CudaStream:
 
     def free(self, ptr: int) -> None:
         self._call(self._rt.cudaFree(ptr), 'cudaFree')
+
+    def host_alloc(self, nbytes: int) -> tuple[int, np.ndarray]:
+        """Page-locked host memory (cudaMallocHost): (pointer for ``free_host``, uint8[nbytes] numpy view).
+        Copies from / to it are truly asynchronous and faster than from pageable numpy arrays."""
+        ptr = int(self._call(self._rt.cudaMallocHost(int(nbytes)), 'cudaMallocHost'))
+        return ptr, np.ctypeslib.as_array((ctypes.c_uint8 * int(nbytes)).from_address(ptr))
+
+    def free_host(self, ptr: int) -> None:
+        self._call(self._rt.cudaFreeHost(ptr), 'cudaFreeHost')
 
     def htod(self, ptr: int, host: np.ndarray) -> None:
         self._call(self._rt.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes,
@@ -78,6 +106,18 @@ class CudaStream:
             self._stream = None
 
 
+def cuda_python_version() -> tuple[int, ...]:
+    """The installed cuda-python / cuda-bindings version as numbers, () when unknown."""
+    from importlib import metadata
+    for dist in ('cuda-bindings', 'cuda-python'):
+        try:
+            text = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+        return tuple(int(part) for part in text.split('.')[:3] if part.isdigit())
+    return ()
+
+
 def open_cuda() -> CudaStream:
     """A CUDA stream helper on device 0.
 
@@ -86,6 +126,11 @@ def open_cuda() -> CudaStream:
     """
     if importlib.util.find_spec('cuda') is None:
         raise BackendError(CUDA_HINT.format(cause='cuda-python is not installed'))
+    version = cuda_python_version()
+    low, high = CUDA_PYTHON_RANGE
+    if version and not low <= version[:2] < high:
+        raise BackendError(CUDA_HINT.format(cause=f"cuda-python {'.'.join(map(str, version))} is outside "
+                                                  f'{low[0]}.{low[1]}..<{high[0]}.{high[1]}'))
     try:
         return CudaStream()
     except BackendError:

@@ -1,5 +1,14 @@
-"""ONNX Runtime backend: the default on CPU; uses the TensorRT / CUDA execution providers when the
-installed onnxruntime has them (onnxruntime-gpu), else the CPU provider.
+"""ONNX Runtime backends: the classifier (``OnnxRuntimeBackend``) and any model with named tensors, the face
+detector (``OnnxRuntimeRunner``), on the execution provider the backend choice names:
+
+- 'cpu': CPUExecutionProvider only (the default everywhere, whatever onnxruntime build is installed);
+- 'cuda': CUDAExecutionProvider, CPU behind it for nodes it lacks;
+- 'tensorrt-ep': TensorrtExecutionProvider with an engine cache and a timing cache in
+  ``<engine cache>/onnxruntime-tensorrt`` (created when missing), one explicit optimisation profile and FP16
+  per the precision, then CUDA and CPU behind it.
+A provider that is not in this onnxruntime build, or that does not start (e.g. onnxruntime-gpu without
+its CUDA / TensorRT libraries), is a BackendError naming what is missing: an explicit choice never runs
+elsewhere silently (``auto`` falls back, with one warning, in fer_ros.backends).
 
 Reads the ModelSpec from the session's own metadata (key ``fer_ros``), so the file alone defines
 labels, input size, channels and normalisation. Needs only numpy + onnxruntime (never torch).
@@ -12,25 +21,12 @@ import os
 import numpy as np
 
 from fer_ros.backends.base import Backend, BackendError, TensorRunner, check_batch, softmax
+from fer_ros.backends.engine_file import prepare_cache_dir
+from fer_ros.backends.selection import CPU_EP, CUDA_EP, ORT_GPU_SOURCE, TENSORRT_EP
+from fer_ros.core.backend_options import ONNXRUNTIME_BACKENDS
 from fer_ros.core.spec import ModelSpec
 
 log = logging.getLogger(__name__)
-
-CPU = 'CPUExecutionProvider'
-GPU_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
-
-
-def choose_providers(providers, available: list[str]) -> list[str]:
-    """The providers to request: ``providers`` filtered to ``available`` (one warning for the missing),
-    or, when None, TensorRT and CUDA where present, then CPU."""
-    if providers is None:
-        return [p for p in GPU_PROVIDERS if p in available] + [CPU]
-    missing = [p for p in providers if p not in available]
-    wanted = [p for p in providers if p in available] or [CPU]
-    if missing:
-        log.warning('onnxruntime lacks %s; using %s', ', '.join(missing), ', '.join(wanted))
-    return wanted
-
 
 def read_onnx_metadata(path: str) -> dict[str, str]:
     """The custom metadata map of an ONNX file, read with ONNX Runtime (a run-time dependency; ``onnx`` is not).
@@ -43,7 +39,7 @@ def read_onnx_metadata(path: str) -> dict[str, str]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f'model file not found: {path}')
     try:
-        session = ort.InferenceSession(path, providers=[CPU])
+        session = ort.InferenceSession(path, providers=[CPU_EP])
     except Exception as exc:  # ORT raises its own exception types
         raise ValueError(f'{path}: not a loadable ONNX model ({exc})') from exc
     return dict(session.get_modelmeta().custom_metadata_map)
@@ -58,18 +54,70 @@ def read_onnx_spec(path: str) -> ModelSpec:
     return ModelSpec.from_metadata(read_onnx_metadata(path), path)
 
 
-def open_session(model_path: str, providers: list, threads: int, provider_options: dict | None = None):
-    """An ONNX Runtime InferenceSession with fer_ros's settings: full graph optimisation, sequential
-    execution, ``threads`` intra-op threads that sleep instead of spinning between calls.
+PROVIDERS = {'cpu': (CPU_EP,), 'cuda': (CUDA_EP, CPU_EP), 'tensorrt-ep': (TENSORRT_EP, CUDA_EP, CPU_EP)}
+EP_CACHE_SUBDIR = 'onnxruntime-tensorrt'
+
+
+def tensorrt_provider_options(input_name: str, min_shape: tuple[int, ...], opt_shape: tuple[int, ...],
+                              max_shape: tuple[int, ...], cache_dir: str | None, precision: str = 'fp16') -> dict:
+    """ONNX Runtime TensorRT-EP options for a model with a dynamic input: one explicit optimisation profile
+    (min/opt/max shapes of ``input_name``), the engine cache AND the timing cache in
+    ``<cache_dir>/onnxruntime-tensorrt`` (created here with every parent: the provider makes only the last
+    level and fails without it; without a path the timing cache would land in the working directory). The
+    provider keys its engines by model hash, TensorRT version, GPU and profile and rebuilds when they change.
+    precision: 'fp32' | 'fp16' ('int8' needs a calibration table: the native 'tensorrt' backend does that).
+
+    Raises:
+        ValueError: int8 or an unknown precision. BackendError: the cache folder cannot be created.
+    """
+    if precision not in ('fp32', 'fp16'):
+        raise ValueError(f"precision must be 'fp32' or 'fp16' for the TensorRT execution provider, got {precision!r} "
+                         "(int8: use backend 'tensorrt', which calibrates on tensorrt_int8_calib_dir)")
+    folder = prepare_cache_dir(cache_dir, EP_CACHE_SUBDIR)
+
+    def dims(shape):
+        return f'{input_name}:' + 'x'.join(str(int(d)) for d in shape)
+
+    return {'trt_engine_cache_enable': 'True', 'trt_engine_cache_path': folder,
+            'trt_timing_cache_enable': 'True', 'trt_timing_cache_path': folder,
+            'trt_fp16_enable': str(precision == 'fp16'),
+            'trt_profile_min_shapes': dims(min_shape), 'trt_profile_opt_shapes': dims(opt_shape),
+            'trt_profile_max_shapes': dims(max_shape)}
+
+
+def classifier_provider_options(model_path: str, max_batch: int, cache_dir: str | None, precision: str) -> dict:
+    """{TensorrtExecutionProvider: options} for a classifier: its batch profile 1..``max_batch`` (batches
+    beyond run in chunks), the engine and timing caches in ``cache_dir`` (None = the default), ``precision``.
+    Without these the provider rebuilt the engine at every start and again for every larger batch."""
+    try:
+        spec = read_onnx_spec(model_path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise BackendError(str(exc)) from exc
+    chw = (spec.channels, spec.height, spec.width)
+    return {TENSORRT_EP: tensorrt_provider_options(spec.input_name, (1, *chw), (min(4, max_batch), *chw),
+                                                   (max_batch, *chw), cache_dir, precision)}
+
+
+def open_session(model_path: str, choice: str, threads: int, provider_options: dict | None = None):
+    """An ONNX Runtime InferenceSession on the providers of ``choice`` ('cpu' | 'cuda' | 'tensorrt-ep') with
+    fer_ros's settings: full graph optimisation, sequential execution, ``threads`` intra-op threads that sleep
+    instead of spinning between calls.
 
     Args:
-        providers: execution provider names in order of preference.
         provider_options: {provider name: {option: value}} for those that take options.
     Raises:
-        BackendError: ONNX Runtime cannot load the file (the message names it).
+        ValueError: unknown choice. BackendError: ONNX Runtime cannot load the file, or the choice's first
+            provider is missing from this build or does not start (the message names the file and the cause).
     """
     import onnxruntime as ort
 
+    if choice not in ONNXRUNTIME_BACKENDS:
+        raise ValueError(f'ONNX Runtime backend must be one of {ONNXRUNTIME_BACKENDS}, got {choice!r}')
+    providers = list(PROVIDERS[choice])
+    if providers[0] not in ort.get_available_providers():
+        raise BackendError(f"{model_path}: backend {choice!r}: onnxruntime {ort.__version__} has no {providers[0]} "
+                           f'({ORT_GPU_SOURCE})')
+    providers = [p for p in providers if p in ort.get_available_providers()]
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -77,18 +125,22 @@ def open_session(model_path: str, providers: list, threads: int, provider_option
     options.inter_op_num_threads = 1
     # spinning threads burn a core between calls; the detector and the node need it
     options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-    options.log_severity_level = 3  # ORT's own warnings (e.g. a missing CUDA library) are summarised by the caller
+    options.log_severity_level = 3  # ORT's own warnings (e.g. a missing CUDA library) are summarised below
     provider_options = provider_options or {}
     try:
-        session = ort.InferenceSession(model_path, sess_options=options, providers=list(providers),
+        session = ort.InferenceSession(model_path, sess_options=options, providers=providers,
                                        provider_options=[provider_options.get(p, {}) for p in providers])
     except Exception as exc:  # ORT raises its own exception types
         raise BackendError(f'{model_path}: ONNX Runtime cannot load it ({exc})') from exc
-    if providers and providers[0] not in session.get_providers():
-        # e.g. onnxruntime-gpu whose CUDA/cuDNN libraries are missing: ORT silently uses the CPU
-        log.warning('%s: execution provider %s did not start; running on %s', model_path, providers[0],
-                    ', '.join(session.get_providers()))
+    if providers[0] not in session.get_providers():
+        # e.g. onnxruntime-gpu whose CUDA / TensorRT libraries are missing: ORT would silently use the CPU
+        raise BackendError(f'{model_path}: backend {choice!r}: {providers[0]} did not start (ONNX Runtime fell back '
+                           f"to {', '.join(session.get_providers())}); are its CUDA / TensorRT libraries installed?")
     return session
+
+
+def device_of(providers) -> str:
+    return 'CPU' if providers[0] == CPU_EP else f"GPU ({providers[0].replace('ExecutionProvider', '')})"
 
 
 class OnnxRuntimeBackend(Backend):
@@ -96,21 +148,21 @@ class OnnxRuntimeBackend(Backend):
 
     Args:
         model_path: the .onnx file.
-        providers: ONNX Runtime execution providers in order of preference; None = TensorRT, CUDA
-            (those present in this onnxruntime build) then CPU. Requested providers this build lacks
-            are dropped with one warning.
+        backend: 'cpu' | 'cuda' | 'tensorrt-ep' (see the module docstring).
         intra_op_threads: CPU threads for one inference; None = 1. The default model needs ~10 MFLOP
             per face, too little to gain from a second thread on a small machine, and ONNX Runtime's
             spinning worker threads would steal the CPU the face detector and ROS need.
+        precision, engine_cache_dir, max_batch: the TensorRT provider's ('tensorrt-ep'): FP16 or not, the
+            cache folder ('' = the default), the profile's largest batch (larger batches run in chunks).
     Raises:
-        BackendError: missing file, not loadable, no/invalid fer_ros metadata, or an input shape that
-            contradicts the metadata.
+        BackendError: missing file, not loadable, the provider missing or not starting, no/invalid fer_ros
+            metadata, or an input shape that contradicts the metadata.
     """
 
     name = 'onnxruntime'
 
-    def __init__(self, model_path: str, providers: list[str] | tuple[str, ...] | None = None,
-                 intra_op_threads: int | None = None) -> None:
+    def __init__(self, model_path: str, backend: str = 'cpu', intra_op_threads: int | None = None, *,
+                 precision: str = 'fp16', engine_cache_dir: str = '', max_batch: int = 32) -> None:
         import onnxruntime as ort
 
         if intra_op_threads is not None and intra_op_threads < 1:
@@ -118,8 +170,12 @@ class OnnxRuntimeBackend(Backend):
         if not os.path.isfile(model_path):
             raise BackendError(f'ONNX model not found: {model_path}')
         self.model_path = model_path
-        wanted = choose_providers(providers, ort.get_available_providers())
-        self._session = open_session(model_path, wanted, intra_op_threads or 1)
+        self.choice = backend
+        provider_options = None
+        if backend == 'tensorrt-ep':
+            provider_options = classifier_provider_options(model_path, max_batch, engine_cache_dir or None, precision)
+        self._session = open_session(model_path, backend, intra_op_threads or 1, provider_options)
+        self._max_batch = max_batch if backend == 'tensorrt-ep' else None
         self.providers = tuple(self._session.get_providers())
         try:
             self.spec = ModelSpec.from_metadata(self._session.get_modelmeta().custom_metadata_map, model_path)
@@ -139,12 +195,15 @@ class OnnxRuntimeBackend(Backend):
         self._output_names = [self.spec.output_name]
         if self.spec.output_name not in [o.name for o in self._session.get_outputs()]:
             raise BackendError(f'{model_path}: no output named {self.spec.output_name!r} (metadata output_name)')
-        self.device = 'GPU (' + self.providers[0] + ')' if self.providers[0] != CPU else 'CPU'
+        self.device = device_of(self.providers)
         log.info('onnxruntime %s: %s on %s', ort.__version__, os.path.basename(model_path), ', '.join(self.providers))
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         batch = check_batch(batch, self.spec, type(self).__name__)
-        if self._fixed_batch is None:
+        if self._fixed_batch is None and self._max_batch is not None:     # inside the TensorRT profile
+            out = np.concatenate([self._run(batch[i:i + self._max_batch])
+                                  for i in range(0, len(batch), self._max_batch)])
+        elif self._fixed_batch is None:
             out = self._run(batch)
         else:
             out = np.concatenate([self._run_padded(batch[i:i + self._fixed_batch])
@@ -164,54 +223,30 @@ class OnnxRuntimeBackend(Backend):
         return self._run(chunk)[:n]
 
 
-def tensorrt_provider_options(input_name: str, min_shape: tuple[int, ...], opt_shape: tuple[int, ...],
-                              max_shape: tuple[int, ...], cache_dir: str, precision: str = 'fp16') -> dict:
-    """ONNX Runtime TensorRT-EP options for a model with a dynamic input: one explicit optimisation
-    profile (min/opt/max shapes of ``input_name``) and the engine cache in ``cache_dir`` (the EP keys
-    its cached engines by model hash, TensorRT version, GPU and profile, and rebuilds when they change).
-    precision: 'fp32' | 'fp16'."""
-    if precision not in ('fp32', 'fp16'):
-        raise ValueError(f"precision must be 'fp32' or 'fp16' for the TensorRT execution provider, got {precision!r}")
-
-    def dims(shape):
-        return f'{input_name}:' + 'x'.join(str(int(d)) for d in shape)
-
-    return {'trt_engine_cache_enable': 'True', 'trt_engine_cache_path': cache_dir,
-            'trt_timing_cache_enable': 'True', 'trt_fp16_enable': str(precision == 'fp16'),
-            'trt_profile_min_shapes': dims(min_shape), 'trt_profile_opt_shapes': dims(opt_shape),
-            'trt_profile_max_shapes': dims(max_shape)}
-
-
 class OnnxRuntimeRunner(TensorRunner):
-    """A TensorRunner on ONNX Runtime (CPU, or the CUDA / TensorRT execution providers when requested
-    and present in the installed onnxruntime build, e.g. JetPack's onnxruntime-gpu).
+    """A TensorRunner on ONNX Runtime (the face detector), on the providers of ``backend``.
 
     Args:
-        model_path: the .onnx file. providers: as OnnxRuntimeBackend (None = TensorRT, CUDA where
-        present, then CPU). intra_op_threads: CPU threads per call (>= 1). provider_options:
-        {provider: {option: value}}, e.g. from ``tensorrt_provider_options``.
+        model_path: the .onnx file. backend: 'cpu' | 'cuda' | 'tensorrt-ep'. intra_op_threads: CPU threads per
+        call (>= 1). provider_options: {provider: {option: value}}, e.g. from ``tensorrt_provider_options``.
     Raises:
-        BackendError: missing or unloadable file.
+        BackendError: missing or unloadable file, the provider missing or not starting.
     """
 
     name = 'onnxruntime'
 
-    def __init__(self, model_path: str, providers=None, intra_op_threads: int = 1,
+    def __init__(self, model_path: str, backend: str = 'cpu', intra_op_threads: int = 1,
                  provider_options: dict | None = None) -> None:
-        import onnxruntime as ort
-
         if intra_op_threads < 1:
             raise ValueError(f'intra_op_threads must be >= 1, got {intra_op_threads}')
         if not os.path.isfile(model_path):
             raise BackendError(f'ONNX model not found: {model_path}')
         self.model_path = model_path
-        wanted = choose_providers(providers, ort.get_available_providers())
-        self._session = open_session(model_path, wanted, intra_op_threads, provider_options)
+        self.choice = backend
+        self._session = open_session(model_path, backend, intra_op_threads, provider_options)
         self.providers = tuple(self._session.get_providers())
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
-        self.device = 'GPU (' + self.providers[0] + ')' if self.providers[0] != CPU else 'CPU'
-        if self.providers[0] == 'TensorrtExecutionProvider':
-            self.name = 'tensorrt'
+        self.device = device_of(self.providers)
 
     def run(self, feeds, output_names):
         return dict(zip(output_names, self._session.run(output_names, feeds)))

@@ -1,17 +1,14 @@
-"""TensorRT runtime backend (like the inference class of NVIDIA's samples): a built engine on CUDA device 0.
+"""Native TensorRT backends: the classifier (``TensorRTBackend``) and the face detector (``TensorRTRunner``),
+both a cached fer_ros engine file run by ``tensorrt_runtime.TensorRTEngine`` on CUDA device 0.
 
 An .onnx model is first turned into its cached engine by ``tensorrt_engine.ensure_engine`` (built only
-when missing: see that module); a prebuilt .engine/.plan/.trt is loaded with its ``<engine>.json``
-sidecar, which carries the ModelSpec. Device buffers come from ``cuda_runtime`` (cuda-python).
+when missing: see that module); the classifier also loads a prebuilt fer_ros .engine/.plan/.trt file
+(fer-build-engine --out), whose header carries the model's metadata.
 
-Loading checks
-    At load the engine's I/O tensors must be exactly one input named ``spec.input_name`` of shape
-    (N|-1, C, H, W) and one output named ``spec.output_name`` of shape (N|-1, K), float32 or float16,
-    as the sidecar's ModelSpec says; anything else is a BackendError naming the engine and both sides.
-
-Versions
-    TensorRT 10 named-tensor API (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``).
-    No torch at run time.
+Loading checks (classifier)
+    The engine's I/O tensors must be exactly one input named ``spec.input_name`` of shape (N|-1, C, H, W)
+    and one output named ``spec.output_name`` of shape (N|-1, K), float32 or float16, as the ModelSpec in
+    the engine's header says; anything else is a BackendError naming the engine and both sides.
 """
 from __future__ import annotations
 
@@ -21,26 +18,64 @@ import threading
 
 import numpy as np
 
-from fer_ros.backends.base import Backend, BackendError, check_batch, softmax
+from fer_ros.backends.base import Backend, BackendError, TensorRunner, check_batch, softmax
 from fer_ros.backends.cuda_runtime import open_cuda
+from fer_ros.backends.engine_file import split_engine_file
+from fer_ros.backends.selection import import_tensorrt
 from fer_ros.backends.tensorrt_engine import (
     DEFAULT_MAX_BATCH,
     check_build_args,
+    classifier_profiles,
+    detector_profiles,
     ensure_engine,
-    import_tensorrt,
-    read_sidecar,
+    read_model_spec,
 )
+from fer_ros.backends.tensorrt_runtime import TensorRTEngine
 from fer_ros.core.backend_options import ENGINE_SUFFIXES
+from fer_ros.core.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
 
-class TensorRTBackend(Backend):
+class _EngineHolder:
+    """TensorRT, a CUDA stream and one loaded engine file; closes them together (idempotent, thread-safe)."""
+
+    def _open(self, engine_path: str) -> tuple[dict, TensorRTEngine]:
+        trt = import_tensorrt()
+        header, plan = split_engine_file(engine_path)
+        fields = header.get('key_fields', {})
+        built_with = fields.get('tensorrt_version')
+        if built_with and built_with != trt.__version__:
+            raise BackendError(f'{engine_path}: built with TensorRT {built_with}, this is {trt.__version__}; '
+                               'rebuild it with fer-build-engine')
+        gpu = self._cuda.device_name()
+        if fields.get('gpu_name') and fields['gpu_name'] != gpu:
+            log.warning('%s was built on %s, running on %s; rebuild it for this GPU if it fails or is slow',
+                        engine_path, fields['gpu_name'], gpu)
+        self.device = f'CUDA:0 {gpu}'
+        self.precision = fields.get('precision', 'unknown')
+        return header, TensorRTEngine(plan, engine_path, trt, self._cuda)
+
+    def close(self) -> None:
+        """Free the engine, its buffers and the stream (idempotent; waits for a running inference)."""
+        with self._close_lock:
+            engine, self._engine = getattr(self, '_engine', None), None
+            cuda, self._cuda = getattr(self, '_cuda', None), None
+        if engine is not None:
+            engine.close()
+        if cuda is not None:
+            try:
+                cuda.close()
+            except Exception as exc:  # closing must not raise (error paths, shutdown)
+                log.warning('releasing the CUDA stream failed: %s', exc)
+
+
+class TensorRTBackend(_EngineHolder, Backend):
     """Runs a classifier as a TensorRT engine on CUDA device 0.
 
     Args:
-        model_path: an .onnx file (its cached engine is loaded, or built once: see the module docstring)
-            or a prebuilt .engine/.plan/.trt with its ``<engine>.json`` sidecar (from fer-build-engine).
+        model_path: an .onnx file (its cached engine is loaded, or built once: see tensorrt_engine) or a
+            prebuilt fer_ros engine file (fer-build-engine --out).
         precision: 'fp32' | 'fp16' | 'int8' for building from ONNX (a prebuilt engine has its own).
         engine_cache_dir: where engines built from ONNX are cached (None: ``default_engine_cache_dir()``).
         max_batch: largest batch of the engine built from ONNX; larger ``infer`` batches run in chunks.
@@ -63,130 +98,108 @@ class TensorRTBackend(Backend):
         if suffix != '.onnx' and suffix not in ENGINE_SUFFIXES:
             raise BackendError(f'{model_path}: the TensorRT backend takes .onnx or {"/".join(ENGINE_SUFFIXES)} files')
         self.model_path = model_path
-        self._lock = threading.Lock()
-        self._buffers: list[int] = []
-        self._cuda = None
-        trt = import_tensorrt()
-        self._trt = trt
+        self._close_lock = threading.Lock()
+        import_tensorrt()                                  # the clearest message first when TensorRT is absent
         self._cuda = open_cuda()
+        self._engine = None
         try:
             if suffix == '.onnx':
-                self.engine_path, _ = ensure_engine(model_path, precision=precision, max_batch=max_batch,
+                spec = read_model_spec(model_path)
+                profiles = classifier_profiles(model_path, spec, max_batch)
+                self.engine_path, _ = ensure_engine(model_path, precision=precision, profiles=profiles,
                                                     cache_dir=engine_cache_dir, calib_dir=int8_calib_dir,
                                                     cuda=self._cuda, start_up=True)
             else:
                 self.engine_path = model_path
-            self.spec, sidecar = read_sidecar(self.engine_path)
-            fields = sidecar.get('key_fields', {})
-            built_with = fields.get('tensorrt_version')
-            if built_with and built_with != trt.__version__:
-                raise BackendError(f'{self.engine_path}: built with TensorRT {built_with}, this is {trt.__version__}; '
-                                   'rebuild it with fer-build-engine')
-            self.precision = fields.get('precision', 'unknown')
-            gpu = self._cuda.device_name()
-            if fields.get('gpu_name') and fields['gpu_name'] != gpu:
-                log.warning('%s was built on %s, running on %s; rebuild it for this GPU if it fails or is slow',
-                            self.engine_path, fields['gpu_name'], gpu)
-            self.device = f'CUDA:0 {gpu}'
-            self._load(trt)
+            header, self._engine = self._open(self.engine_path)
+            try:
+                self.spec = ModelSpec.from_metadata(header['metadata'], self.engine_path)
+            except ValueError as exc:
+                raise BackendError(str(exc)) from exc
+            self._check_tensors()
         except BaseException:
             self.close()
             raise
-        log.info('TensorRT %s: %s (%s, max batch %d) on %s', trt.__version__, os.path.basename(self.engine_path),
-                 self.precision, self.max_batch, self.device)
+        log.info('TensorRT: %s (%s, max batch %d) on %s', os.path.basename(self.engine_path), self.precision,
+                 self.max_batch, self.device)
 
-    def _load(self, trt) -> None:
-        with open(self.engine_path, 'rb') as f:
-            plan = f.read()
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        with self._cuda.activate():
-            self._engine = self._runtime.deserialize_cuda_engine(plan)
-            if self._engine is None:
-                raise BackendError(f'{self.engine_path}: TensorRT {trt.__version__} cannot deserialize it (built by '
-                                   'another TensorRT version or for another GPU?); rebuild it with fer-build-engine')
-            self._check_bindings(trt)
-            self._context = self._engine.create_execution_context()
-            if self._context is None:
-                raise BackendError(f'{self.engine_path}: cannot create an execution context (out of GPU memory?)')
-            rows = self.max_batch if self._fixed_batch is None else self._fixed_batch
-            c, h, w, k = self.spec.channels, self.spec.height, self.spec.width, self.spec.num_classes
-            self._d_in = self._cuda.malloc(rows * c * h * w * np.dtype(self._in_dtype).itemsize)
-            self._buffers.append(self._d_in)
-            self._d_out = self._cuda.malloc(rows * k * np.dtype(self._out_dtype).itemsize)
-            self._buffers.append(self._d_out)
-            for name, ptr in ((self.spec.input_name, self._d_in), (self.spec.output_name, self._d_out)):
-                if not self._context.set_tensor_address(name, ptr):
-                    raise BackendError(f'{self.engine_path}: set_tensor_address({name!r}) failed')
-
-    def _check_bindings(self, trt) -> None:
+    def _check_tensors(self) -> None:
         """The engine's I/O tensors must be what the ModelSpec says (names, ranks, C/H/W, K, dtypes)."""
         engine, spec, where = self._engine, self.spec, self.engine_path
-        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        inputs, outputs = [t.name for t in engine.inputs], [t.name for t in engine.outputs]
         if inputs != [spec.input_name] or outputs != [spec.output_name]:
             raise BackendError(f'{where}: engine tensors inputs={inputs} outputs={outputs}; the model spec expects '
                                f'inputs=[{spec.input_name!r}] outputs=[{spec.output_name!r}]')
-        in_shape = tuple(engine.get_tensor_shape(spec.input_name))
-        out_shape = tuple(engine.get_tensor_shape(spec.output_name))
+        entry, result = engine.tensors[spec.input_name], engine.tensors[spec.output_name]
         chw = (spec.channels, spec.height, spec.width)
-        if len(in_shape) != 4 or in_shape[1:] != chw:
-            raise BackendError(f'{where}: input {spec.input_name!r} has shape {in_shape}; the model spec expects '
+        if len(entry.shape) != 4 or entry.shape[1:] != chw:
+            raise BackendError(f'{where}: input {spec.input_name!r} has shape {entry.shape}; the model spec expects '
                                f'(N, {chw[0]}, {chw[1]}, {chw[2]})')
-        if len(out_shape) != 2 or out_shape[1] != spec.num_classes:
-            raise BackendError(f'{where}: output {spec.output_name!r} has shape {out_shape}; the model spec expects '
+        if len(result.shape) != 2 or result.shape[1] != spec.num_classes:
+            raise BackendError(f'{where}: output {spec.output_name!r} has shape {result.shape}; the model spec expects '
                                f'(N, {spec.num_classes}) for labels {list(spec.labels)}')
-        dtypes = {}
-        for name in (spec.input_name, spec.output_name):
-            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
-            if dtype not in (np.float32, np.float16):
-                raise BackendError(f'{where}: tensor {name!r} is {dtype}; float32 or float16 expected')
-            dtypes[name] = dtype
-        self._in_dtype, self._out_dtype = dtypes[spec.input_name], dtypes[spec.output_name]
-        if in_shape[0] == -1:
-            self._fixed_batch = None
-            self.max_batch = int(tuple(engine.get_tensor_profile_shape(spec.input_name, 0))[2][0])
-        else:
-            self._fixed_batch = self.max_batch = int(in_shape[0])
+        for info in (entry, result):
+            if info.dtype not in (np.float32, np.float16):
+                raise BackendError(f'{where}: tensor {info.name!r} is {info.dtype}; float32 or float16 expected')
+        self._fixed_batch = None if entry.shape[0] == -1 else int(entry.shape[0])
+        self.max_batch = int(entry.max_shape[0])
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """float32[N, C, H, W] -> float32[N, K] probabilities (chunks of ``max_batch`` rows)."""
         batch = check_batch(batch, self.spec, type(self).__name__)
-        if self._cuda is None:
-            raise BackendError(f'{self.engine_path}: backend is closed')
+        engine = self._engine
+        if engine is None:
+            raise BackendError(f'{self.model_path}: backend is closed')
         step = self.max_batch
-        out = np.concatenate([self._run(batch[i:i + step]) for i in range(0, len(batch), step)])
+        out = np.concatenate([self._run(engine, batch[i:i + step]) for i in range(0, len(batch), step)])
         return softmax(out) if self.spec.output == 'logits' else out.astype(np.float32, copy=False)
 
-    def _run(self, chunk: np.ndarray) -> np.ndarray:
+    def _run(self, engine: TensorRTEngine, chunk: np.ndarray) -> np.ndarray:
         n = len(chunk)
-        rows = n if self._fixed_batch is None else self._fixed_batch
-        host_in = np.zeros((rows, *chunk.shape[1:]), self._in_dtype)
-        host_in[:n] = chunk
-        host_out = np.empty((rows, self.spec.num_classes), self._out_dtype)
-        with self._lock, self._cuda.activate():
-            if self._fixed_batch is None and not self._context.set_input_shape(self.spec.input_name, host_in.shape):
-                raise BackendError(f'{self.engine_path}: set_input_shape{host_in.shape} rejected')
-            self._cuda.htod(self._d_in, host_in)
-            if not self._context.execute_async_v3(self._cuda.handle):
-                raise BackendError(f'{self.engine_path}: execute_async_v3 failed (see the TensorRT messages)')
-            self._cuda.dtoh(host_out, self._d_out)
-            self._cuda.synchronize()
-        return host_out[:n].astype(np.float32)
+        if self._fixed_batch is not None and n < self._fixed_batch:
+            chunk = np.concatenate([chunk, np.zeros((self._fixed_batch - n, *chunk.shape[1:]), chunk.dtype)])
+        out = engine.run({self.spec.input_name: chunk})[self.spec.output_name]
+        return out[:n].astype(np.float32)
 
-    def close(self) -> None:
-        """Free the device buffers, the execution context and the stream (idempotent)."""
-        cuda, self._cuda = self._cuda, None
-        if cuda is None:
-            return
+
+class TensorRTRunner(_EngineHolder, TensorRunner):
+    """The face detector (or any ONNX model with named tensors) as a native TensorRT engine.
+
+    Args:
+        model_path: the detector's .onnx file (its metadata is carried into the engine file).
+        input_name: its image input; side_limit: the longest input side the engine takes (a multiple of 32:
+            ``DetectorConfig.input_side_limit``); precision: 'fp32' | 'fp16'; engine_cache_dir: as the classifier.
+    Attributes:
+        max_input_side: ``side_limit`` (the detector downscales larger inputs to it).
+    Raises:
+        BackendError: TensorRT / CUDA missing, a failed build, an engine that does not load.
+    """
+
+    name = 'tensorrt'
+
+    def __init__(self, model_path: str, *, input_name: str, side_limit: int, precision: str = 'fp16',
+                 engine_cache_dir: str | None = None) -> None:
+        if precision not in ('fp32', 'fp16'):
+            raise ValueError(f"the detector's TensorRT precision is 'fp32' or 'fp16', got {precision!r}")
+        self.model_path = model_path
+        self._close_lock = threading.Lock()
+        import_tensorrt()
+        self._cuda = open_cuda()
+        self._engine = None
         try:
-            with cuda.activate():
-                self._context = None      # TensorRT objects release their device memory in this context
-                self._engine = None
-                for ptr in self._buffers:
-                    cuda.free(ptr)
-                self._buffers.clear()
-            cuda.close()
-        except Exception as exc:  # closing must not raise (called from error paths and shutdown)
-            log.warning('%s: releasing CUDA resources failed: %s', self.model_path, exc)
+            profiles = detector_profiles(input_name, side_limit)
+            self.engine_path, _ = ensure_engine(model_path, precision=precision, profiles=profiles,
+                                                cache_dir=engine_cache_dir, cuda=self._cuda, start_up=True)
+            header, self._engine = self._open(self.engine_path)
+            self.metadata = dict(header['metadata'])
+            self.max_input_side = int(profiles[input_name][2][-1])
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, feeds, output_names):
+        engine = self._engine
+        if engine is None:
+            raise BackendError(f'{self.model_path}: runner is closed')
+        out = engine.run(feeds)
+        return {name: out[name].astype(np.float32, copy=False) for name in output_names}

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 
 from fer_ros.core.validate import check_fields, setting
 
-BACKENDS: tuple[str, ...] = ('auto', 'onnxruntime', 'tensorrt', 'torch')
+# One vocabulary for the classifier and the face detector (which takes all but 'torch'); what each means and
+# what 'auto' picks: fer_ros.backends.selection. 'cpu' / 'cuda' / 'tensorrt-ep' are ONNX Runtime with that
+# execution provider; 'tensorrt' is a native TensorRT engine.
+DETECTOR_BACKENDS: tuple[str, ...] = ('auto', 'cpu', 'cuda', 'tensorrt', 'tensorrt-ep')
+BACKENDS: tuple[str, ...] = DETECTOR_BACKENDS + ('torch',)
+ONNXRUNTIME_BACKENDS: tuple[str, ...] = ('cpu', 'cuda', 'tensorrt-ep')
 PRECISIONS: tuple[str, ...] = ('fp32', 'fp16', 'int8')
 # model files by suffix (lower case): which backend can run them
 ENGINE_SUFFIXES: tuple[str, ...] = ('.engine', '.plan', '.trt')      # serialized TensorRT engines
@@ -19,14 +24,19 @@ TORCH_SUFFIXES: tuple[str, ...] = ('.pt', '.pth', '.ckpt')           # fer_ros c
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """Options of the classifier backends; each backend reads its own and ignores the others'.
+    """Options of the backends; each reads its own and ignores the others' (the face detector reads
+    intra_op_threads' sibling DetectorConfig.num_threads instead, precision and engine_cache_dir).
 
     intra_op_threads: ONNX Runtime threads per inference call, 1..64 (the detector runs before, never
         beside it).
-    precision: TensorRT engine precision when building from ONNX: 'fp32' | 'fp16' | 'int8' (int8 needs
-        int8_calib_dir). A prebuilt .engine keeps its own.
-    engine_cache_dir: folder of TensorRT engines built from ONNX; '' = $FER_ROS_ENGINE_CACHE, else
-        $XDG_CACHE_HOME/fer_ros/engines (~/.cache/fer_ros/engines).
+    precision: TensorRT precision ('tensorrt' and 'tensorrt-ep'): 'fp32' | 'fp16' | 'int8'. fp16: on the
+        native backend an fp16 copy of the ONNX built as a strongly typed network (TensorRT 10 and 11),
+        the execution provider's FP16 mode; int8 (classifier, native backend, TensorRT 10 only: implicit
+        INT8 calibration on int8_calib_dir; TensorRT 11 removed it); the face detector runs int8 as fp16.
+        A prebuilt .engine keeps its own.
+    engine_cache_dir: folder of TensorRT engines of both models and of the execution provider's caches
+        (created when missing); '' = $FER_ROS_ENGINE_CACHE, else $XDG_CACHE_HOME/fer_ros/engines
+        (~/.cache/fer_ros/engines).
     max_batch: largest batch of an engine built from ONNX, 1..1024; bigger batches run in chunks.
     int8_calib_dir: folder of face-crop images for INT8 calibration ('' = none).
     torch_device: torch device of the torch backend ('cpu', 'cuda', 'cuda:1').

@@ -6,16 +6,11 @@ import hashlib
 import os
 from collections.abc import Iterator
 
-import cv2
 import numpy as np
 
-from fer_ros.io.image_codec import (
-    DEFAULT_MAX_PIXELS,
-    JPEG_SIGNATURE,
-    PNG_SIGNATURE,
-    ImageDecodeError,
-    check_compressed_size,
-)
+# OpenCV (and the image codec built on it) is imported where an image is decoded: the backends and the
+# checkpoint format use the hashing and atomic writes here on machines without OpenCV (`make gpu-check` on a
+# bare GPU host).
 
 # Still-image files the tools read (fer-infer, INT8 calibration, image-folder datasets, fer-make-bag --images).
 IMAGE_SUFFIXES: tuple[str, ...] = ('.png', '.jpg', '.jpeg', '.bmp', '.pgm', '.ppm', '.tif', '.tiff', '.webp')
@@ -60,15 +55,26 @@ def atomic_write_bytes(path: str, payload: bytes) -> None:
         f.write(payload)
 
 
-def read_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_image(path: str, max_pixels: int | None = None) -> np.ndarray:
     """uint8[H, W, 3] BGR from an image file (works for non-ASCII paths too). A PNG or JPEG with more
-    than ``max_pixels`` pixels is refused from its header, before decoding (a decompression bomb: a
-    few hundred KB that decode to gigabytes); other formats are checked after decoding.
+    than ``max_pixels`` pixels (None = image_codec.DEFAULT_MAX_PIXELS) is refused from its header, before
+    decoding (a decompression bomb: a few hundred KB that decode to gigabytes); other formats are checked
+    after decoding.
 
     Raises:
         ValueError: missing, empty, oversized or undecodable file (the message says which, not the path:
             callers name the file).
     """
+    import cv2
+
+    from fer_ros.io.image_codec import (
+        DEFAULT_MAX_PIXELS,
+        JPEG_SIGNATURE,
+        PNG_SIGNATURE,
+        ImageDecodeError,
+        check_compressed_size,
+    )
+    max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if not os.path.isfile(path):
         raise ValueError('no such file')
     try:

@@ -105,6 +105,8 @@ class FerRuntime:
         values = parameters.current_values(self.node) if self._lifecycle else self._values
         from fer_ros.backends import create_pipeline  # heavy imports after parameters are valid
         self._pipeline = create_pipeline(params.pipeline_config(values))
+        for line in self._pipeline.placement:      # 'auto' says here, once per configure, what it picked and why
+            self.node.get_logger().info(line)
         self._values = values
         make = self.node.create_lifecycle_publisher if self._lifecycle else self.node.create_publisher
         self._expr_pub = make(FaceExpressionArray, 'expressions', 10)

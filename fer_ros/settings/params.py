@@ -85,14 +85,21 @@ PARAMETERS: tuple[ParamDef, ...] = (
     # --- model ---
     ParamDef.of('model_path', PipelineConfig, 'model_path', "ONNX model (or TensorRT .engine / PyTorch checkpoint "
                 "for those backends); '' = the default FER2013 mini-Xception from `make setup`"),
-    ParamDef.of('backend', PipelineConfig, 'backend', "inference backend; 'auto' = TensorRT when it imports and a "
-                "GPU is present, else ONNX Runtime"),
+    ParamDef.of('backend', PipelineConfig, 'backend', "where the classifier runs: 'cpu' = ONNX Runtime on the CPU; "
+                "'cuda' = ONNX Runtime's CUDA provider (onnxruntime-gpu); 'tensorrt' = a native TensorRT engine "
+                "(TensorRT 10.3-11.x + cuda-python), built once and cached; 'tensorrt-ep' = ONNX Runtime's TensorRT "
+                "provider (onnxruntime-gpu with TensorRT 10); 'torch' = a PyTorch checkpoint on torch_device; 'auto' = "
+                "the first of tensorrt, tensorrt-ep, cuda, cpu this machine can run, logged once. An explicit choice "
+                "that cannot run stops the start with one message naming where its library comes from"),
     ParamDef.of('onnxruntime_threads', BackendOptions, 'intra_op_threads',
-                'ONNX Runtime threads per classifier call (backend onnxruntime)'),
-    ParamDef.of('tensorrt_precision', BackendOptions, 'precision', "TensorRT engine precision when the engine is "
-                "built from the ONNX model ('int8' needs tensorrt_int8_calib_dir); a prebuilt .engine keeps its own"),
+                'ONNX Runtime threads per classifier call (backend cpu)'),
+    ParamDef.of('tensorrt_precision', BackendOptions, 'precision', "TensorRT precision of both models' engines "
+                "(backends tensorrt and tensorrt-ep): fp16 = an fp16 copy of the ONNX as a strongly typed network; "
+                "int8 = the classifier calibrated on tensorrt_int8_calib_dir, TensorRT 10 only (the detector then "
+                "runs fp16); a prebuilt .engine keeps its own"),
     ParamDef.of('tensorrt_engine_cache_dir', BackendOptions, 'engine_cache_dir', "folder of cached TensorRT "
-                "engines; '' = $FER_ROS_ENGINE_CACHE, else ~/.cache/fer_ros/engines"),
+                "engines of both models and of ONNX Runtime's TensorRT provider, created when missing; '' = "
+                "$FER_ROS_ENGINE_CACHE, else ~/.cache/fer_ros/engines"),
     ParamDef.of('tensorrt_max_batch', BackendOptions, 'max_batch', 'largest batch (faces per call) of a TensorRT '
                 'engine built from ONNX; more faces run in chunks'),
     ParamDef.of('tensorrt_int8_calib_dir', BackendOptions, 'int8_calib_dir', "folder of face-crop images for "
@@ -112,9 +119,9 @@ PARAMETERS: tuple[ParamDef, ...] = (
     # --- face detection ---
     ParamDef.of('detector', DetectorConfig, 'kind', "face detector: 'yunet' (libfacedetection CNN as ONNX, on "
                 "detector_backend), 'yuface' (the same CNN, its x86_64 C++ binding) or 'haar' (OpenCV)"),
-    ParamDef.of('detector_backend', DetectorConfig, 'backend', "where 'yunet' runs: 'auto' = ONNX Runtime's "
-                "TensorRT/CUDA provider when present with a GPU, else CPU; 'onnxruntime' = CPU; 'tensorrt' = "
-                "TensorRT provider + engine cache"),
+    ParamDef.of('detector_backend', DetectorConfig, 'backend', "where 'yunet' runs, the same choices as backend "
+                "(but torch); its TensorRT engines take inputs up to the larger of detector_max_side and the ROI "
+                "crops, larger ones are downscaled to fit"),
     ParamDef.of('detector_model_path', DetectorConfig, 'model_path',
                 "the 'yunet' ONNX model; '' = the default from `make setup`"),
     ParamDef.of('detector_max_side', DetectorConfig, 'max_side', 'detection runs on a copy downscaled to this '

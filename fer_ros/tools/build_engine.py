@@ -1,18 +1,24 @@
-"""fer-build-engine: build the TensorRT engine of an ONNX classifier offline (not at node start-up).
+"""fer-build-engine: build the TensorRT engine of an ONNX classifier or face detector offline (not at node start-up).
 
     fer-build-engine model.onnx --fp16                      # into the engine cache the node reads
-    fer-build-engine model.onnx --fp16 --int8 --calib crops/ --max-batch 16
-    fer-build-engine model.onnx --fp16 --out model.fp16.engine   # a standalone engine + .json sidecar
+    fer-build-engine models/face_detector_libfacedetection.onnx --fp16 --max-side 640   # the face detector
+    fer-build-engine model.onnx --int8 --calib crops/ --max-batch 16      # TensorRT 10 only
+    fer-build-engine model.onnx --fp16 --out model.fp16.engine   # a standalone engine file
 
 Without --out the engine goes to the cache (``--cache-dir``, else $FER_ROS_ENGINE_CACHE, else
 ~/.cache/fer_ros/engines) under the key the TensorRT backend computes (ONNX sha256, TensorRT version,
-GPU, precision, max batch, calibration data), so a node started with the same ONNX file and
-``backend: tensorrt`` loads it instead of building; an up-to-date cached engine is not rebuilt unless
-``--force``. With --out the engine and its ``<out>.json`` sidecar (the model spec) are written there;
-pass that .engine file as the node's model_path.
+GPU, precision, input profile, calibration data), so a node started with the same ONNX file, settings and
+``backend: tensorrt`` (``detector_backend: tensorrt``) loads it instead of building; an up-to-date cached
+engine is not rebuilt unless ``--force``. With --out the engine file (model metadata inside) is written
+there; pass it as the node's model_path.
 
-Precision: no flag = FP32; --fp16 allows FP16 kernels; --int8 calibrates INT8 on --calib DIR (a folder
-of face crops, ideally a few hundred from the deployment camera) and allows FP16 for the rest.
+Which model: an ONNX with a classifier's ``fer_ros`` metadata gets a batch profile (--max-batch); the face
+detector's (``fer_ros_detector``) an image profile up to --max-side squared (give the node's largest
+detector input: ``DetectorConfig.input_side_limit``, 640 for the defaults).
+
+Precision: no flag = FP32; --fp16 = an fp16 copy of the ONNX as a strongly typed network (TensorRT 10 and
+11); --int8 (classifier, TensorRT 10 only) calibrates INT8 on --calib DIR (a folder of face crops, ideally a
+few hundred from the deployment camera) with FP16 for the rest.
 
 Exit status: 0 built or up to date; 1 the build failed; 2 bad arguments or TensorRT/CUDA missing.
 """
@@ -25,10 +31,14 @@ import sys
 
 from fer_ros.backends.base import BackendError
 from fer_ros.backends.cuda_runtime import open_cuda
+from fer_ros.backends.engine_file import default_engine_cache_dir, read_engine_header
+from fer_ros.backends.selection import import_tensorrt
 from fer_ros.backends.tensorrt_calibration import DEFAULT_MAX_CALIB_IMAGES
-from fer_ros.backends.tensorrt_engine import (DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB, build_engine,
-                                              default_engine_cache_dir, ensure_engine, import_tensorrt, read_sidecar,
-                                              sidecar_path)
+from fer_ros.backends.tensorrt_engine import (DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB, DETECTOR_METADATA_KEY,
+                                              build_engine, classifier_profiles, detector_profiles, ensure_engine,
+                                              onnx_metadata)
+from fer_ros.core.spec import METADATA_KEY, ModelSpec
+from fer_ros.perception.detectors import DetectorConfig
 
 PROG = 'fer-build-engine'
 
@@ -39,12 +49,13 @@ def _parser() -> argparse.ArgumentParser:
                                      epilog=__doc__.split('\n\n', 1)[1])
     parser.add_argument('onnx', help='ONNX classifier exported with fer_ros metadata (fer-export)')
     parser.add_argument('--fp16', action='store_true', help='allow FP16 kernels (default: FP32 only)')
-    parser.add_argument('--int8', action='store_true', help='INT8 with calibration on --calib (implies FP16)')
+    parser.add_argument('--int8', action='store_true', help='INT8 with calibration on --calib (TensorRT 10 only)')
     parser.add_argument('--calib', metavar='DIR', help='folder of face-crop images for --int8')
     parser.add_argument('--max-batch', type=int, default=DEFAULT_MAX_BATCH, metavar='N',
                         help=f'largest number of faces per inference call (default {DEFAULT_MAX_BATCH})')
-    parser.add_argument('--out', metavar='PATH', help='write a standalone engine here (+ PATH.json) instead of '
-                                                      'into the cache')
+    parser.add_argument('--max-side', type=int, default=DetectorConfig().input_side_limit, metavar='PX',
+                        help='face detector: the longest input side the engine takes (default %(default)s)')
+    parser.add_argument('--out', metavar='PATH', help='write a standalone engine file here instead of into the cache')
     parser.add_argument('--cache-dir', metavar='DIR',
                         help=f'engine cache folder (default {default_engine_cache_dir()})')
     parser.add_argument('--force', action='store_true', help='rebuild even if the cached engine is up to date')
@@ -83,32 +94,43 @@ def main(argv: list[str] | None = None) -> int:
     if args.out and args.cache_dir:
         parser.error('--out and --cache-dir exclude each other')
 
+    if not 32 <= args.max_side <= 8192:
+        parser.error(f'--max-side must be in 32..8192, got {args.max_side}')
     try:
+        metadata = onnx_metadata(args.onnx)
+        if METADATA_KEY in metadata:
+            profiles = classifier_profiles(args.onnx, ModelSpec.from_metadata(metadata, args.onnx), args.max_batch)
+        elif DETECTOR_METADATA_KEY in metadata:
+            if args.int8:
+                parser.error('--int8 calibrates the classifier (face crops); build the face detector with --fp16')
+            profiles = detector_profiles('image', args.max_side)
+        else:
+            parser.error(f'{args.onnx}: no fer_ros metadata (a classifier from fer-export or the face detector '
+                         'from make setup)')
         trt = import_tensorrt()
         cuda = open_cuda()
-    except BackendError as exc:
+    except (BackendError, ValueError) as exc:
         print(f'{PROG}: {exc}', file=sys.stderr)
         return 2
     try:
-        kwargs = dict(precision=precision, max_batch=args.max_batch, calib_dir=args.calib,
+        kwargs = dict(precision=precision, profiles=profiles, calib_dir=args.calib,
                       workspace_mb=args.workspace_mb, max_calib_images=args.max_calib_images, cuda=cuda)
         if args.out:
             build_engine(args.onnx, args.out, **kwargs)
             path, built = args.out, True
         else:
             path, built = ensure_engine(args.onnx, cache_dir=args.cache_dir, force=args.force, **kwargs)
-        spec, sidecar = read_sidecar(path)
+        header = read_engine_header(path)
     except (BackendError, ValueError, OSError) as exc:
         print(f'{PROG}: {args.onnx}: {exc}', file=sys.stderr)
         return 1
     finally:
         cuda.close()
-    fields = sidecar['key_fields']
-    state = f"built in {sidecar.get('build_s', '?')} s" if built else 'up to date (cached; --force rebuilds)'
-    print(f'{path}\n  {state}; {os.path.getsize(path) / 1e6:.1f} MB, sidecar {sidecar_path(path)}\n'
+    fields = header['key_fields']
+    state = f"built in {header.get('build_s', '?')} s" if built else 'up to date (cached; --force rebuilds)'
+    print(f'{path}\n  {state}; {os.path.getsize(path) / 1e6:.1f} MB\n'
           f"  TensorRT {trt.__version__}, GPU {fields['gpu_name']}, {fields['precision']}, "
-          f"max batch {fields['max_batch']}, key {sidecar['key'][:16]}\n"
-          f'  model {spec.name}: {spec.channels}x{spec.height}x{spec.width}, labels {", ".join(spec.labels)}')
+          f"profiles {fields['profiles']}, key {header['key'][:16]}")
     return 0
 
 

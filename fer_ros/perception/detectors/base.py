@@ -30,6 +30,8 @@ kind (the base class runs the detector's own routine on each crop).
 """
 from __future__ import annotations
 
+import logging
+import math
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -37,11 +39,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from fer_ros.core.backend_options import DETECTOR_BACKENDS
 from fer_ros.core.types import Detection
 from fer_ros.core.validate import check_fields, setting
 
+log = logging.getLogger(__name__)
+
 DETECTOR_KINDS = ('yunet', 'yuface', 'haar')
-DETECTOR_BACKENDS = ('auto', 'onnxruntime', 'tensorrt')
 # ROI crops are enlarged at most this much (a tiny tracked box must not become a huge upsampled crop)
 MAX_ROI_UPSCALE = 4.0
 # Two ROI detections are one face when the smaller box lies at least this much inside the other
@@ -54,11 +58,11 @@ class DetectorConfig:
     """Face detector settings (validated on construction).
 
     kind: 'yunet' | 'yuface' | 'haar'. model_path: the yunet ONNX file ('' = the default made by
-    `make setup`, see fer_ros.util.paths.default_detector_model_path). backend: where yunet runs:
-    'auto' (TensorRT / CUDA execution provider when onnxruntime has one and a GPU is present, else CPU) |
-    'onnxruntime' (CPU) | 'tensorrt' (ONNX Runtime's TensorRT EP, engine cache and a dynamic-shape
-    profile up to max_side). max_side: the detector sees the frame downscaled to at most this many
-    pixels on its longer side (64..4096; frames already smaller are not upscaled). min_face_size:
+    `make setup`, see fer_ros.util.paths.default_detector_model_path). backend: where yunet runs, the
+    classifier's vocabulary (fer_ros.backends.selection): 'auto' | 'cpu' | 'cuda' | 'tensorrt' (a native
+    engine) | 'tensorrt-ep' (ONNX Runtime's TensorRT provider); TensorRT engines take inputs up to
+    ``input_side_limit`` (their optimisation profile). max_side: the detector sees the frame downscaled to
+    at most this many pixels on its longer side (64..4096; frames already smaller are not upscaled). min_face_size:
     faces smaller than this (pixels of the full-resolution frame, on the shorter box side) are dropped.
     confidence_threshold: minimum detector score, 0..1. max_faces: at most this many faces per frame
     (the highest-scoring), 1..256. num_threads: CPU threads of a whole-frame scan (yunet's session,
@@ -102,6 +106,14 @@ class DetectorConfig:
         """The thread count in effect (``num_threads``, or one per core up to 4 when it is 0)."""
         return self.num_threads or max(1, min(4, os.cpu_count() or 1))
 
+    @property
+    def input_side_limit(self) -> int:
+        """The longest side (pixels, a multiple of 32) the detector network can be given with these settings:
+        a whole frame is at most ``max_side``, an ROI crop at most ``roi_scale * roi_face_px`` (+1 rounding),
+        padded to 32. TensorRT engines are built for inputs up to this size."""
+        longest = max(self.max_side, math.ceil(self.roi_scale * self.roi_face_px) + 1)
+        return -(-longest // 32) * 32
+
 
 def check_bgr(image: np.ndarray, who: str) -> None:
     """Raise ValueError unless ``image`` is a non-empty uint8[H, W, 3] array."""
@@ -116,9 +128,16 @@ class FaceDetector(ABC):
     class does the scaling, the regions of interest, the mapping back and the filtering."""
 
     name = 'base'
+    device = 'CPU'          # where the detector runs (a GPU runner's device for yunet)
+    selected = ''           # why, when its backend was 'auto'
+    # The longest input side the runtime accepts (a TensorRT engine's optimisation profile), None = any.
+    # Larger inputs (detector_max_side raised at run time past the built profile, or ROI settings changed)
+    # are downscaled to fit, with one warning: the detector keeps seeing rather than failing.
+    input_limit: int | None = None
 
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
+        self._warned_limit = False
 
     def detect(self, bgr: np.ndarray, regions=None) -> list[Detection]:
         """Faces in ``bgr`` (uint8[H, W, 3], BGR).
@@ -211,6 +230,15 @@ class FaceDetector(ABC):
         crop = bgr[y0:y1, x0:x1]
         ch, cw = crop.shape[:2]
         size = (max(1, round(cw * scale)), max(1, round(ch * scale)))
+        if self.input_limit is not None and max(size) > self.input_limit:
+            if not self._warned_limit:
+                self._warned_limit = True
+                log.warning('%s: a %dx%d detector input exceeds the %d px its engine was built for; inputs are '
+                            'downscaled to fit (restart to rebuild the engine for the new settings)',
+                            type(self).__name__, size[0], size[1], self.input_limit)
+            shrink = self.input_limit / max(size)
+            size = (max(1, min(self.input_limit, int(cw * scale * shrink))),
+                    max(1, min(self.input_limit, int(ch * scale * shrink))))
         if size != (cw, ch):
             # bilinear down to half size (no aliasing to speak of; ROI windows are shrunk ~0.6x, and INTER_AREA at
             # such a ratio measured 5x the CPU: 0.35 vs 0.07 ms per window), area averaging for larger shrinks

@@ -177,12 +177,17 @@ class YuNetDetector(FaceDetector):
         self._runner_factory = runner_factory
         self.network = CnnFaceNetwork(runner_factory(self.model_path, config), self.model_path)
         self.device = getattr(self.network.runner, 'device', 'CPU')
+        self.input_limit = getattr(self.network.runner, 'max_input_side', None)
+        self.selected = getattr(self.network.runner, 'selected', '')
         self._networks = {config.threads: self.network}
 
     def _detect(self, small_bgr, min_size, threads):
         # ROI crops ask for one thread: a 128 px crop is too little work to share, and measured here
         # (load ~6 on 2 cores) a 2-thread session made ROI detection 2.7x (1 face) to 3x (5 faces)
-        # slower. A CPU session's thread count is fixed, so each count gets its own (small) session.
+        # slower. A CPU session's thread count is fixed, so each count gets its own (small) session;
+        # a GPU runner has no CPU threads to choose, so it is shared (one engine, not one per count).
+        if self.device != 'CPU':
+            return self.network(small_bgr, self.config.confidence_threshold)
         if threads not in self._networks:
             config = dataclasses.replace(self.config, num_threads=threads)
             self._networks[threads] = CnnFaceNetwork(self._runner_factory(self.model_path, config), self.model_path)
