@@ -297,13 +297,14 @@ def test_the_detector_engine_follows_the_cache_folder_the_precision_and_the_roi_
     from fer_ros.backends import DetectorEngineSettings
     from fer_ros.core.backend_options import BackendOptions
 
-    default = DetectorEngineSettings.of(DetectorConfig(), BackendOptions())
+    default = DetectorEngineSettings.of(DetectorConfig(), BackendOptions(), 'image')
     assert (default.precision, default.cache_dir, default.side_limit) == ('fp16', None, 640)
-    chosen = DetectorEngineSettings.of(DetectorConfig(), BackendOptions(precision='fp32', engine_cache_dir='/e'))
+    chosen = DetectorEngineSettings.of(DetectorConfig(), BackendOptions(precision='fp32', engine_cache_dir='/e'),
+                                       'image')
     assert (chosen.precision, chosen.cache_dir) == ('fp32', '/e')
-    assert DetectorEngineSettings.of(DetectorConfig(), BackendOptions(precision='int8')).precision == 'fp16'
+    assert DetectorEngineSettings.of(DetectorConfig(), BackendOptions(precision='int8'), 'image').precision == 'fp16'
     big_rois = DetectorConfig(max_side=320, roi_scale=8.0, roi_face_px=512)
-    assert DetectorEngineSettings.of(big_rois, BackendOptions()).side_limit == 4128 >= 8 * 512 + 1
+    assert DetectorEngineSettings.of(big_rois, BackendOptions(), 'image').side_limit == 4128 >= 8 * 512 + 1
     # every crop the detector can make fits the limit: the largest ROI window of a big face, and a whole frame
     detector = create_face_detector(dataclasses.replace(big_rois, backend='cpu'))
     ((x0, y0, x1, y1), scale), = detector.roi_windows([(100.0, 100.0, 900.0, 900.0)], 8000, 8000)

@@ -67,7 +67,6 @@ OPT_BATCH = 4                    # kernels are tuned for this many faces per fra
 CALIB_BATCH = 8
 DEFAULT_MAX_BATCH = field_limits(BackendOptions, 'max_batch').default
 DEFAULT_WORKSPACE_MB = 1024
-DETECTOR_METADATA_KEY = 'fer_ros_detector'     # fer_ros.perception.detectors.yunet.METADATA_KEY
 
 Profiles = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
 

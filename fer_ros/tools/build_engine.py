@@ -34,11 +34,18 @@ from fer_ros.backends.cuda_runtime import open_cuda
 from fer_ros.backends.engine_file import default_engine_cache_dir, read_engine_header
 from fer_ros.backends.selection import import_tensorrt
 from fer_ros.backends.tensorrt_calibration import DEFAULT_MAX_CALIB_IMAGES
-from fer_ros.backends.tensorrt_engine import (DEFAULT_MAX_BATCH, DEFAULT_WORKSPACE_MB, DETECTOR_METADATA_KEY,
-                                              build_engine, classifier_profiles, detector_profiles, ensure_engine,
-                                              onnx_metadata)
+from fer_ros.backends.tensorrt_engine import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_WORKSPACE_MB,
+    build_engine,
+    classifier_profiles,
+    detector_profiles,
+    ensure_engine,
+    onnx_metadata,
+)
 from fer_ros.core.spec import METADATA_KEY, ModelSpec
 from fer_ros.perception.detectors import DetectorConfig
+from fer_ros.perception.detectors.yunet import DetectorSpec
 
 PROG = 'fer-build-engine'
 
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         metadata = onnx_metadata(args.onnx)
         if METADATA_KEY in metadata:
             profiles = classifier_profiles(args.onnx, ModelSpec.from_metadata(metadata, args.onnx), args.max_batch)
-        elif DETECTOR_METADATA_KEY in metadata:
+        elif DetectorSpec.METADATA_KEY in metadata:
             if args.int8:
                 parser.error('--int8 calibrates the classifier (face crops); build the face detector with --fp16')
             profiles = detector_profiles('image', args.max_side)
