@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     for faces in args.faces:
         clip = scenario_clip(faces)
-        pipeline = create_pipeline(PipelineConfig(backend='onnxruntime', detector=DetectorConfig(full_scan_s=60.0)))
+        pipeline = create_pipeline(PipelineConfig(backend='cpu', detector=DetectorConfig(full_scan_s=60.0)))
         profiled(f'ROI frame, {faces} face(s) (Pipeline.process)',
                  lambda i: pipeline.process(clip[i % len(clip)], i / 30), args.frames, args.top)
         scan_config = dataclasses.replace(DetectorConfig(), num_threads=1)     # the scan thread's session

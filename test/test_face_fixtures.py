@@ -30,7 +30,7 @@ def asset(name: str) -> np.ndarray:
 def pipeline():
     from fer_ros.backends import create_pipeline
     from fer_ros.pipeline import PipelineConfig
-    return create_pipeline(PipelineConfig(model_path=DEFAULT_ONNX, backend='onnxruntime'))
+    return create_pipeline(PipelineConfig(model_path=DEFAULT_ONNX, backend='cpu'))
 
 
 @pytest.mark.parametrize('name', [*EXPRESSION_FIXTURES, NO_FACE])
