@@ -13,7 +13,7 @@ can be built (a Builder or Runtime raises, as on a machine where libnvinfer fail
 load on a CPU) and ``cuda_env`` cuda-python / cuda-bindings (real; their calls return CUDA errors here).
 
 Everything is cached under ``<venv>/api-contract/`` (wheels and built folders), so only the first run
-downloads (~150 MB from PyPI, seconds on a fast mirror); `make clean` or a fresh CI venv starts over.
+downloads (~90 MB from PyPI, seconds on a fast mirror); `make clean` or a fresh CI venv starts over.
 A wheel that cannot be fetched (no registry) makes the test skip with pip's reason.
 """
 from __future__ import annotations

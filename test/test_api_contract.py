@@ -13,7 +13,7 @@
   call forms of cuda_runtime.py; real calls return CUDA errors here and must come back as BackendErrors; the
   stream handle raises no DeprecationWarning on 13.
 
-Marked slow (`make test`, not test-fast): the first run downloads ~150 MB into <venv>/api-contract (seconds
+Marked slow (`make test`, not test-fast): the first run downloads ~90 MB into <venv>/api-contract (seconds
 from a nearby index); later runs reuse it. Skips only where a wheel cannot be fetched, with pip's reason.
 """
 from __future__ import annotations
