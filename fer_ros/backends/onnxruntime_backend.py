@@ -206,8 +206,8 @@ class OnnxRuntimeBackend(Backend):
         elif self._fixed_batch is None:
             out = self._run(batch)
         else:
-            out = np.concatenate([self._run_padded(batch[i:i + self._fixed_batch])
-                                  for i in range(0, len(batch), self._fixed_batch)])
+            fixed = self._fixed_batch
+            out = np.concatenate([self._run_padded(batch[i:i + fixed], fixed) for i in range(0, len(batch), fixed)])
         if out.ndim != 2 or out.shape != (len(batch), self.spec.num_classes):
             raise BackendError(f'{self.model_path}: output shape {out.shape}, '
                                f'expected ({len(batch)}, {self.spec.num_classes})')
@@ -216,10 +216,11 @@ class OnnxRuntimeBackend(Backend):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(self._output_names, {self.spec.input_name: batch})[0]
 
-    def _run_padded(self, chunk: np.ndarray) -> np.ndarray:
+    def _run_padded(self, chunk: np.ndarray, fixed: int) -> np.ndarray:
+        """A model with a fixed batch of ``fixed`` rows: ``chunk`` (at most that many) zero-padded to it."""
         n = len(chunk)
-        if n < self._fixed_batch:
-            chunk = np.concatenate([chunk, np.zeros((self._fixed_batch - n, *chunk.shape[1:]), np.float32)])
+        if n < fixed:
+            chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), np.float32)])
         return self._run(chunk)[:n]
 
 

@@ -19,7 +19,7 @@ import threading
 import numpy as np
 
 from fer_ros.backends.base import Backend, BackendError, TensorRunner, check_batch, softmax
-from fer_ros.backends.cuda_runtime import open_cuda
+from fer_ros.backends.cuda_runtime import CudaStream, open_cuda
 from fer_ros.backends.engine_file import split_engine_file
 from fer_ros.backends.selection import import_tensorrt
 from fer_ros.backends.tensorrt_engine import (
@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 class _EngineHolder:
     """TensorRT, a CUDA stream and one loaded engine file; closes them together (idempotent, thread-safe)."""
 
+    _close_lock: threading.Lock
+    _cuda: CudaStream | None
+    _engine: TensorRTEngine | None
+    device: str
+    precision: str
+
     def _open(self, engine_path: str) -> tuple[dict, TensorRTEngine]:
         trt = import_tensorrt()
         header, plan = split_engine_file(engine_path)
@@ -48,13 +54,16 @@ class _EngineHolder:
         if built_with and built_with != trt.__version__:
             raise BackendError(f'{engine_path}: built with TensorRT {built_with}, this is {trt.__version__}; '
                                'rebuild it with fer-build-engine')
-        gpu = self._cuda.device_name()
+        cuda = self._cuda
+        if cuda is None:
+            raise BackendError(f'{engine_path}: the backend is closed')
+        gpu = cuda.device_name()
         if fields.get('gpu_name') and fields['gpu_name'] != gpu:
             log.warning('%s was built on %s, running on %s; rebuild it for this GPU if it fails or is slow',
                         engine_path, fields['gpu_name'], gpu)
         self.device = f'CUDA:0 {gpu}'
         self.precision = fields.get('precision', 'unknown')
-        return header, TensorRTEngine(plan, engine_path, trt, self._cuda)
+        return header, TensorRTEngine(plan, engine_path, trt, cuda)
 
     def close(self) -> None:
         """Free the engine, its buffers and the stream (idempotent; waits for a running inference)."""
@@ -126,6 +135,8 @@ class TensorRTBackend(_EngineHolder, Backend):
     def _check_tensors(self) -> None:
         """The engine's I/O tensors must be what the ModelSpec says (names, ranks, C/H/W, K, dtypes)."""
         engine, spec, where = self._engine, self.spec, self.engine_path
+        if engine is None:
+            raise BackendError(f'{where}: the backend is closed')
         inputs, outputs = [t.name for t in engine.inputs], [t.name for t in engine.outputs]
         if inputs != [spec.input_name] or outputs != [spec.output_name]:
             raise BackendError(f'{where}: engine tensors inputs={inputs} outputs={outputs}; the model spec expects '

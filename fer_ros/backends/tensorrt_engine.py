@@ -194,7 +194,8 @@ def check_build_args(precision: str, max_batch: int, calib_dir: str | None, buil
 
 
 def _key_fields(trt, cuda, onnx_path: str, precision: str, profiles: Profiles, calib_dir: str | None) -> dict:
-    calib = calibration_digest(calibration_files(calib_dir)) if precision == 'int8' else None
+    # int8 without calib_dir was refused before (check_build_args)
+    calib = calibration_digest(calibration_files(calib_dir)) if precision == 'int8' and calib_dir else None
     return engine_key_fields(onnx_sha256=sha256_file(onnx_path), tensorrt_version=trt.__version__,
                              gpu_name=cuda.device_name(), precision=precision, profiles=profiles,
                              converter=fp16_converter() if precision == 'fp16' else '', calibration_sha256=calib)
@@ -295,7 +296,7 @@ def _build_plan(trt, cuda, source: str, onnx_path: str, spec: ModelSpec | None, 
         config.add_optimization_profile(profile)
     calibrator = None
     if precision == 'int8':
-        assert spec is not None
+        assert spec is not None and calib_dir is not None    # check_build_args requires calib_dir for int8
         chw = (spec.channels, spec.height, spec.width)
         fixed = tuple(inputs[0].shape)[0]
         calib_batch = min(CALIB_BATCH, profiles[spec.input_name][2][0]) if profiles else fixed
