@@ -15,7 +15,8 @@ import pytest
 from fer_ros.backends import create_face_detector
 from fer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fer_ros.perception.detectors import DetectorConfig
-from fer_ros.perception.full_scan import MAX_SCAN_AGE_S, STALL_FACTOR
+from fer_ros.perception.full_scan import STALL_FACTOR, STALL_MIN_S
+from fer_ros.perception.tracking import TrackerConfig
 from fer_ros.pipeline import Pipeline, PipelineConfig
 from fer_ros.sample_frames import FACE_SOURCES, background, paste_face
 
@@ -99,13 +100,19 @@ def backend():
     return OnnxRuntimeBackend(DEFAULT_ONNX)
 
 
-@pytest.fixture()
-def pipeline(backend):
+def make_pipeline(backend, tracker: TrackerConfig = TrackerConfig()) -> Pipeline:
     factory = Factory()
-    config = PipelineConfig(model_path=DEFAULT_ONNX, background_scan=True, detector=DetectorConfig(full_scan_s=SCAN_S))
+    config = PipelineConfig(model_path=DEFAULT_ONNX, background_scan=True, detector=DetectorConfig(full_scan_s=SCAN_S),
+                            tracker=tracker)
     pipe = Pipeline(config, backend, detector_factory=factory, scan_clock=SteppingClock())
     pipe.gated = factory.scan_detector
     pipe.gated.scans = 0           # not the warm-up scan of a blank frame
+    return pipe
+
+
+@pytest.fixture()
+def pipeline(backend):
+    pipe = make_pipeline(backend)
     yield pipe
     pipe.gated.gate.set()
     pipe._scans.close()            # the backend is shared by the module's tests: leave it open
@@ -145,20 +152,27 @@ def test_a_newcomer_is_published_on_the_first_frame_after_its_scan_and_no_frame_
     assert merged.detect_mode == 'roi' and merged.num_detections == 2
 
 
-def test_a_scan_too_old_when_it_arrives_is_dropped_and_the_next_one_finds_the_face(pipeline, frames):
+@pytest.mark.parametrize('max_age_s, merged', [(2.0, True), (0.3, False)])
+def test_a_late_scan_is_merged_unless_older_than_the_tracks_max_age(backend, frames, max_age_s, merged):
     one, two = frames
-    start_tracking(pipeline, one)
-    pipeline.gated.gate.clear()
-    pipeline.process(one, 2 / FPS)
-    last = 3 + int(MAX_SCAN_AGE_S * FPS) + 1          # frame 3's scan is older than MAX_SCAN_AGE_S here
-    for i in range(3, last):
-        pipeline.process(two, i / FPS)
-    pipeline.gated.gate.set()
-    assert worker(pipeline).wait_idle(WAIT_S)
-    stale = pipeline.process(two, last / FPS)         # dropped; this frame is handed to a new scan
-    assert len(stale.faces) == 1 and 'scan' not in stale.timing_ms
-    assert worker(pipeline).wait_idle(WAIT_S)
-    assert len(pipeline.process(two, (last + 1) / FPS).faces) == 2
+    pipeline = make_pipeline(backend, TrackerConfig(max_age_s=max_age_s))
+    try:
+        start_tracking(pipeline, one)
+        pipeline.gated.gate.clear()
+        pipeline.process(one, 2 / FPS)
+        last = 3 + int(0.3 * FPS) + 1                     # frame 3's scan arrives 0.33 s after its frame
+        for i in range(3, last):
+            assert pipeline.process(two, i / FPS).detect_mode == 'roi'    # slow, not stalled
+        pipeline.gated.gate.set()
+        assert worker(pipeline).wait_idle(WAIT_S)
+        late = pipeline.process(two, last / FPS)
+        assert len(late.faces) == (2 if merged else 1) and ('scan' in late.timing_ms) == merged
+        if not merged:                                    # this frame went to a new scan, which finds it
+            assert worker(pipeline).wait_idle(WAIT_S)
+            assert len(pipeline.process(two, (last + 1) / FPS).faces) == 2
+    finally:
+        pipeline.gated.gate.set()
+        pipeline._scans.close()
 
 
 def test_a_scan_of_a_frame_before_a_reset_is_dropped(pipeline, frames):
@@ -180,10 +194,10 @@ def test_a_stalled_scan_thread_makes_the_frames_scan_inline(pipeline, frames):
     pipeline.gated.gate.clear()
     pipeline.process(one, 2 / FPS)
     pipeline.process(two, 3 / FPS)                    # the scan that hangs
-    stall_at = 3 + int(STALL_FACTOR * SCAN_S * FPS) + 1
+    stall_at = 3 + int(max(STALL_MIN_S, STALL_FACTOR * SCAN_S) * FPS) + 1
     modes = [pipeline.process(two, i / FPS).detect_mode for i in range(4, stall_at)]
     assert set(modes) == {'roi'}
-    rescue = pipeline.process(two, stall_at / FPS)    # hung for more than STALL_FACTOR * full_scan_s
+    rescue = pipeline.process(two, stall_at / FPS)    # hung for longer than the stall bound
     assert rescue.detect_mode == 'full' and rescue.num_detections == 2
 
 

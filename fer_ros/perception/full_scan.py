@@ -23,14 +23,17 @@ the worker is free in the background (nothing else would find a face).
 
 **Stale results** (``ScanResult``; the merge rule of ``Pipeline``): a scan's faces are dropped when the
 camera's tracks were reset after its frame was handed over (a pipeline reset, a clock jump), when its
-frame is more than ``MAX_SCAN_AGE_S`` older than the frame being processed (the face may have left the
-search window around its scanned box; the next scan finds it), or when the frame is not older than the
-frame being processed is (out-of-order stamps). Faces a track claims only move that track's search
-window when the track missed its last frame (the ROI path lost it; the scan re-finds it).
+frame is older than the tracker's ``max_age_s`` (its tracks would expire at once), or when it is not older
+than the frame being processed (out-of-order stamps). Any other result is merged, however late: a face
+that moved out of the search window around its scanned box only costs one ROI search (its tentative
+track is dropped at its first miss) and the next scan finds it, whereas dropping late results would, on
+a machine so busy that every scan is late, never find anyone. Faces a track claims only move that
+track's search window when the track missed its last frame (the ROI path lost it; the scan re-finds it).
 
-Bound on finding a new face (background, one camera, scan time d, frame period T): the scan that sees its
-first frame starts at most max(full_scan_s, d / share) + T after it, ends d later, and is merged on the
-next frame: at most max(full_scan_s, d / share) + d + 2 T + processing, plus ``min_hits`` - 2 frames.
+Bound on finding a new face (background, one camera, scan time d, frame period T, the merging frame's own
+processing p): the scan that sees the face's first frame starts at most full_scan_s after it (later only
+while the previous scan still runs, at most d), ends d later and is merged into the next frame processed:
+at most max(full_scan_s, d) + d + T + p, plus (``min_hits`` - 2) frames.
 """
 from __future__ import annotations
 
@@ -45,12 +48,12 @@ import numpy as np
 
 from fer_ros.core.types import Detection
 
-# A scan result for a frame older than this (stamp seconds) than the frame being processed is dropped:
-# at walking speed a face near the camera moves more than the ROI search window's margin in this time.
-MAX_SCAN_AGE_S = 0.25
-# A background scan running this many times ``full_scan_s`` counts as stalled (a hung detector or
-# driver): the ROI path then scans inline, so a hang never hides a new face for long.
+# A background scan running longer than max(STALL_MIN_S, STALL_FACTOR * full_scan_s) counts as stalled
+# (a hung detector or driver): the ROI path then scans inline, so a hang never hides a new face for long.
+# The floor keeps a scan that is merely slow on a busy machine (measured up to ~0.3 s at load 7 on 2
+# cores) from being doubled by inline scans that would slow every frame down further.
 STALL_FACTOR = 4.0
+STALL_MIN_S = 1.0
 
 
 @dataclass
@@ -229,7 +232,7 @@ class FullScans:
 
         Inline mode: when due by ``full_scan_s`` or when nothing is tracked. Background: hand the frame to
         the worker when due (nothing tracked: due whenever the worker is free) and return False; True only
-        when the worker has been stalled for STALL_FACTOR * full_scan_s and a scan is due.
+        when the worker has been stalled (STALL_MIN_S, STALL_FACTOR) and a scan is due.
         """
         due = not tracked or self.schedule.due(key, now, budget=self.background)
         if not due:
@@ -239,11 +242,16 @@ class FullScans:
                 self.schedule.started(key, now)
                 self._running = (key, now)
                 return False
-            stalled = self._running is not None and now - self._running[1] > STALL_FACTOR * self.schedule.every_s
+            stalled = self._running is not None and now - self._running[1] > self.stall_s
             if not stalled:
                 return False
         self.schedule.started(key, now)
         return True
+
+    @property
+    def stall_s(self) -> float:
+        """How long a background scan may run before the frames scan inline."""
+        return max(STALL_MIN_S, STALL_FACTOR * self.schedule.every_s)
 
     def inline_finished(self, key: Any, duration_s: float) -> None:
         self.schedule.finished(key, duration_s)
