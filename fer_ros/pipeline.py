@@ -37,7 +37,7 @@ from fer_ros.hri.commands import CommandMapper
 from fer_ros.hri.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
 from fer_ros.hri.stamps import StampConfig, StampPolicy
 from fer_ros.perception.detectors import DetectorConfig, FaceDetector, check_bgr
-from fer_ros.perception.full_scan import FullScans, ScanResult
+from fer_ros.perception.full_scan import MAX_SCAN_AGE_S, FullScans, ScanResult
 from fer_ros.perception.preprocess import (
     CROP_MODES,
     MAX_MARGIN,
@@ -354,11 +354,11 @@ class Pipeline:
 
     def _merge_scans(self, cam: _Camera, stamp: float) -> float | None:
         """Merge the camera's waiting scans into its tracker before the frame at ``stamp`` (the stale rule
-        of fer_ros.perception.full_scan: only scans of older frames, at most the tracker's max_age_s older).
+        of fer_ros.perception.full_scan: only scans of older frames, at most MAX_SCAN_AGE_S older).
         Returns the newest merged scan's duration in ms, or None."""
         merged = None
         for result in cam.scans:
-            if 0.0 < stamp - result.stamp <= cam.tracker.config.max_age_s:
+            if 0.0 < stamp - result.stamp <= MAX_SCAN_AGE_S:
                 cam.tracker.add_candidates(result.detections, result.stamp)
                 merged = result.duration_s * 1e3
         cam.scans = []

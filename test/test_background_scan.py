@@ -12,11 +12,11 @@ import threading
 
 import pytest
 
+from fer_ros import pipeline as pipeline_module
 from fer_ros.backends import create_face_detector
 from fer_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
 from fer_ros.perception.detectors import DetectorConfig
 from fer_ros.perception.full_scan import STALL_FACTOR, STALL_MIN_S
-from fer_ros.perception.tracking import TrackerConfig
 from fer_ros.pipeline import Pipeline, PipelineConfig
 from fer_ros.sample_frames import FACE_SOURCES, background, paste_face
 
@@ -100,10 +100,9 @@ def backend():
     return OnnxRuntimeBackend(DEFAULT_ONNX)
 
 
-def make_pipeline(backend, tracker: TrackerConfig = TrackerConfig()) -> Pipeline:
+def make_pipeline(backend) -> Pipeline:
     factory = Factory()
-    config = PipelineConfig(model_path=DEFAULT_ONNX, background_scan=True, detector=DetectorConfig(full_scan_s=SCAN_S),
-                            tracker=tracker)
+    config = PipelineConfig(model_path=DEFAULT_ONNX, background_scan=True, detector=DetectorConfig(full_scan_s=SCAN_S))
     pipe = Pipeline(config, backend, detector_factory=factory, scan_clock=SteppingClock())
     pipe.gated = factory.scan_detector
     pipe.gated.scans = 0           # not the warm-up scan of a blank frame
@@ -152,10 +151,12 @@ def test_a_newcomer_is_published_on_the_first_frame_after_its_scan_and_no_frame_
     assert merged.detect_mode == 'roi' and merged.num_detections == 2
 
 
-@pytest.mark.parametrize('max_age_s, merged', [(2.0, True), (0.3, False)])
-def test_a_late_scan_is_merged_unless_older_than_the_tracks_max_age(backend, frames, max_age_s, merged):
+@pytest.mark.parametrize('max_age_s, merged', [(None, True), (0.3, False)])
+def test_a_late_scan_is_merged_unless_older_than_the_bound(backend, frames, max_age_s, merged, monkeypatch):
     one, two = frames
-    pipeline = make_pipeline(backend, TrackerConfig(max_age_s=max_age_s))
+    if max_age_s is not None:
+        monkeypatch.setattr(pipeline_module, 'MAX_SCAN_AGE_S', max_age_s)
+    pipeline = make_pipeline(backend)
     try:
         start_tracking(pipeline, one)
         pipeline.gated.gate.clear()

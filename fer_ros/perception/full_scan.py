@@ -23,10 +23,10 @@ the worker is free in the background (nothing else would find a face).
 
 **Stale results** (``ScanResult``; the merge rule of ``Pipeline``): a scan's faces are dropped when the
 camera's tracks were reset after its frame was handed over (a pipeline reset, a clock jump), when its
-frame is older than the tracker's ``max_age_s`` (its tracks would expire at once), or when it is not older
-than the frame being processed (out-of-order stamps). Any other result is merged, however late: a face
+frame is more than ``MAX_SCAN_AGE_S`` older than the frame being processed, or when it is not older than
+that frame (out-of-order stamps). Any other result is merged, however late: a face
 that moved out of the search window around its scanned box only costs one ROI search (its tentative
-track is dropped at its first miss) and the next scan finds it, whereas dropping late results would, on
+track expires unmatched after coast_s) and the next scan finds it, whereas dropping late results would, on
 a machine so busy that every scan is late, never find anyone. Faces a track claims only move that
 track's search window when the track missed its last frame (the ROI path lost it; the scan re-finds it).
 
@@ -48,6 +48,10 @@ import numpy as np
 
 from fer_ros.core.types import Detection
 
+# A scan's faces are merged while its frame is at most this much older than the frame being processed: a
+# box that old says nothing about where the face is now (the next scan looks again). Generous on purpose:
+# on a busy machine scans arrive late (measured up to ~0.3 s at load 7 on 2 cores) and must still count.
+MAX_SCAN_AGE_S = 2.0
 # A background scan running longer than max(STALL_MIN_S, STALL_FACTOR * full_scan_s) counts as stalled
 # (a hung detector or driver): the ROI path then scans inline, so a hang never hides a new face for long.
 # The floor keeps a scan that is merely slow on a busy machine (measured up to ~0.3 s at load 7 on 2
