@@ -24,8 +24,8 @@ the worker is free in the background (nothing else would find a face).
 **Stale results** (``ScanResult``; the merge rule of ``Pipeline``): a scan's faces are dropped when the
 camera's tracks were reset after its frame was handed over (a pipeline reset, a clock jump), when its
 frame is more than ``MAX_SCAN_AGE_S`` older than the frame being processed, or when it is not older than
-that frame (out-of-order stamps). Any other result is merged, however late: a face
-that moved out of the search window around its scanned box only costs one ROI search (its tentative
+that frame (out-of-order stamps). Any other result is merged, even a late one: a face
+that moved out of the search window around its scanned box only costs a few ROI searches (its tentative
 track expires unmatched after coast_s) and the next scan finds it, whereas dropping late results would, on
 a machine so busy that every scan is late, never find anyone. Faces a track claims only move that
 track's search window when the track missed its last frame (the ROI path lost it; the scan re-finds it).
