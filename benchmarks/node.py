@@ -21,6 +21,8 @@ detector_full_scan_s), 'inline' (the same schedule, the scan on the frame it is 
 structure), 'scan_every_100ms' (default with detector_full_scan_s 0.1: less CPU, newcomers later).
 --baseline CHECKOUT adds the profile 'baseline': the fer_node of another checkout's colcon install tree
 (e.g. a worktree of main before a change) with its defaults, so before and after run side by side.
+'without_people' (the default without the 68-landmark and face-embedding networks: head pose from the
+detector's five points, no re-identification; docs/people.md's cost figures compare the two).
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ from fer_ros.util.processes import node_is_ready, node_status, start_camera, sta
 from fer_ros.util.stats import percentiles
 
 PROFILES = {'default': [], 'inline': ['detector_background_scan:=false'],
-            'scan_every_100ms': ['detector_full_scan_s:=0.1']}
+            'scan_every_100ms': ['detector_full_scan_s:=0.1'],
+            'without_people': ['identify_people:=false', 'head_pose_landmarks:=false']}
 BASELINE = 'baseline'
 NEWCOMER_PERIOD_S = 1.2        # the newcomer is away 0.6 s (its track ends), then back 0.6 s
 WARMUP_S = 1.0                 # dropped from every figure: discovery, first inference, arena allocation
@@ -158,6 +161,8 @@ def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: 
         'mean_faces_per_frame': float(np.mean([f for _, _, f in probe.receipts])) if probe.receipts else 0.0,
         'node_diagnostics': {k: d.get(k) for k in ('frames_received', 'frames_processed', 'frames_dropped',
                                                    'decode_errors', 'pipeline_errors') + SKIP_REASONS},
+        # the node's own per-stage times (ms percentiles over its last 300 frames), e.g. latency_people_p50_ms
+        'node_stage_ms': {k: float(v) for k, v in d.items() if k.startswith('latency_')},
     }
     if d:
         received, processed, dropped = (int(d[k]) for k in ('frames_received', 'frames_processed', 'frames_dropped'))

@@ -30,14 +30,16 @@ import numpy as np
 from fer_ros.core.backend_options import BACKENDS, BackendOptions
 from fer_ros.core.labels import SCARED, canonical_labels
 from fer_ros.core.spec import ModelSpec
-from fer_ros.core.types import Command, Detection, FrameResult
+from fer_ros.core.types import TRACKED, Command, Detection, FaceResult, FrameResult
 from fer_ros.core.validate import check_fields, setting
 from fer_ros.hri.command_config import STOP, CommandConfig, load_command_config
 from fer_ros.hri.commands import CommandMapper
 from fer_ros.hri.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
+from fer_ros.hri.people import People, PeopleConfig
 from fer_ros.hri.stamps import StampConfig, StampPolicy
 from fer_ros.perception.detectors import DetectorConfig, FaceDetector, check_bgr
 from fer_ros.perception.full_scan import MAX_SCAN_AGE_S, FullScans, ScanResult
+from fer_ros.perception.head_pose import AttentionConfig, estimate_head_pose, judge_attention, sharpness
 from fer_ros.perception.preprocess import (
     CROP_MODES,
     MAX_MARGIN,
@@ -51,6 +53,8 @@ from fer_ros.perception.tracking import FaceTracker, TrackerConfig
 
 if TYPE_CHECKING:  # annotations only: at run time core never imports the backends package
     from fer_ros.backends.base import Backend
+    from fer_ros.perception.embedding import FaceEmbedder
+    from fer_ros.perception.landmarks import FaceLandmarker
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,12 @@ class PipelineConfig:
     background_scan: run the whole-frame scans on a worker thread with its own detector, concurrently with
         the frames (the node), instead of on the frame they are due on (offline: output depends only on
         the frames and their stamps). See fer_ros.perception.full_scan.
+    attention: when a face attends (fer_ros.perception.head_pose): only attending faces' non-STOP
+        expressions command. people: person ids, enrolment, command authority (fer_ros.hri.people).
+    identify: load the face embedding network (``embedder_model_path``, '' = the default from `make setup`)
+        for re-identification and enrolment. people_file: the enrolled people's file ('' = not persisted).
+    face_landmarks: load the 68-point landmark network (``landmark_model_path``, '' = the default) for head
+        pose and the embedding crop (without it: the detector's five points, whose roll is unreliable).
     """
 
     model_path: str = ''
@@ -85,11 +95,19 @@ class PipelineConfig:
     mirror_tta: str = setting('model', choices=MIRROR_TTA_CHOICES)
     neutral: NeutralBaselineConfig = NeutralBaselineConfig()
     background_scan: bool = False
+    attention: AttentionConfig = AttentionConfig()
+    people: PeopleConfig = PeopleConfig()
+    identify: bool = True
+    embedder_model_path: str = ''
+    people_file: str = ''
+    face_landmarks: bool = True
+    landmark_model_path: str = ''
 
     def __post_init__(self) -> None:
         check_fields(self)
         for name, cls in (('backend_options', BackendOptions), ('detector', DetectorConfig), ('tracker', TrackerConfig),
-                          ('smoothing', SmoothingConfig), ('neutral', NeutralBaselineConfig)):
+                          ('smoothing', SmoothingConfig), ('neutral', NeutralBaselineConfig),
+                          ('attention', AttentionConfig), ('people', PeopleConfig)):
             if not isinstance(getattr(self, name), cls):
                 got = type(getattr(self, name)).__name__
                 raise ValueError(f'PipelineConfig.{name} must be a {cls.__name__}, got {got}')
@@ -204,6 +222,9 @@ class Pipeline:
             ``fer_ros.backends.create_face_detector`` (``fer_ros.backends.create_pipeline`` passes it);
             with ``background_scan`` also once for the scan thread's own detector.
         scan_clock: the background scan's clock for its durations (the share budget); tests inject one.
+        embedder: the face embedding network for person ids and enrolment (fer_ros.hri.people), or None
+            (``fer_ros.backends.create_face_embedder``; ``create_pipeline`` passes it when config.identify).
+        landmarker: the 68-point landmark network for head pose, or None (the detector's five points).
     Raises:
         FileNotFoundError: a missing commands file. ValueError: invalid configuration.
     Not thread-safe: call process/tick/reset from one thread or under one lock (the background scan's
@@ -212,7 +233,8 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig, backend: Backend, *,
                  detector_factory: Callable[[DetectorConfig], FaceDetector],
-                 scan_clock: Callable[[], float] = time.monotonic) -> None:
+                 scan_clock: Callable[[], float] = time.monotonic, embedder: FaceEmbedder | None = None,
+                 landmarker: FaceLandmarker | None = None) -> None:
         if not isinstance(config, PipelineConfig):
             raise ValueError(f'config must be a PipelineConfig, got {type(config).__name__}')
         self.config = config
@@ -230,6 +252,9 @@ class Pipeline:
         self._scans = FullScans(config.detector, detector_factory, config.background_scan, scan_clock)
         self.mirror = {'always': True, 'never': False}.get(config.mirror_tta, self._backend.spec.mirror_tta)
         self.neutral = NeutralBaselines(config.neutral, self._labels, stop_guards(self._mapper.config))
+        self.people = People(config.people, embedder, config.people_file, self._labels, self.neutral)
+        self.landmarker = landmarker
+        self._attending: dict[str, bool] = {}      # face id -> attending in its last frame (hysteresis)
 
     @property
     def spec(self) -> ModelSpec:
@@ -326,11 +351,16 @@ class Pipeline:
         t1 = time.perf_counter()
         faces = cam.tracker.update(analysis.detections, analysis.probabilities, verdict.stamp)
         # the mapper weighs tentative and coasting faces too: a missed detection never ends evidence
-        cam.faces, cam.command_time = cam.tracker.command_faces(), verdict.command_time
+        t_people = time.perf_counter()
+        command_faces = cam.tracker.command_faces()      # the published faces first (the same objects)
+        self._attend_and_identify(bgr, command_faces, verdict.command_time)
+        people_ms = (time.perf_counter() - t_people) * 1e3
+        cam.faces, cam.command_time = command_faces, verdict.command_time
         self.neutral.end_frame(verdict.command_time, self.visible_face_ids())
         commands = self._mapper.update(self._faces_in_view(verdict.command_time), verdict.command_time)
         t2 = time.perf_counter()
-        timing = dict(analysis.timing_ms, track=(t2 - t1) * 1e3, total=(t2 - t0) * 1e3)
+        timing = dict(analysis.timing_ms, track=(t2 - t1) * 1e3 - people_ms, people=people_ms,
+                      total=(t2 - t0) * 1e3)
         if scan_ms is not None:
             timing['scan'] = scan_ms
         return FrameResult(stamp=float(stamp), labels=self.labels, faces=faces, commands=commands,
@@ -363,6 +393,30 @@ class Pipeline:
                 merged = result.duration_s * 1e3
         cam.scans = []
         return merged
+
+    def _attend_and_identify(self, bgr: np.ndarray, faces: list[FaceResult], now: float) -> None:
+        """Head pose and attention of each face detected in this frame, its person (fer_ros.hri.people), and
+        whether its non-STOP expressions may command: attending, and enrolled under command_authority
+        'enrolled'. A face the mapper weighs without a detection in this frame (tentative or coasting)
+        keeps its track's last attention verdict (a new one: not attending) and person."""
+        alive = self.visible_face_ids()
+        self._attending = {f: a for f, a in self._attending.items() if f in alive}
+        seen = [f for f in faces if f.tracking == TRACKED]
+        if self.landmarker is not None and seen:
+            for face, points in zip(seen, self.landmarker.locate(bgr, [f.box for f in seen])):
+                face.face_points = points
+        for face in seen:
+            face.head_pose = estimate_head_pose(face.face_points if face.face_points is not None else face.landmarks)
+            face.attending, face.attention = judge_attention(face.head_pose, face.box, sharpness(bgr, face.box),
+                                                             self.config.attention, self._attending.get(face.face_id))
+            self._attending[face.face_id] = face.attending
+        self.people.update(bgr, seen, alive, now)
+        for face in faces:
+            if face.tracking != TRACKED:
+                face.attending = self._attending.get(face.face_id, False)
+                face.attention = '' if face.attending else 'not seen in this frame'
+                face.person_id, face.person_name = self.people.person(face.face_id)
+            face.may_command = face.attending and self.people.may_command(face.person_id)
 
     def visible_face_ids(self) -> list[str]:
         """Ids of the faces tracked now, every camera's (what a calibration request may name)."""
@@ -399,6 +453,9 @@ class Pipeline:
         self._mapper.reset()
 
     def close(self) -> None:
-        """Stop the background scan's thread and release the backend's resources."""
+        """Stop the background scan's thread and release the backend's (and the people networks') resources."""
         self._scans.close()
         self._backend.close()
+        for network in (self.people.embedder, self.landmarker):
+            if network is not None:
+                network.close()

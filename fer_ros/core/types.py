@@ -30,10 +30,26 @@ COASTING = 'coasting'      # a published track not detected in this frame (its l
 TRACKING_STATES: tuple[str, ...] = (TRACKED, TENTATIVE, COASTING)
 
 
+@dataclass(frozen=True)
+class HeadPose:
+    """Head pose in degrees, camera optical frame (fer_ros.perception.head_pose states the convention):
+    yaw + = the face points toward the image's right, pitch + = up, roll + = clockwise in the image.
+    scale: pixels per eye distance of the fit; residual: RMS landmark misfit in eye distances."""
+
+    yaw: float
+    pitch: float
+    roll: float
+    scale: float = 0.0
+    residual: float = 0.0
+
+
 @dataclass
 class FaceResult:
     """A tracked face with its smoothed expression, ready to publish (``tracking`` TRACKED), or one the
-    command mapper weighs besides the published ones (TENTATIVE, COASTING; see fer_ros.hri.commands)."""
+    command mapper weighs besides the published ones (TENTATIVE, COASTING; see fer_ros.hri.commands).
+
+    The attention and identity fields are set by the Pipeline after tracking (their defaults describe a
+    face that may command: what a bare tracker or a test builds)."""
 
     face_id: str                      # stable while tracked, e.g. "f3"
     box: tuple[float, float, float, float]
@@ -45,6 +61,14 @@ class FaceResult:
     arousal: float                    # -1..1
     detection_score: float            # 0..1
     tracking: str = TRACKED           # TRACKED | TENTATIVE | COASTING
+    landmarks: np.ndarray | None = None   # float32[5, 2] of this frame's detection (detector order) or None
+    face_points: np.ndarray | None = None  # float32[68, 2] face-api landmarks (fer_ros.perception.landmarks) or None
+    head_pose: HeadPose | None = None     # None: no landmarks
+    attending: bool = True            # facing the camera, big and sharp enough (fer_ros.perception.head_pose)
+    attention: str = ''               # why not attending ('' when attending), e.g. 'yaw 77 > 30'
+    person_id: str = ''               # fer_ros.hri.people: 'op1' enrolled, 'p3' anonymous, '' unknown
+    person_name: str = ''             # the enrolled name, else ''
+    may_command: bool = True          # this face's non-STOP expressions count for commands
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ In short:
   at least 1 (``sum p_e / min_confidence_e >= 1``; with one STOP expression simply
   ``p >= min_confidence``). A frightened face whose winner wobbles between scared and surprised keeps
   supporting STOP. Every other command: the face's winning expression maps to it with a confidence
-  >= the rule's ``min_confidence`` (argmax). A command *runs* from the first frame in which some face
+  >= the rule's ``min_confidence`` (argmax), and the face may command (``FaceResult.may_command``:
+  attending, and enrolled under ``command_authority: enrolled``; fer_ros.hri.people). STOP is taken
+  from every face, attending or not, enrolled or not. A command *runs* from the first frame in which some face
   supports it and keeps running while some face supports it at the hysteresis level (every
   ``min_confidence`` lowered by ``hysteresis``); a frame without that support ends the run.
 - **Confirmation.** A command is *confirmed* once its run has lasted the ``confirm_s`` of the
@@ -246,8 +248,11 @@ class CommandMapper:
             rule = max(terms, key=lambda t: t[1])[0]
             total = sum(float(face.probabilities[k]) for _, k in self._stop_terms)
             return _Support(face, rule.expression, total, rule.confirm_s)
-        # Every other command follows the face's winning expression. (Gating by who may command, for
-        # every command but STOP, which anyone may give, belongs here: one check on ``face``.)
+        # Every other command follows the face's winning expression, and only from a face that may command
+        # (attending, and enrolled under command_authority 'enrolled'; fer_ros.hri.people). STOP above is
+        # taken from every face: a frightened bystander or a turned-away operator must still stop the robot.
+        if not face.may_command:
+            return None
         rule = self._active_rules.get(face.expression)
         if rule is None or rule.command != command or face.confidence < rule.min_confidence - margin:
             return None

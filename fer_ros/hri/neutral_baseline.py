@@ -32,8 +32,9 @@ and the smoothed probabilities p become p'_k = p_k * exp(-w_k) / Z (Z renormalis
 Risks: calibrating on a face that is not at rest (smiling, talking) teaches that expression as the
 person's rest, so their real smile later needs up to 4x more evidence (the bound keeps it possible);
 a resting face that reads as a STOP class above its guard is not corrected for it (safety first).
-Baselines belong to a track's face id: a person who leaves the view and comes back is a new face and
-needs calibrating again (a baseline is dropped with its track).
+Baselines are kept per track (face id) here and dropped with their track; fer_ros.hri.people attaches
+each one to the track's *person* and installs it again (``install``) when that person comes back or,
+enrolled, after a restart.
 
 Not thread-safe by itself: the Pipeline calls it under the node's lock.
 """
@@ -163,6 +164,15 @@ class NeutralBaselines:
 
     def baseline(self, face_id: str) -> Baseline | None:
         return self._baselines.get(face_id)
+
+    def install(self, face_id: str, resting: np.ndarray, samples: int, stamp: float = 0.0) -> None:
+        """Give ``face_id`` a baseline from a known resting distribution float[K] (a returning person's):
+        the weights are derived from it with this config, as for a calibration."""
+        resting = np.asarray(resting, np.float32)
+        if resting.shape != (len(self.labels),):
+            raise ValueError(f'a baseline needs {len(self.labels)} resting probabilities, got shape {resting.shape}')
+        weights = baseline_weights(resting, self.labels, self.config)
+        self._baselines[face_id] = Baseline(face_id, resting.copy(), weights, int(samples), float(stamp))
 
     # --- per frame (tracker) --------------------------------------------------------------------
     def observe(self, face_id: str, probabilities: np.ndarray, stamp: float) -> None:

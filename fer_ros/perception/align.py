@@ -73,16 +73,25 @@ def aligned_transform(landmarks, margin: float, width: int, height: int) -> np.n
     Returns:
         float64[2, 3] matrix M with ``[u, v] = M @ [x, y, 1]`` (for ``cv2.warpAffine(src, M, (width, height))``).
     """
+    return eyes_level_transform(landmarks, ALIGNED_SIDE_PER_FACE_MEASURE * (1.0 + margin) / 1.2,
+                                EYES_ABOVE_CENTRE, width, height)
+
+
+def eyes_level_transform(landmarks, side_measures: float, centre_below_eyes: float, width: int,
+                         height: int) -> np.ndarray | None:
+    """The affine map source pixels -> a ``width`` x ``height`` crop with the eyes level, or None (no usable
+    landmarks): the output side covers ``side_measures`` face measures, centred ``centre_below_eyes`` face
+    measures below the eyes' centre (perpendicular to the eye line). Also the face embedding's crop."""
     marks = check_landmarks(landmarks)
     if marks is None:
         return None
     eyes, angle, measure = face_measure(marks)
     if measure < MIN_FACE_MEASURE_PX:
         return None
-    side = ALIGNED_SIDE_PER_FACE_MEASURE * (1.0 + margin) / 1.2 * measure   # source pixels
+    side = side_measures * measure   # source pixels
     cos, sin = np.cos(angle), np.sin(angle)
-    # the crop centre: EYES_ABOVE_CENTRE face measures "down" the face (perpendicular to the eye line)
-    centre = eyes + EYES_ABOVE_CENTRE * measure * np.array([-sin, cos])
+    # the crop centre: "down" the face (perpendicular to the eye line)
+    centre = eyes + centre_below_eyes * measure * np.array([-sin, cos])
     scale_x, scale_y = width / side, height / side
     # rotate by -angle about the centre, scale, then move the centre to the middle of the output
     rotation = np.array([[cos, sin], [-sin, cos]])

@@ -80,7 +80,7 @@ class _Track:
     """One tracked face (internal)."""
 
     __slots__ = ('number', 'box', 'smoother', 'hits', 'misses', 'confirmed', 'last_seen',
-                 'smoothed', 'raw', 'score')
+                 'smoothed', 'raw', 'score', 'landmarks')
 
     def __init__(self, number: int, box: np.ndarray, smoother: Smoother, stamp: float) -> None:
         self.number = number
@@ -93,6 +93,7 @@ class _Track:
         self.smoothed: np.ndarray | None = None
         self.raw: np.ndarray | None = None
         self.score = 0.0
+        self.landmarks: np.ndarray | None = None
 
     @property
     def face_id(self) -> str:
@@ -201,7 +202,7 @@ class FaceTracker:
         matched_dets = {di for _, di in matches}
         matched = [self._tracks[ti] for ti, _ in matches]
         for track, (_, di) in zip(matched, matches):
-            self._hit(track, boxes[di], detections[di].score, probs[di], stamp)
+            self._hit(track, detections[di], boxes[di], probs[di], stamp)
         # Tracks this frame does not match survive while their last match is at most coast_s old.
         unmatched = [t for t in self._tracks if all(t is not m for m in matched)]
         for track in unmatched:
@@ -213,7 +214,7 @@ class FaceTracker:
             if di in matched_dets:
                 continue
             track = _Track(next(self._numbers), boxes[di], make_smoother(self.smoothing, len(self.labels)), stamp)
-            self._hit(track, boxes[di], detections[di].score, probs[di], stamp)
+            self._hit(track, detections[di], boxes[di], probs[di], stamp)
             self._tracks.append(track)
             matched.append(track)
 
@@ -246,8 +247,9 @@ class FaceTracker:
             raise ValueError(f'the classifier returned non-finite probabilities for {n} face(s): {probs.tolist()}')
         return probs
 
-    def _hit(self, track: _Track, box: np.ndarray, score: float, p: np.ndarray, stamp: float) -> None:
+    def _hit(self, track: _Track, detection: Detection, box: np.ndarray, p: np.ndarray, stamp: float) -> None:
         track.box = box
+        track.landmarks = detection.landmarks
         track.hits += 1
         track.misses = 0
         track.last_seen = max(track.last_seen, stamp)
@@ -255,7 +257,7 @@ class FaceTracker:
         if self.observe is not None:
             self.observe(track.face_id, p, stamp)
         track.smoothed = track.smoother.update(p, stamp)
-        track.score = float(score)
+        track.score = float(detection.score)
         if track.hits >= self.config.min_hits:
             track.confirmed = True
 
@@ -304,6 +306,7 @@ class FaceTracker:
             arousal=arousal,
             detection_score=track.score,
             tracking=tracking,
+            landmarks=track.landmarks,
         )
 
 

@@ -11,33 +11,27 @@ from __future__ import annotations
 
 import threading
 
+from fer_ros.ros.pipeline_services import NOT_CONFIGURED, PipelineServices
 
-class NeutralCalibrationServices:
-    """Creates the two services on ``node``.
 
-    Args:
-        node: an rclpy Node (or LifecycleNode).
-        pipeline: callable returning the current fer_ros.pipeline.Pipeline, or None while there is
-            none (a lifecycle node before configure): requests are then rejected.
-        lock: the lock that guards the pipeline against the frame worker.
-        default_duration_s: callable returning the collection time used when a request gives 0.
+class NeutralCalibrationServices(PipelineServices):
+    """Creates the two services on ``node`` (arguments: fer_ros.ros.pipeline_services.PipelineServices).
+
+    default_duration_s: callable returning the collection time used when a request gives 0.
     """
 
     def __init__(self, node, pipeline, lock: threading.Lock, default_duration_s) -> None:
         from fer_ros.srv import CalibrateNeutral, ClearNeutral
 
-        self._pipeline = pipeline
-        self._lock = lock
+        super().__init__(node, pipeline, lock)
         self._default_duration_s = default_duration_s
-        self._logger = node.get_logger()
-        self._last_values: dict[str, str] = {}
         self._services = [node.create_service(CalibrateNeutral, '~/calibrate_neutral', self._on_calibrate),
                           node.create_service(ClearNeutral, '~/clear_neutral', self._on_clear)]
 
     def _on_calibrate(self, request, response):
         pipeline = self._pipeline()
         if pipeline is None:
-            response.accepted, response.message = False, 'no pipeline (node not configured)'
+            response.accepted, response.message = False, NOT_CONFIGURED
             return response
         face_id = request.face_id.strip()
         duration = float(request.duration_s) or float(self._default_duration_s())
@@ -59,7 +53,7 @@ class NeutralCalibrationServices:
     def _on_clear(self, request, response):
         pipeline = self._pipeline()
         if pipeline is None:
-            response.message = 'no pipeline (node not configured)'
+            response.message = NOT_CONFIGURED
             return response
         with self._lock:
             response.cleared = pipeline.neutral.clear(request.face_id.strip())
@@ -67,22 +61,6 @@ class NeutralCalibrationServices:
         self._logger.info(f'clear_neutral: {response.message}')
         return response
 
-    def diagnostic_values(self) -> dict[str, str]:
-        """Calibration state and baselines for the node's diagnostics status ({} without a pipeline).
-
-        Waits at most 50 ms for the worker's lock (the executor must not stall behind a slow frame);
-        the previous values are reported when it cannot get it."""
-        pipeline = self._pipeline()
-        if pipeline is None:
-            return {}
-        if self._lock.acquire(timeout=0.05):
-            try:
-                self._last_values = pipeline.neutral.status()
-            finally:
-                self._lock.release()
-        return dict(self._last_values)
-
-    def destroy(self, node) -> None:
-        for service in self._services:
-            node.destroy_service(service)
-        self._services = []
+    def status(self, pipeline) -> dict[str, str]:
+        """The calibration state and every baseline."""
+        return pipeline.neutral.status()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
-from fer_ros.core.types import Command, FrameResult
+from fer_ros.core.types import Command, FrameResult, HeadPose
 from fer_ros.io.image_codec import encode_compressed, encode_image
 from fer_ros.msg import FaceExpression, FaceExpressionArray, HriCommand
 
@@ -43,8 +43,16 @@ def result_to_msg(result: FrameResult, header, width: int, height: int) -> FaceE
             expression=face.expression, confidence=float(face.confidence),
             probabilities=[float(p) for p in face.probabilities],
             valence=float(face.valence), arousal=float(face.arousal),
-            detection_score=float(face.detection_score)))
+            detection_score=float(face.detection_score),
+            person_id=face.person_id, person_name=face.person_name,
+            head_yaw=_degrees(face.head_pose, 'yaw'), head_pitch=_degrees(face.head_pose, 'pitch'),
+            head_roll=_degrees(face.head_pose, 'roll'),
+            attending=bool(face.attending), attention=face.attention, may_command=bool(face.may_command)))
     return msg
+
+
+def _degrees(pose: HeadPose | None, angle: str) -> float:
+    return float('nan') if pose is None else float(getattr(pose, angle))
 
 
 def command_to_msg(command: Command, header) -> HriCommand:

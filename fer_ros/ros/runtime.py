@@ -36,6 +36,7 @@ from fer_ros.ros import parameters
 from fer_ros.ros.calibration import NeutralCalibrationServices
 from fer_ros.ros.convert import bgr_to_image, command_to_msg, result_to_msg
 from fer_ros.ros.hri_output import HriOutput
+from fer_ros.ros.people_services import PeopleServices
 from fer_ros.settings import params, params_files
 from fer_ros.util.frame_slot import LatestFrameSlot
 from fer_ros.util.processes import STATUS_NAME
@@ -74,6 +75,7 @@ class FerRuntime:
         self._pipeline = None
         self._calibration = NeutralCalibrationServices(node, lambda: self._pipeline, self._lock,
                                                        lambda: self._values['neutral_calibration_s'])
+        self._people = PeopleServices(node, lambda: self._pipeline, self._lock)
         self._sub = self._tick_timer = self._worker = None
         self._pubs: list = []
         self._hri: HriOutput | None = None
@@ -108,6 +110,11 @@ class FerRuntime:
         for line in self._pipeline.placement:      # 'auto' says here, once per configure, what it picked and why
             self.node.get_logger().info(line)
         self._values = values
+        people = self._pipeline.people
+        if people.store_error:
+            self.node.get_logger().error(f'{people.store_error} (the node runs; enrolment is refused)')
+        for note in people.notes:
+            self.node.get_logger().warning(f'people file: {note}')
         make = self.node.create_lifecycle_publisher if self._lifecycle else self.node.create_publisher
         self._expr_pub = make(FaceExpressionArray, 'expressions', 10)
         self._cmd_pub = make(HriCommand, 'command', 10)
@@ -316,6 +323,7 @@ class FerRuntime:
         }
         values.update({k: str(v) for k, v in self._counts.items() if k != 'processed'})
         values.update(self._calibration.diagnostic_values())
+        values.update(self._people.diagnostic_values())
         for stage, pct in self._stage_times.summary().items():
             for name, ms in pct.items():
                 values[f'latency_{stage}_{name}_ms'] = f'{ms:.2f}'
@@ -323,6 +331,9 @@ class FerRuntime:
         if self.state == 'unconfigured':
             level, text = DiagnosticStatus.ERROR, f'unconfigured: {self.reason}' if self.reason else 'unconfigured'
         elif self.state == 'active':
+            store_error = p.people.store_error if p else ''
+            if store_error:     # enrolment refused, and with command_authority enrolled nobody commands
+                level, text = DiagnosticStatus.WARN, f'people file refused: {store_error}'
             if recent:
                 level, text = DiagnosticStatus.WARN, f'{recent} bad frames/errors in the last {ERROR_WINDOW_S:g} s; ' \
                     f'last: {self._last_error}'

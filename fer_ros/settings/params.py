@@ -11,6 +11,7 @@ module level, so the table can be checked without ROS.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 from dataclasses import dataclass, replace
@@ -19,10 +20,14 @@ from typing import Any
 from fer_ros.core.backend_options import BackendOptions
 from fer_ros.core.validate import field_limits, range_problem
 from fer_ros.hri.neutral_baseline import NeutralBaselineConfig
+from fer_ros.hri.people import PeopleConfig
+from fer_ros.hri.people_store import STORE_FILE
 from fer_ros.perception.detectors import DetectorConfig
+from fer_ros.perception.head_pose import AttentionConfig
 from fer_ros.perception.smoothing import SmoothingConfig
 from fer_ros.perception.tracking import TrackerConfig
 from fer_ros.pipeline import PipelineConfig
+from fer_ros.util.paths import default_people_dir
 
 NODE_NAME = 'fer_node'
 
@@ -161,6 +166,31 @@ PARAMETERS: tuple[ParamDef, ...] = (
                 "expression-to-command mapping YAML; '' = the packaged config/commands.yaml"),
     ParamDef('command_tick_hz', 10.0, 'rate of the timer that emits HOLD and heartbeat commands when '
              'frames stop arriving', low=0.1, high=100.0),
+    # --- attention and people (docs/people.md) ---
+    ParamDef.of('attention_max_yaw_deg', AttentionConfig, 'max_yaw_deg', 'largest |head yaw| (degrees) of an '
+                'attending face; only attending faces command (STOP: every face)'),
+    ParamDef.of('attention_max_pitch_deg', AttentionConfig, 'max_pitch_deg',
+                'largest |head pitch| (degrees) of an attending face'),
+    ParamDef.of('attention_min_face_px', AttentionConfig, 'min_face_px',
+                "an attending face's box is at least this many pixels on its shorter side"),
+    ParamDef.of('attention_min_sharpness', AttentionConfig, 'min_sharpness', "an attending face's sharpness "
+                '(variance of the Laplacian of its box at 64x64 gray) is at least this (0 = not checked)'),
+    ParamDef.of('command_authority', PeopleConfig, 'command_authority', "who commands: 'anyone' (every "
+                "attending face) or 'enrolled' (only enrolled people's attending faces); STOP from any face"),
+    ParamDef.of('head_pose_landmarks', PipelineConfig, 'face_landmarks', "load the 68-point landmark network for "
+                "head pose and the embedding crop (false: the detector's five points; roll then unreliable)"),
+    ParamDef.of('identify_people', PipelineConfig, 'identify', 'load the face embedding network: person ids '
+                'that survive track loss, enrolment (false: every track is its own anonymous person)'),
+    ParamDef.of('face_embedder_model_path', PipelineConfig, 'embedder_model_path',
+                "the face embedding ONNX model; '' = the default from `make setup`"),
+    ParamDef('people_dir', '', "folder of the enrolled people's file (people.json: names, embeddings, "
+             "baselines; no image); '' = $FER_ROS_PEOPLE_DIR, else $ROS_HOME/fer_ros (~/.ros/fer_ros)"),
+    ParamDef.of('people_match_threshold', PeopleConfig, 'match_threshold', 'largest embedding distance between '
+                'two views of the same person (make bench-people measures it)'),
+    ParamDef.of('people_return_window_s', PeopleConfig, 'return_window_s', 'an anonymous person who comes back '
+                'within this many seconds keeps their person id and baseline'),
+    ParamDef.of('enrol_duration_s', PeopleConfig, 'enrol_duration_s',
+                'seconds of frames ~/enroll_person collects when a request gives no duration'),
     # --- outputs ---
     ParamDef('publish_debug_image', True, 'publish `debug_image` (annotated frames); rendered only while '
              'someone subscribes', read_only=False),
@@ -219,6 +249,18 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
         crop_mode=values['crop_mode'],
         mirror_tta=values['mirror_tta'],
         background_scan=values['detector_background_scan'],
+        attention=AttentionConfig(max_yaw_deg=values['attention_max_yaw_deg'],
+                                  max_pitch_deg=values['attention_max_pitch_deg'],
+                                  min_face_px=values['attention_min_face_px'],
+                                  min_sharpness=values['attention_min_sharpness']),
+        people=PeopleConfig(command_authority=values['command_authority'],
+                            match_threshold=values['people_match_threshold'],
+                            return_window_s=values['people_return_window_s'],
+                            enrol_duration_s=values['enrol_duration_s']),
+        identify=values['identify_people'],
+        face_landmarks=values['head_pose_landmarks'],
+        embedder_model_path=values['face_embedder_model_path'],
+        people_file=os.path.join(values['people_dir'] or default_people_dir(), STORE_FILE),
     )
 
 

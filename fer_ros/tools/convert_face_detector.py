@@ -34,6 +34,7 @@ from fer_ros.tools.libfacedetection_weights import (
     library_bytes,
     read_conv_layers,
 )
+from fer_ros.tools.onnx_graph import OnnxGraph
 
 OPSET = 13
 LICENCE = ('BSD-3-Clause (libfacedetection, Copyright (c) 2018-2023 Shiqi Yu; '
@@ -44,30 +45,12 @@ LATERAL = {32: 27, 16: 25, 8: 23}
 HEAD_CHANNELS = (1, 4, 1, 10)
 
 
-class _GraphBuilder:
-    """Collects ONNX nodes and initializers with unique names."""
+class _GraphBuilder(OnnxGraph):
+    """The graph of libfacedetection's layers."""
 
     def __init__(self, layers: list[ConvLayer]) -> None:
+        super().__init__()
         self.layers = layers
-        self.nodes: list = []
-        self.initializers: list = []
-        self._count = 0
-
-    def name(self, hint: str) -> str:
-        self._count += 1
-        return f'{hint}_{self._count}'
-
-    def const(self, hint: str, array: np.ndarray) -> str:
-        from onnx import numpy_helper
-        name = self.name(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], hint: str, **attrs) -> str:
-        from onnx import helper
-        out = self.name(hint)
-        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
-        return out
 
     def conv(self, x: str, index: int, want_relu: bool) -> str:
         """One ConvInfoStruct layer (point-wise or depth-wise) as Conv (+ Relu)."""

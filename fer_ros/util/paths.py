@@ -16,6 +16,11 @@ DEFAULT_MODEL = 'mini_xception_fer2013.onnx'
 MODEL_ENV = 'FER_ROS_MODEL'
 DEFAULT_DETECTOR_MODEL = 'face_detector_libfacedetection.onnx'
 DETECTOR_MODEL_ENV = 'FER_ROS_DETECTOR_MODEL'
+DEFAULT_EMBEDDER_MODEL = 'face_embedder_face_api.onnx'
+EMBEDDER_MODEL_ENV = 'FER_ROS_EMBEDDER_MODEL'
+DEFAULT_LANDMARK_MODEL = 'face_landmarks_face_api.onnx'
+LANDMARK_MODEL_ENV = 'FER_ROS_LANDMARK_MODEL'
+PEOPLE_DIR_ENV = 'FER_ROS_PEOPLE_DIR'
 
 
 def source_checkout() -> Path | None:
@@ -99,6 +104,38 @@ def default_detector_model_path() -> str:
     return _default_model(DETECTOR_MODEL_ENV, DEFAULT_DETECTOR_MODEL,
                           "Run `make setup` (or scripts/fetch_face_detector.sh) to convert the face detector, "
                           "or use detector 'yuface' / 'haar'.")
+
+
+def default_embedder_model_path() -> str:
+    """The face embedding network: $FER_ROS_EMBEDDER_MODEL if set, else models/face_embedder_face_api.onnx
+    (made by `make setup` from the npm package @vladmandic/face-api).
+
+    Raises:
+        FileNotFoundError: no embedding model; the message says how to make one.
+    """
+    return _default_model(EMBEDDER_MODEL_ENV, DEFAULT_EMBEDDER_MODEL,
+                          'Run `make setup` (or scripts/fetch_face_api_models.sh; needs npm) to convert it.')
+
+
+def default_landmark_model_path() -> str:
+    """The 68-point landmark network: $FER_ROS_LANDMARK_MODEL if set, else models/face_landmarks_face_api.onnx
+    (made by `make setup` from the npm package @vladmandic/face-api).
+
+    Raises:
+        FileNotFoundError: no landmark model; the message says how to make one.
+    """
+    return _default_model(LANDMARK_MODEL_ENV, DEFAULT_LANDMARK_MODEL,
+                          'Run `make setup` (or scripts/fetch_face_api_models.sh; needs npm) to convert it.')
+
+
+def default_people_dir() -> str:
+    """Where the people file lives by default: $FER_ROS_PEOPLE_DIR, else $ROS_HOME/fer_ros (ROS_HOME
+    defaults to ~/.ros, where ROS 2 keeps a user's node data)."""
+    override = os.environ.get(PEOPLE_DIR_ENV)
+    if override:
+        return override
+    ros_home = os.environ.get('ROS_HOME') or os.path.join(os.path.expanduser('~'), '.ros')
+    return os.path.join(ros_home, 'fer_ros')
 
 
 def find_executable(name: str) -> str:
