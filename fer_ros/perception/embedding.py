@@ -18,7 +18,7 @@ of the cosine. The threshold comes from ``make bench-people``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import cv2
 import numpy as np
