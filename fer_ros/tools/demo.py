@@ -38,8 +38,11 @@ class DemoPrinter(Node):
             if face.expression != last_expr or now - last_time >= self.print_period_s:
                 self.last_print[face.face_id] = (now, face.expression)
                 top = sorted(zip(msg.labels, face.probabilities), key=lambda kv: -kv[1])[:3]
-                print(f'face {face.face_id:>3}  {face.expression:<9} {face.confidence:.2f}   '
+                who = face.person_name or face.person_id or '-'
+                gate = 'may command' if face.may_command else f'may not command ({face.attention or "not enrolled"})'
+                print(f'face {face.face_id:>3} person {who:<4} {face.expression:<9} {face.confidence:.2f}   '
                       f'box=({face.roi.x_offset},{face.roi.y_offset},{face.roi.width}x{face.roi.height})  '
+                      f'yaw {face.head_yaw:.0f} pitch {face.head_pitch:.0f}  {gate}  '
                       f'top3: ' + ', '.join(f'{k} {v:.2f}' for k, v in top), flush=True)
 
     def on_command(self, msg: HriCommand) -> None:
