@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from test_commands import Clock, face, mixed
+
 from fer_ros.hri.command_config import load_command_config
 from fer_ros.hri.commands import CommandMapper
-from test_commands import Clock, face, mixed
 
 
 def barred(result):
