@@ -1,6 +1,7 @@
 """Enrolled operators on a real fer_node process, over real DDS: with command_authority enrolled, this process
 enrols one face of a two-face stream through ~/enroll_person; only that face's expressions command; the
-enrolment survives a node restart (a new process reading the same people file).
+enrolment survives a node restart (a new process reading the same people file). And a scared face that
+neither attends nor is enrolled still stops the robot.
 
 The camera process streams one photo: the astronaut (smiling: CONFIRM) at the left and the cameraman (read
 as sad at rest: ASSIST) at the right. Attention is opened wide here (attention_max_yaw_deg 90) so the
@@ -103,5 +104,32 @@ def test_only_the_enrolled_face_commands_and_the_enrolment_survives_a_restart(tm
         assert restarted.popen.poll() is None
     finally:
         for proc in (camera, node, restarted):
+            if proc is not None:
+                proc.stop()
+
+
+def test_a_scared_face_that_may_not_command_still_stops_the_robot(tmp_path, collector):
+    """STOP from a face that neither attends (attention_min_face_px above its size: a person far away) nor is
+    enrolled (command_authority enrolled, nobody enrolled): the real classifier reads assets/scared_face.jpg
+    as scared, and the node stops."""
+    from ros_harness import REPO
+
+    params = {'command_authority': 'enrolled', 'people_dir': str(tmp_path / 'people'),
+              'attention_min_face_px': 400.0}
+    node = start_node(tmp_path, params)
+    camera = None
+    try:
+        collector.wait_node_ready(node)
+        camera = start_camera(tmp_path, {'rate_hz': 10.0, 'images': [str(REPO / 'assets' / 'scared_face.jpg')]})
+        collector.wait_for(lambda: any(c.command == 'STOP' for c in _commands(collector, 0.0)), 60, node,
+                           'STOP from the scared face')
+        stop = next(c for c in _commands(collector, 0.0) if c.command == 'STOP')
+        (face,) = _faces(collector).values()
+        assert stop.source_face_id == face.face_id and stop.expression == 'scared'
+        assert face.expression == 'scared' and not face.attending and not face.may_command
+        assert face.attention.startswith('face ') and '< 400' in face.attention
+        assert face.person_id.startswith('p') and face.person_name == ''
+    finally:
+        for proc in (camera, node):
             if proc is not None:
                 proc.stop()
