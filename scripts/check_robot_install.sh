@@ -45,7 +45,10 @@ system_python() {  # system_python VERSION DIR: DIR/usr is a Python with empty s
   "$dir/usr/bin/python$version" -m ensurepip >/dev/null
   ln -sf "python$version" "$dir/usr/bin/python3"
 }
-sys_pip() { "$1/usr/bin/python3" -m pip install --disable-pip-version-check -q "${@:2}"; }
+sys_pip() {  # sys_pip DIR ARGS...: pip of that system Python (as root, like apt: pip's warnings go to the log)
+  "$1/usr/bin/python3" -m pip install --disable-pip-version-check -q --root-user-action=ignore "${@:2}" \
+    2>>"$WORK/pip.log" || { tail -n 30 "$WORK/pip.log" >&2; return 1; }
+}
 
 # ------------------------------------------------------------------ 1. the emulated apt-Jazzy machine
 start=$(date +%s)
@@ -80,7 +83,8 @@ EOF
   source "$ROS_PREFIX/setup.bash"
   colcon --log-base "$WORK/log-extras" build --merge-install --base-paths "$EXTRAS_SRC/src/rcl_interfaces-jazzy/composition_interfaces" \
     --build-base "$WORK/build-extras" --install-base "$ROS_PREFIX" --event-handlers console_direct- \
-    --cmake-args "-DPython3_EXECUTABLE=$SYSROOT/usr/bin/python3" >"$WORK/extras.log" 2>&1 \
+    --cmake-args "-DPython3_EXECUTABLE=$SYSROOT/usr/bin/python3" "-DCMAKE_PROJECT_INCLUDE=$ROOT/cmake/fix_wheel_includes.cmake" \
+    -DBUILD_TESTING=OFF >"$WORK/extras.log" 2>&1 \
     || { tail -n 40 "$WORK/extras.log" >&2; exit 1; }
 )
 say "emulated machine ready in $(( $(date +%s) - start )) s"
