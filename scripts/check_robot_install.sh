@@ -76,13 +76,14 @@ export PATH=$SYSROOT/usr/bin:\$PATH
 export AMENT_PREFIX_PATH=$SYSROOT/usr\${AMENT_PREFIX_PATH:+:\$AMENT_PREFIX_PATH}
 export CMAKE_PREFIX_PATH=$SYSROOT/usr\${CMAKE_PREFIX_PATH:+:\$CMAKE_PREFIX_PATH}
 export COLCON_DEFAULTS_FILE=$SYSROOT/colcon-defaults.yaml
-[ ! -f $ROS_PREFIX/local_setup.bash ] || source $ROS_PREFIX/local_setup.bash
+source $SYSROOT/opt/ros/jazzy-from-source/local_setup.bash   # composition_interfaces
 EOF
 (
+  mkdir -p "$SYSROOT/opt/ros/jazzy-from-source" && touch "$SYSROOT/opt/ros/jazzy-from-source/local_setup.bash"
   # shellcheck disable=SC1091
   source "$ROS_PREFIX/setup.bash"
   colcon --log-base "$WORK/log-extras" build --merge-install --base-paths "$EXTRAS_SRC/src/rcl_interfaces-jazzy/composition_interfaces" \
-    --build-base "$WORK/build-extras" --install-base "$ROS_PREFIX" --event-handlers console_direct- \
+    --build-base "$WORK/build-extras" --install-base "$SYSROOT/opt/ros/jazzy-from-source" --event-handlers console_direct- \
     --cmake-args "-DPython3_EXECUTABLE=$SYSROOT/usr/bin/python3" "-DCMAKE_PROJECT_INCLUDE=$ROOT/cmake/fix_wheel_includes.cmake" \
     -DBUILD_TESTING=OFF >"$WORK/extras.log" 2>&1 \
     || { tail -n 40 "$WORK/extras.log" >&2; exit 1; }
@@ -118,7 +119,7 @@ EOF
 }
 script=$WORK/quick_start.sh
 {
-  echo 'set -euxo pipefail'
+  echo 'set -exo pipefail'   # not -u: a ROS setup.bash reads unset variables
   declare -f say ament_has rosdep_standin
   sed -e "s#^source /opt/ros/jazzy/setup.bash#source $ROS_PREFIX/setup.bash#" \
       -e "s#git clone <this repository's URL> #git clone -q $ROOT #" \
