@@ -42,7 +42,7 @@ system_python() {  # system_python VERSION DIR: DIR/usr is a Python with empty s
   find "$dir/usr/bin" -mindepth 1 ! -name "python$version" ! -name python3 -delete
   rm -rf "$dir/usr/lib/python$version/site-packages"
   mkdir -p "$dir/usr/lib/python$version/site-packages"
-  "$dir/usr/bin/python$version" -m ensurepip >/dev/null
+  "$dir/usr/bin/python$version" -m ensurepip >/dev/null 2>&1
   ln -sf "python$version" "$dir/usr/bin/python3"
 }
 sys_pip() {  # sys_pip DIR ARGS...: pip of that system Python (as root, like apt: pip's warnings go to the log)
@@ -56,7 +56,8 @@ SYSROOT=$WORK/apt-jazzy
 say "emulated apt-Jazzy: system Python 3.12 with numpy 1.26.4, OpenCV, PyYAML and the Jazzy ROS wheels"
 system_python 3.12 "$SYSROOT"
 sys_pip "$SYSROOT" numpy==1.26.4 pyyaml==6.0.1 "opencv-python-headless==4.10.0.84"
-sys_pip "$SYSROOT" -r requirements-ros-jazzy.txt -c <(echo numpy==1.26.4)
+# + colcon-defaults (part of apt's python3-colcon-common-extensions; reads the defaults file below)
+sys_pip "$SYSROOT" -r requirements-ros-jazzy.txt colcon-defaults==0.2.9 -c <(echo numpy==1.26.4)
 ROS_PREFIX=$SYSROOT/opt/ros/jazzy
 mkdir -p "$ROS_PREFIX"
 # ros-jazzy-launch-ros and its dependencies (no wheels exist: built from their public sources)
@@ -76,6 +77,8 @@ export PATH=$SYSROOT/usr/bin:\$PATH
 export AMENT_PREFIX_PATH=$SYSROOT/usr\${AMENT_PREFIX_PATH:+:\$AMENT_PREFIX_PATH}
 export CMAKE_PREFIX_PATH=$SYSROOT/usr\${CMAKE_PREFIX_PATH:+:\$CMAKE_PREFIX_PATH}
 export COLCON_DEFAULTS_FILE=$SYSROOT/colcon-defaults.yaml
+# the ROS libraries, as /opt/ros/jazzy/lib is (the wheels keep some beside their Python modules)
+export LD_LIBRARY_PATH=$SYSROOT/usr/lib$(printf ':%s' "$SYSROOT"/usr/lib/python3.12/site-packages/ros_*.libs)\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}
 source $SYSROOT/opt/ros/jazzy-from-source/local_setup.bash   # composition_interfaces
 EOF
 (
@@ -130,11 +133,14 @@ say "running the README's quick start ($(grep -c . <<<"$block") lines) in $WORK/
 start=$(date +%s)
 mkdir -p "$WORK/home"
 HOME=$WORK/home bash "$script" >"$WORK/quick_start.log" 2>&1 || { tail -n 60 "$WORK/quick_start.log" >&2; exit 1; }
+[ -x "$WORK/home/ws/install/fer_ros/lib/fer_ros/fer_node" ] \
+  || { tail -n 60 "$WORK/quick_start.log" >&2; say "the quick start did not build fer_node"; exit 1; }
 say "quick start: installed and built in $(( $(date +%s) - start )) s"
 
 say "node, lifecycle and launch tests against the built workspace (system numpy $(
   "$SYSROOT/usr/bin/python3" -c 'import numpy; print(numpy.__version__)'))"
 (
+  set +u   # ROS's setup scripts read unset variables
   export HOME=$WORK/home
   # shellcheck disable=SC1091
   source "$ROS_PREFIX/setup.bash"
@@ -144,7 +150,7 @@ say "node, lifecycle and launch tests against the built workspace (system numpy 
   cd "$HOME/ws"
   # shellcheck disable=SC1091
   source install/setup.bash
-  eval "$(python -m fer_ros.ros.fastdds_profile install/fer_ros/share/fer_ros/config/fastdds_large_images.xml)"
+  eval "$(python -m fer_ros.ros.fastdds_profile "$PWD/install/fer_ros/share/fer_ros/config/fastdds_large_images.xml")"
   python - <<'EOF'
 import cv2, numpy, onnxruntime
 assert numpy.__version__ == '1.26.4' and '/usr/lib/' in numpy.__file__, f'numpy {numpy.__version__} from {numpy.__file__}'
@@ -155,7 +161,7 @@ EOF
   head -n 1 install/fer_ros/lib/fer_ros/fer_node | grep -q "$HOME/fer_venv/bin/python" \
     || { say "fer_node's interpreter is not the venv's: $(head -n 1 install/fer_ros/lib/fer_ros/fer_node)"; exit 1; }
   cd src/fer_ros
-  python -m pytest -q -rs -p no:cacheprovider test/test_node.py test/test_lifecycle_node.py test/test_launch.py \
+  CI=true python -m pytest -q -rs -p no:cacheprovider test/test_node.py test/test_lifecycle_node.py test/test_launch.py \
     test/test_launch_config.py test/test_package_xml.py
 )
 
@@ -175,5 +181,5 @@ assert '/usr/lib/' in cv2.__file__, cv2.__file__
 print(f'[robot-check] Humble-like venv: numpy {numpy.__version__}, system OpenCV {cv2.__version__}, '
       f'onnxruntime {onnxruntime.__version__}')
 EOF
-PYTHONPATH=$ROOT "$SYSROOT/venv/bin/python" -m pytest -q -p no:cacheprovider -m "not ros and not slow" test
+CI=true PYTHONPATH=$ROOT "$SYSROOT/venv/bin/python" -m pytest -q -p no:cacheprovider -m "not ros and not slow" test
 say "Humble-like check passed in $(( $(date +%s) - start )) s"
