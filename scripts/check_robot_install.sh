@@ -29,6 +29,9 @@ unset AMENT_PREFIX_PATH CMAKE_PREFIX_PATH COLCON_PREFIX_PATH PYTHONPATH VIRTUAL_
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=$(( $$ % 100 + 101 )) PYTHONUNBUFFERED=1
 rm -rf "$WORK"
 mkdir -p "$WORK"
+if [ ! -d "$EXTRAS_SRC/src" ]; then   # a user's clone: nothing stands in for ros-jazzy-launch-ros
+  say "no $EXTRAS_SRC: the emulated apt-Jazzy machine needs launch_ros from there; skipped"; exit 0
+fi
 
 pin() { grep -hE "^($1)==" "${@:2}" | sed 's/[[:space:]].*//'; }   # pin 'a|b' FILE...: bare name==version lines
 
@@ -170,16 +173,19 @@ start=$(date +%s)
 SYSROOT=$WORK/humble
 say "Humble-like: system Python 3.10 with numpy 1.21.5 and OpenCV; venv with requirements-robot-humble.txt"
 system_python 3.10 "$SYSROOT"
-sys_pip "$SYSROOT" numpy==1.21.5 pyyaml==5.4.1 "opencv-python-headless==4.11.0.86"
+sys_pip "$SYSROOT" numpy==1.21.5 pyyaml==6.0.1 "opencv-python-headless==4.11.0.86"   # (apt: PyYAML 5.4.1, no cp310 wheel)
 "$SYSROOT/usr/bin/python3" -m venv --system-site-packages "$SYSROOT/venv"
 VPIP=("$SYSROOT/venv/bin/python" -m pip install --disable-pip-version-check -q)
 "${VPIP[@]}" -r requirements-robot-humble.txt
-"${VPIP[@]}" $(pin 'pytest|pytest-timeout|psutil|rosbags|mcap|matplotlib|tqdm' requirements-jetson.txt)
+# the test tools, never replacing the run time's numpy
+"${VPIP[@]}" $(pin 'pytest|pytest-timeout|psutil|rosbags|mcap|matplotlib|tqdm' requirements-jetson.txt) \
+  -c <(pin numpy requirements-robot-humble.txt)
 "$SYSROOT/venv/bin/python" - <<'EOF'
 import cv2, numpy, onnxruntime
 assert '/usr/lib/' in cv2.__file__, cv2.__file__
+assert numpy.__version__.startswith('1.21.'), f'numpy {numpy.__version__} from {numpy.__file__}'
 print(f'[robot-check] Humble-like venv: numpy {numpy.__version__}, system OpenCV {cv2.__version__}, '
       f'onnxruntime {onnxruntime.__version__}')
 EOF
-CI=true PYTHONPATH=$ROOT "$SYSROOT/venv/bin/python" -m pytest -q -p no:cacheprovider -m "not ros and not slow" test
+CI=true PYTHONPATH=$ROOT "$SYSROOT/venv/bin/python" -m pytest -q -rs -p no:cacheprovider -m "not ros and not slow" test
 say "Humble-like check passed in $(( $(date +%s) - start )) s"
