@@ -81,6 +81,8 @@ class PipelineConfig:
         for re-identification and enrolment. people_file: the enrolled people's file ('' = not persisted).
     face_landmarks: load the 68-point landmark network (``landmark_model_path``, '' = the default) for head
         pose and the embedding crop (without it: the detector's five points, whose roll is unreliable).
+    landmark_interval_s: a face's 68 landmarks are located at most this often (command clock); in between
+        its last ones follow its box (moved and scaled with it). 0 = every frame.
     """
 
     model_path: str = ''
@@ -102,6 +104,7 @@ class PipelineConfig:
     people_file: str = ''
     face_landmarks: bool = True
     landmark_model_path: str = ''
+    landmark_interval_s: float = setting(0.2, low=0.0, high=10.0)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -255,6 +258,7 @@ class Pipeline:
         self.people = People(config.people, embedder, config.people_file, self._labels, self.neutral)
         self.landmarker = landmarker
         self._attending: dict[str, bool] = {}      # face id -> attending in its last frame (hysteresis)
+        self._located: dict[str, tuple[float, tuple, np.ndarray]] = {}   # face id -> (when, box, 68 landmarks)
 
     @property
     def spec(self) -> ModelSpec:
@@ -401,10 +405,10 @@ class Pipeline:
         keeps its track's last attention verdict (a new one: not attending) and person."""
         alive = self.visible_face_ids()
         self._attending = {f: a for f, a in self._attending.items() if f in alive}
+        self._located = {f: v for f, v in self._located.items() if f in alive}
         seen = [f for f in faces if f.tracking == TRACKED]
         if self.landmarker is not None and seen:
-            for face, points in zip(seen, self.landmarker.locate(bgr, [f.box for f in seen])):
-                face.face_points = points
+            self._locate_landmarks(bgr, seen, now)
         for face in seen:
             face.head_pose = estimate_head_pose(face.face_points if face.face_points is not None else face.landmarks)
             face.attending, face.attention = judge_attention(face.head_pose, face.box, sharpness(bgr, face.box),
@@ -417,6 +421,18 @@ class Pipeline:
                 face.attention = '' if face.attending else 'not seen in this frame'
                 face.person_id, face.person_name = self.people.person(face.face_id)
             face.may_command = face.attending and self.people.may_command(face.person_id)
+
+    def _locate_landmarks(self, bgr: np.ndarray, faces: list[FaceResult], now: float) -> None:
+        """Each face's 68 landmarks: located (one batched call) when its last ones are older than
+        landmark_interval_s, else those moved and scaled with its box."""
+        due = [f for f in faces if f.face_id not in self._located
+               or now - self._located[f.face_id][0] >= self.config.landmark_interval_s]
+        for face, points in zip(due, self.landmarker.locate(bgr, [f.box for f in due]) if due else []):
+            self._located[face.face_id] = (now, face.box, points)
+        for face in faces:
+            _, box, points = self._located[face.face_id]
+            scale = np.array([face.box[2] / box[2], face.box[3] / box[3]], np.float32)
+            face.face_points = (points - np.array(box[:2], np.float32)) * scale + np.array(face.box[:2], np.float32)
 
     def visible_face_ids(self) -> list[str]:
         """Ids of the faces tracked now, every camera's (what a calibration request may name)."""

@@ -179,6 +179,8 @@ PARAMETERS: tuple[ParamDef, ...] = (
                 "attending face) or 'enrolled' (only enrolled people's attending faces); STOP from any face"),
     ParamDef.of('head_pose_landmarks', PipelineConfig, 'face_landmarks', "load the 68-point landmark network for "
                 "head pose and the embedding crop (false: the detector's five points; roll then unreliable)"),
+    ParamDef.of('landmark_interval_s', PipelineConfig, 'landmark_interval_s', "a face's 68 landmarks (head pose) "
+                'are located at most this often; in between they follow its box (0 = every frame)'),
     ParamDef.of('identify_people', PipelineConfig, 'identify', 'load the face embedding network: person ids '
                 'that survive track loss, enrolment (false: every track is its own anonymous person)'),
     ParamDef.of('face_embedder_model_path', PipelineConfig, 'embedder_model_path',
@@ -259,6 +261,7 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
                             enrol_duration_s=values['enrol_duration_s']),
         identify=values['identify_people'],
         face_landmarks=values['head_pose_landmarks'],
+        landmark_interval_s=values['landmark_interval_s'],
         embedder_model_path=values['face_embedder_model_path'],
         people_file=os.path.join(values['people_dir'] or default_people_dir(), STORE_FILE),
     )
