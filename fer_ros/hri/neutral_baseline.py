@@ -41,7 +41,7 @@ Not thread-safe by itself: the Pipeline calls it under the node's lock.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class _Collection:
     face_id: str | None             # None: every face seen in the window
     duration_s: float
     start: float | None = None      # stamp of the first frame after the request
-    samples: dict[str, list[np.ndarray]] | None = None
+    samples: dict[str, list[np.ndarray]] = field(default_factory=dict)   # face id -> raw rows
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,8 @@ class FaceTracker:
         """Last boxes (x, y, w, h) of the tracks alive now (confirmed and tentative, possibly missed for
         up to ``coast_s``), in id creation order. The Pipeline searches around these boxes between
         full-frame detections."""
-        return [tuple(float(v) for v in t.box) for t in sorted(self._tracks, key=lambda t: t.number)]
+        boxes = [t.box for t in sorted(self._tracks, key=lambda t: t.number)]
+        return [(float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in boxes]
 
     def reset(self) -> None:
         """Drop every track. Ids keep counting: an id is never given to two faces by one tracker."""
@@ -291,6 +292,8 @@ class FaceTracker:
         return matches
 
     def _result(self, track: _Track, tracking: str) -> FaceResult:
+        if track.smoothed is None or track.raw is None:   # a track is born from a classified detection
+            raise RuntimeError(f'track {track.face_id} has no classification')
         smoothed = track.smoothed if self.correct is None else self.correct(track.face_id, track.smoothed)
         best = int(np.argmax(smoothed))
         valence, arousal = circumplex_point(smoothed, self._coords)
