@@ -350,8 +350,6 @@ class Pipeline:
         inline = self._scans.plan(key, bgr, verdict.stamp, now, tracked=bool(regions))
         analysis = analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin,
                                  None if inline else regions, crop_mode=self.config.crop_mode, mirror=self.mirror)
-        if inline:
-            self._scans.inline_finished(key, analysis.timing_ms['detect'] / 1e3)
         t1 = time.perf_counter()
         faces = cam.tracker.update(analysis.detections, analysis.probabilities, verdict.stamp)
         # the mapper weighs tentative and coasting faces too: a missed detection never ends evidence

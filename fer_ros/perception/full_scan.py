@@ -200,7 +200,6 @@ class FullScans:
         self.schedule = ScanSchedule(config.full_scan_s, config.full_scan_share)
         self._running: tuple[Any, float] | None = None     # (key, now at offer) of the scan in the worker
         self.worker = self._new_worker(config) if background else None
-        self.config = config
 
     def _new_worker(self, config) -> FullScanWorker:
         return FullScanWorker(self._warm(self._factory(self._worker_config(config)), config), self._clock)
@@ -222,7 +221,6 @@ class FullScans:
     def set_config(self, config, same_detector: bool) -> None:
         """Apply a new DetectorConfig: thresholds in place, a new worker detector when the kind/model changed."""
         self.schedule.every_s, self.schedule.share = config.full_scan_s, config.full_scan_share
-        self.config = config
         if self.worker is not None:
             if same_detector:
                 self.worker.detector.config = self._worker_config(config)
@@ -256,9 +254,6 @@ class FullScans:
     def stall_s(self) -> float:
         """How long a background scan may run before the frames scan inline."""
         return max(STALL_MIN_S, STALL_FACTOR * self.schedule.every_s)
-
-    def inline_finished(self, key: Any, duration_s: float) -> None:
-        self.schedule.finished(key, duration_s)
 
     def results(self) -> list[ScanResult]:
         """Background scans finished since the last call (their durations feed the share budget)."""
