@@ -7,7 +7,7 @@ export DISTRO
 # -rs: every skipped test prints its reason; under CI=true a skip for something `make setup` makes fails
 # (test/conftest.py).
 PYTEST := python -m pytest -q -rs -p no:cacheprovider
-.PHONY: help setup lint demo test test-fast gpu-check bench bench-node bench-models soak bench-accuracy bench-people clean
+.PHONY: help setup lint demo test test-fast gpu-check bench bench-node bench-stop bench-models soak bench-accuracy bench-people clean
 
 help:
 	@echo "make demo        node + camera process on the repository's face photos; prints faces and commands"
@@ -18,6 +18,7 @@ help:
 	@echo "                 GPU parts skip without a GPU; needs no setup or network (docs/gpu.md)"
 	@echo "make bench       perception benchmark (per stage, per model/backend, vs the fer library)"
 	@echo "make bench-node  node benchmark: 30 Hz camera in another process, rates and latency"
+	@echo "make bench-stop  STOP from another process: rate and latency with missed frames and wobble, late joiners, dead nodes"
 	@echo "make bench-models  params/MACs, CPU training throughput, ONNX Runtime latency per model"
 	@echo "make soak        1-hour node soak: 30 Hz, every 10th frame malformed, camera restart, param change"
 	@echo "make bench-accuracy  recognition quality per technique (aligned crop, mirror, calibration) on labelled photos"
@@ -52,6 +53,9 @@ bench: setup
 
 bench-node: setup
 	@bash scripts/with_ros.sh python -m benchmarks.node --json bench/bench_node.json
+
+bench-stop: setup
+	@bash scripts/with_ros.sh python -m benchmarks.stop --json bench/stop.json
 
 bench-models: setup
 	@bash scripts/with_ros.sh python -m benchmarks.models --json bench/models.json

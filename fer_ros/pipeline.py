@@ -34,6 +34,7 @@ from fer_ros.core.types import TRACKED, Command, Detection, FaceResult, FrameRes
 from fer_ros.core.validate import check_fields, setting
 from fer_ros.hri.command_config import STOP, CommandConfig, load_command_config
 from fer_ros.hri.commands import CommandMapper
+from fer_ros.hri.decisions import Decisions, Publish
 from fer_ros.hri.neutral_baseline import NeutralBaselineConfig, NeutralBaselines
 from fer_ros.hri.people import People, PeopleConfig
 from fer_ros.hri.stamps import StampConfig, StampPolicy
@@ -230,8 +231,10 @@ class Pipeline:
         landmarker: the 68-point landmark network for head pose, or None (the detector's five points).
     Raises:
         FileNotFoundError: a missing commands file. ValueError: invalid configuration.
-    Not thread-safe: call process/tick/reset from one thread or under one lock (the background scan's
-    worker thread only ever touches its own detector and a frame handed to it). Call ``close``.
+    Call process, reset and set_detector_config from one thread or under one lock (the background scan's
+    worker thread only ever touches its own detector and a frame handed to it); tick, hold, stalled_for and
+    camera_clock from any thread at any time: they go through the command section
+    (fer_ros.hri.decisions), which inference never holds. Call ``close``.
     """
 
     def __init__(self, config: PipelineConfig, backend: Backend, *,
@@ -248,7 +251,9 @@ class Pipeline:
         # expression mapped to STOP fail here, at start, instead of on every frame or silently.
         self._labels = canonical_labels(backend.labels, f'model {config.model_path or "(default model)"}')
         self._mapper = CommandMapper(load_command_config(config.commands_path or None), self._labels)
-        self._stamps = StampPolicy(StampConfig(clock_reset_s=self._mapper.config.clock_reset_s))
+        # stamps and mapper behind one lock no inference holds (frames, the node's clock, transitions)
+        stamps = StampPolicy(StampConfig(clock_reset_s=self._mapper.config.clock_reset_s))
+        self._decisions = Decisions(self._mapper, stamps)
         self._face_numbers = itertools.count(1)     # face ids are unique across cameras
         self._cameras: dict[str, _Camera] = {}
         self._epochs = itertools.count(1)
@@ -308,7 +313,8 @@ class Pipeline:
             self._detector = self._detector_factory(config)
         self._scans.set_config(config, same)
 
-    def process(self, bgr: np.ndarray, stamp: float, camera: str = '', arrival: float | None = None) -> FrameResult:
+    def process(self, bgr: np.ndarray, stamp: float, camera: str = '', arrival: float | None = None,
+                publish: Publish | None = None) -> FrameResult:
         """One frame through the whole pipeline.
 
         Args:
@@ -324,42 +330,50 @@ class Pipeline:
             ``skipped`` names the stamp problem of a frame that was not processed (then nothing else is
             set), ``new_timeline`` says the camera's tracks were reset first (its clock jumped),
             ``scan_error`` what a background scan that ended since the last frame raised.
+            publish: called with the frame's commands inside the command section (fer_ros.hri.decisions),
+                so they leave in decision order with the clock's commands (the node's command channel).
         """
         t0 = time.perf_counter()
         now = float(stamp if arrival is None else arrival)
-        verdict = self._stamps.judge(camera, float(stamp), now)
+        verdict = self._decisions.judge(camera, float(stamp), now)
         for gone in verdict.forgotten:
             self._cameras.pop(gone, None)
         scan_error = self._collect_scans()
         if verdict.skip:
             return FrameResult(stamp=float(stamp), labels=self.labels, camera=camera, skipped=verdict.skip,
                                scan_error=scan_error)
-        cam = self._cameras.get(camera)
-        if cam is None:
-            tracker = FaceTracker(self.config.tracker, self.config.smoothing, self._labels,
-                                  numbers=self._face_numbers)
-            tracker.observe, tracker.correct = self.neutral.observe, self.neutral.correct
-            cam = self._cameras[camera] = _Camera(tracker, next(self._epochs))
-        elif verdict.new_timeline:
-            cam.tracker.reset()
-            self._scans.forget((camera, cam.epoch))
-            cam.epoch, cam.scans = next(self._epochs), []
-        scan_ms = self._merge_scans(cam, verdict.stamp)
-        regions = cam.tracker.active_boxes()
-        key = (camera, cam.epoch)
-        inline = self._scans.plan(key, bgr, verdict.stamp, now, tracked=bool(regions))
-        analysis = analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin,
-                                 None if inline else regions, crop_mode=self.config.crop_mode, mirror=self.mirror)
-        t1 = time.perf_counter()
-        faces = cam.tracker.update(analysis.detections, analysis.probabilities, verdict.stamp)
-        # the mapper weighs tentative and coasting faces too: a missed detection never ends evidence
-        t_people = time.perf_counter()
-        command_faces = cam.tracker.command_faces()      # the published faces first (the same objects)
-        self._attend_and_identify(bgr, command_faces, verdict.command_time)
-        people_ms = (time.perf_counter() - t_people) * 1e3
-        cam.faces, cam.command_time = command_faces, verdict.command_time
-        self.neutral.end_frame(verdict.command_time, self.visible_face_ids())
-        commands = self._mapper.update(self._faces_in_view(verdict.command_time), verdict.command_time)
+        try:
+            cam = self._cameras.get(camera)
+            if cam is None:
+                tracker = FaceTracker(self.config.tracker, self.config.smoothing, self._labels,
+                                      numbers=self._face_numbers)
+                tracker.observe, tracker.correct = self.neutral.observe, self.neutral.correct
+                cam = self._cameras[camera] = _Camera(tracker, next(self._epochs))
+            elif verdict.new_timeline:
+                cam.tracker.reset()
+                self._scans.forget((camera, cam.epoch))
+                cam.epoch, cam.scans = next(self._epochs), []
+            scan_ms = self._merge_scans(cam, verdict.stamp)
+            regions = cam.tracker.active_boxes()
+            key = (camera, cam.epoch)
+            inline = self._scans.plan(key, bgr, verdict.stamp, now, tracked=bool(regions))
+            analysis = analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin,
+                                     None if inline else regions, crop_mode=self.config.crop_mode,
+                                     mirror=self.mirror)
+            t1 = time.perf_counter()
+            faces = cam.tracker.update(analysis.detections, analysis.probabilities, verdict.stamp)
+            # the mapper weighs tentative and coasting faces too: a missed detection never ends evidence
+            t_people = time.perf_counter()
+            command_faces = cam.tracker.command_faces()      # the published faces first (the same objects)
+            self._attend_and_identify(bgr, command_faces, verdict.command_time)
+            people_ms = (time.perf_counter() - t_people) * 1e3
+            cam.faces, cam.command_time = command_faces, verdict.command_time
+            self.neutral.end_frame(verdict.command_time, self.visible_face_ids())
+            commands = self._decisions.frame(self._faces_in_view(verdict.command_time), verdict.command_time,
+                                             publish)
+        except BaseException:
+            self._decisions.abandon()     # the clock must not wait for a frame that will never decide
+            raise
         t2 = time.perf_counter()
         timing = dict(analysis.timing_ms, track=(t2 - t1) * 1e3 - people_ms, people=people_ms,
                       total=(t2 - t0) * 1e3)
@@ -441,30 +455,61 @@ class Pipeline:
         command time: commands are decided on what all cameras see (one camera: exactly its faces)."""
         return [f for cam in self._cameras.values() if now - cam.command_time <= FACES_FRESH_S for f in cam.faces]
 
-    def tick(self, arrival: float) -> list[Command]:
-        """Advance the command mapper's clock without a frame (HOLD, heartbeats); call a few times a second.
+    def tick(self, arrival: float, publish: Publish | None = None) -> list[Command]:
+        """Advance the command clock without a frame (HOLD, heartbeats, HOLD for a stalled frame); call a few
+        times a second, from any thread (it never waits for inference).
 
-        arrival: now, on the clock given to ``process`` as ``arrival`` (or the stamps' clock offline)."""
-        now = self._stamps.tick_time(float(arrival))
-        return [] if now is None else self._mapper.tick(now)
+        arrival: now, on the clock given to ``process`` as ``arrival`` (or the stamps' clock offline).
+        publish: see ``process``."""
+        return self._decisions.tick(float(arrival), publish)
+
+    def hold(self, arrival: float, final: bool = False, publish: Publish | None = None) -> list[Command]:
+        """HOLD now: the node starts, stops or shuts down (fer_ros.hri.commands.CommandMapper.hold)."""
+        return self._decisions.hold(float(arrival), final, publish)
+
+    def stalled_for(self, arrival: float) -> float:
+        """Seconds a frame has been in processing beyond the stall bound (0.0: none); see fer_ros.hri.decisions."""
+        return self._decisions.stalled_for(float(arrival))
 
     def camera_clock(self, arrival: float) -> tuple[str, float] | None:
         """(camera, its clock now) of the camera that sent the last processed frame: the frame_id and
         stamp for timer-driven outputs. None before the first frame."""
-        return self._stamps.camera_clock(float(arrival))
+        return self._decisions.camera_clock(float(arrival))
 
-    def reset(self) -> None:
-        """Forget tracks, timelines and evidence (e.g. a bag restart); the next frame is scanned whole
-        (inline, or handed to the background scan). The command in force is kept (a latched STOP stays
-        latched) and the command clock keeps running."""
+    def reset(self, keep_command: bool = True) -> None:
+        """Forget tracks, timelines, evidence, neutral baselines and a calibration in progress (a bag
+        restart, a deactivation); the next frame is scanned whole (inline, or handed to the background
+        scan). The command clock keeps running.
+
+        keep_command: keep the command in force (a latched STOP stays latched); False: back to no
+            command (the node stopped looking and published its final HOLD)."""
         self._cameras.clear()
-        self._stamps.reset()
         self._scans.reset()
-        self._mapper.reset(keep_command=True)
+        self._decisions.reset(keep_command)
+        self.neutral.clear()
 
-    def reset_commands(self) -> None:
-        """Forget the command in force too (processing stopped: the node published HOLD)."""
-        self._mapper.reset()
+    def warm_up(self, size: tuple[int, int] = (640, 480)) -> dict[str, float]:
+        """Run every model once at start, so that no session is created or run for the first time in the
+        hot path (when a new, possibly frightened, person appears): a full-frame detection, an ROI
+        detection (yunet's one-thread ROI session) and the classifier at its largest batch (max_faces
+        faces, twice that with mirror TTA). ``size``: (width, height) of the full frame. Returns the
+        time of each, in ms."""
+        width, height = size
+        frame = np.full((height, width, 3), 128, np.uint8)
+        side = min(width, height) / 4
+        times = {}
+        t0 = time.perf_counter()
+        self._detector.detect(frame)
+        t1 = time.perf_counter()
+        self._detector.detect(frame, regions=[((width - side) / 2, (height - side) / 2, side, side)])
+        t2 = time.perf_counter()
+        spec = self._backend.spec
+        batch = self._detector.config.max_faces * (2 if self.mirror else 1)
+        self._backend.infer(np.zeros((batch, spec.channels, spec.height, spec.width), np.float32))
+        t3 = time.perf_counter()
+        times.update(full_frame_detection=(t1 - t0) * 1e3, roi_detection=(t2 - t1) * 1e3,
+                     **{f'classifier_batch_{batch}': (t3 - t2) * 1e3})
+        return times
 
     def close(self) -> None:
         """Stop the background scan's thread and release the backend's (and the people networks') resources."""

@@ -23,7 +23,7 @@ import pytest
 SETUP_PHRASE = 'make setup'
 # Modules the tests importorskip that `make setup` installs (requirements.txt, requirements-torch.txt).
 SETUP_MODULES = frozenset({'torch', 'onnx', 'onnxscript', 'onnxruntime', 'rclpy', 'h5py', 'rosbags', 'yuface',
-                           'cv2', 'yaml', 'matplotlib'})
+                           'cv2', 'yaml', 'matplotlib', 'hypothesis'})
 _IMPORT_SKIP = re.compile(r"could not import '([\w.]+)'")
 
 

@@ -34,6 +34,37 @@ LISTENER_EXE = _installed('fer_listener')
 PARAMS_FILE = NODE_EXE.parents[2] / 'share' / 'fer_ros' / 'config' / 'fer.yaml'   # <prefix>/share/...
 
 
+def lifecycle_executable() -> Path:
+    """The installed fer_lifecycle_node (beside fer_node)."""
+    return NODE_EXE.parent / 'fer_lifecycle_node'
+
+
+class Lifecycle:
+    """Drives a managed node from a Collector's rclpy node through the standard lifecycle services."""
+
+    def __init__(self, collector, node_name='/fer_node'):
+        from lifecycle_msgs.srv import ChangeState, GetState
+        self.collector = collector
+        self.change = collector.node.create_client(ChangeState, f'{node_name}/change_state')
+        self.get = collector.node.create_client(GetState, f'{node_name}/get_state')
+
+    def _call(self, client, request, proc):
+        self.collector.wait_for(lambda: client.service_is_ready(), 60, proc, f'{client.srv_name} offered')
+        future = client.call_async(request)
+        self.collector.wait_for(future.done, 60, proc, f'a reply from {client.srv_name}')
+        return future.result()
+
+    def state(self, proc) -> str:
+        from lifecycle_msgs.srv import GetState
+        return self._call(self.get, GetState.Request(), proc).current_state.label
+
+    def transition(self, label: str, proc) -> bool:
+        """By label: rclpy 7 (Jazzy) crashes on a request with an invalid transition id (ros2/rclpy#1209)."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+        return self._call(self.change, ChangeState.Request(transition=Transition(label=label)), proc).success
+
+
 def ros_available() -> str:
     """'' when the ROS tests can run here, else the reason they cannot (naming `make setup` when it
     is something make setup builds: under CI that skip fails, see conftest.py)."""

@@ -504,3 +504,18 @@ def test_forced_hold(clock, config):
     assert mapper.current.command == 'CONFIRM'
     held = mapper.hold(clock.t + 0.01)                                     # a stall replaces CONFIRM
     assert [(c.command, c.heartbeat) for c in held] == [('HOLD', False)]
+
+
+def test_the_stop_timeline_in_docs_commands_md(config):
+    """docs/commands.md shows this exact run (10 Hz frames): a frightened face, missed in some frames, whose
+    winner wobbles between scared and surprised; keep both in step."""
+    mapper = CommandMapper(config)
+    script = {0: mixed(tracking=TENTATIVE, scared=0.6), 1: mixed(scared=0.6), 2: mixed(tracking=COASTING, scared=0.6),
+              3: mixed(surprised=0.5, scared=0.38), 4: mixed(tracking=COASTING, surprised=0.5, scared=0.38),
+              5: mixed(scared=0.5, surprised=0.3), 6: mixed(surprised=0.5, scared=0.38)}
+    emitted = []
+    for step in range(40):
+        t = step / 10
+        for c in mapper.update([script.get(step, face('neutral', 0.9))], t):
+            emitted.append((round(t, 1), c.command, c.heartbeat))
+    assert emitted == [(0.2, 'STOP', False), (1.2, 'STOP', True), (2.2, 'PROCEED', False), (3.2, 'PROCEED', True)]

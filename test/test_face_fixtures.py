@@ -76,8 +76,7 @@ def stream(pipeline, pattern: list[str], seconds: float, rate: float = 30.0, cam
     """Frames of ``pattern`` (fixture names, repeated) at ``rate`` through a fresh pipeline state.
     Returns (changes [(seconds from the first frame, command)], raw winners of the frames with a face)."""
     frames = {name: asset(name) for name in set(pattern)}
-    pipeline.reset()
-    pipeline.reset_commands()
+    pipeline.reset(keep_command=False)
     changes, winners = [], []
     for i in range(int(seconds * rate)):
         result = pipeline.process(frames[pattern[i % len(pattern)]], 10_000.0 + i / rate, camera=camera)
@@ -131,8 +130,7 @@ def test_no_stop_from_the_repository_s_other_faces(pipeline, frames):
         with BagReader(os.path.join(REPO, 'assets', 'sample_bag', 'fer_sample')) as reader:
             runs = [[decode_message(m.msg) for m in reader.messages(['/camera/image_raw/compressed'])]]
     for k, run in enumerate(runs):
-        pipeline.reset()
-        pipeline.reset_commands()
+        pipeline.reset(keep_command=False)
         for i, frame in enumerate(run):
             result = pipeline.process(frame, 20_000.0 + i / 30, camera=f'{frames}{k}')
             assert not [c for c in result.commands if c.command == 'STOP'], (frames, k, i)

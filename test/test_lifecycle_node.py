@@ -6,34 +6,19 @@ import time
 
 import pytest
 
-from ros_harness import NODE_EXE, PARAMS_FILE, Proc, image_msg, latest_diag, requires_ros, ros_args
+from ros_harness import (
+    PARAMS_FILE,
+    Lifecycle,
+    Proc,
+    image_msg,
+    latest_diag,
+    lifecycle_executable,
+    requires_ros,
+    ros_args,
+)
 
 pytestmark = [pytest.mark.ros, requires_ros]
-LIFECYCLE_EXE = NODE_EXE.parent / 'fer_lifecycle_node'
-
-
-class Lifecycle:
-    def __init__(self, collector, node_name='/fer_node'):
-        from lifecycle_msgs.srv import ChangeState, GetState
-        self.collector = collector
-        self.change = collector.node.create_client(ChangeState, f'{node_name}/change_state')
-        self.get = collector.node.create_client(GetState, f'{node_name}/get_state')
-
-    def _call(self, client, request, proc):
-        self.collector.wait_for(lambda: client.service_is_ready(), 60, proc, f'{client.srv_name} offered')
-        future = client.call_async(request)
-        self.collector.wait_for(future.done, 60, proc, f'a reply from {client.srv_name}')
-        return future.result()
-
-    def state(self, proc) -> str:
-        from lifecycle_msgs.srv import GetState
-        return self._call(self.get, GetState.Request(), proc).current_state.label
-
-    def transition(self, label: str, proc) -> bool:
-        """By label: rclpy 7 (Jazzy) crashes on a request with an invalid transition id (ros2/rclpy#1209)."""
-        from lifecycle_msgs.msg import Transition
-        from lifecycle_msgs.srv import ChangeState
-        return self._call(self.change, ChangeState.Request(transition=Transition(label=label)), proc).success
+LIFECYCLE_EXE = lifecycle_executable()
 
 
 def _start(tmp_path, params=None):

@@ -1,8 +1,10 @@
 """Example consumer of fer_node's outputs: prints each face and each command.
 
-QoS to use (see docs/integration.md): `expressions` and `command` are published RELIABLE, VOLATILE, depth 10;
-subscribe with a plain depth (10) so you get every message, or with sensor-data QoS
-(best effort) if you only want the newest. Run:
+QoS to use (see docs/integration.md): `expressions` is published RELIABLE, VOLATILE, depth 10; subscribe
+with a plain depth (10) so you get every message, or with sensor-data QoS (best effort) if you only want
+the newest. `command` is RELIABLE, TRANSIENT_LOCAL, depth 1 with a deadline: a plain depth-10 subscriber
+like this one matches it; a controller acting on it follows the safety contract instead
+(fer_ros/examples/command_consumer.py). Run:
 
     install/fer_ros/lib/fer_ros/fer_listener            (ros2 run fer_ros fer_listener)
 """

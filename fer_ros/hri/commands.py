@@ -199,19 +199,19 @@ class CommandMapper:
     def hold(self, stamp: float, final: bool = False) -> list[Command]:
         """HOLD now, because the node is not looking (no frame can be trusted to decide).
 
-        final: the node stops (deactivation, shutdown): HOLD replaces any command, STOP included; it is the
-            last word. Otherwise (activation, a stalled frame) a latched command of higher priority than
-            HOLD (STOP, PAUSE) stays in force: it forbids motion already, and the next frames decide its
-            release as usual.
-        Evidence is forgotten either way. Returns the HOLD to publish ([] when it is kept out or already
-        the current command, which then is simply repeated by the heartbeat).
+        final: the node stops (deactivation, shutdown): HOLD replaces any command, STOP included, and is
+            published even when it is the current command already: it is the last word. Otherwise
+            (activation, a stalled frame) a latched command of higher priority than HOLD (STOP, PAUSE)
+            stays in force: it forbids motion already, and the next frames decide its release as usual.
+        Evidence is forgotten either way. Returns the HOLD to publish ([] when it is kept out, or, not
+        final, already the current command, which the heartbeat then simply repeats).
         """
         stamp = float(stamp)
         self._accept(stamp)
         self._forget_evidence()
         s, cfg = self._s, self.config
         current = s.current
-        if current is not None and current.command == HOLD:
+        if not final and current is not None and current.command == HOLD:
             return []
         if not final and current is not None and self._latched(current.command) and \
                 current.priority > cfg.priority(HOLD):

@@ -159,6 +159,10 @@ class StampPolicy:
         while frames are flowing (a frame arrived less than ``TICK_IDLE_S`` ago: its own update decides)."""
         if self._frame_arrival is not None and arrival - self._frame_arrival < TICK_IDLE_S:
             return None
+        return self.clock(arrival)
+
+    def clock(self, arrival: float) -> float:
+        """The command clock at ``arrival``, advanced to it (also while frames flow: a forced HOLD)."""
         if self._command_time is None:                 # no frame yet: the clock starts at the first tick
             self._command_time, self._arrival = 0.0, arrival
         now = self._command_time + max(0.0, arrival - self._arrival)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from fer_ros.ros.pipeline_services import NOT_CONFIGURED, PipelineServices
+from fer_ros.ros.pipeline_services import NOT_CONFIGURED, PipelineServices, pipeline_lock, refused_when_busy
 
 
 class NeutralCalibrationServices(PipelineServices):
@@ -28,6 +28,7 @@ class NeutralCalibrationServices(PipelineServices):
         self._services = [node.create_service(CalibrateNeutral, '~/calibrate_neutral', self._on_calibrate),
                           node.create_service(ClearNeutral, '~/clear_neutral', self._on_clear)]
 
+    @refused_when_busy
     def _on_calibrate(self, request, response):
         pipeline = self._pipeline()
         if pipeline is None:
@@ -35,7 +36,7 @@ class NeutralCalibrationServices(PipelineServices):
             return response
         face_id = request.face_id.strip()
         duration = float(request.duration_s) or float(self._default_duration_s())
-        with self._lock:
+        with pipeline_lock(self._lock):
             in_view = pipeline.visible_face_ids()
             response.faces_in_view = in_view
             if face_id and face_id not in in_view:
@@ -50,12 +51,13 @@ class NeutralCalibrationServices(PipelineServices):
         self._logger.info(f'calibrate_neutral: {response.message}')
         return response
 
+    @refused_when_busy
     def _on_clear(self, request, response):
         pipeline = self._pipeline()
         if pipeline is None:
             response.message = NOT_CONFIGURED
             return response
-        with self._lock:
+        with pipeline_lock(self._lock):
             response.cleared = pipeline.neutral.clear(request.face_id.strip())
         response.message = f"cleared {', '.join(response.cleared) or 'nothing'}"
         self._logger.info(f'clear_neutral: {response.message}')

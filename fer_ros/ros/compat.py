@@ -17,3 +17,14 @@ def interrupted_by_shutdown(exc: BaseException) -> bool:
     loop's ``rclpy.ok()`` check and its ``spin_once`` makes spin_once raise RCLError ("the given context
     is not valid") instead of ExternalShutdownException. That is a clean stop, not a failure."""
     return isinstance(exc, SHUTDOWN_EXCEPTIONS) or not rclpy.ok()
+
+
+def init_without_signal_handlers(args=None) -> None:
+    """rclpy.init without rclpy's SIGINT/SIGTERM handlers, which shut the context down at once (nothing
+    could be published after them): the caller handles the signals (fer_ros.ros.startup)."""
+    try:
+        from rclpy.signals import SignalHandlerOptions
+    except ImportError:  # an rclpy without the option: its handlers stay (no final HOLD on a signal)
+        rclpy.init(args=args)
+        return
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)

@@ -3,12 +3,14 @@
 
 Same node name, parameters and topics as fer_node; it starts *unconfigured*:
 
-    configure   validate the parameters, load the models   (a failure stays unconfigured, with the
-                                                            reason in the log and in /diagnostics)
-    activate    subscribe to the camera, start processing and publishing
-    deactivate  stop processing, publish HOLD
+    configure   validate the parameters, load the models (refused when they could not STOP) and warm
+                them up (a failure stays unconfigured, with the reason in the log and in /diagnostics)
+    activate    publish HOLD (nobody seen yet), subscribe to the camera, start processing and publishing
+    deactivate  publish the final HOLD (acknowledged, or 1 s), stop processing, forget the scene; fails
+                when the frame worker does not stop (inference hangs), keeping the models
     cleanup     free the models and publishers
-    shutdown    ends the process cleanly (exit status 0)
+    shutdown    the final HOLD when active, then ends the process cleanly (exit status 0); so do SIGINT
+                and SIGTERM (fer_ros.ros.startup)
 
 Parameters can be set while unconfigured (the read-only ones too); they are read at configure.
 """
@@ -18,7 +20,7 @@ import sys
 
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
-from fer_ros.ros.runtime import FerRuntime
+from fer_ros.ros.runtime import FerRuntime, WorkerStuck
 from fer_ros.ros.startup import run_node
 from fer_ros.settings import params
 
@@ -46,22 +48,28 @@ class FerLifecycleNode(LifecycleNode):
         return result
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self.runtime.deactivate()                # publishes HOLD while the publishers are still enabled
+        try:
+            self.runtime.deactivate()            # the final HOLD while the publishers are still enabled
+        except WorkerStuck as exc:               # HOLD is out; the models stay with the stuck worker
+            self.get_logger().error(f'deactivate failed: {exc}')
+            return TransitionCallbackReturn.FAILURE
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self.runtime.cleanup()
+        try:
+            self.runtime.cleanup()
+        except WorkerStuck as exc:
+            self.get_logger().error(f'cleanup failed: {exc}')
+            return TransitionCallbackReturn.FAILURE
         return super().on_cleanup(state)
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        if self.runtime.state == 'active':
-            self.runtime.deactivate()
-        self.runtime.cleanup()
+        self.runtime.finish()                    # the final HOLD if active, then free everything
         self.finished = True                     # run_node stops spinning and exits 0
         return super().on_shutdown(state)
 
     def close(self) -> None:
-        self.runtime.close()
+        self.runtime.finish()
 
 
 def main(args=None) -> int:

@@ -25,7 +25,7 @@ class FerNode(Node):
         self.runtime.activate()
 
     def close(self) -> None:
-        self.runtime.close()
+        self.runtime.finish()                             # the final HOLD, then free everything
 
 
 def main(args=None) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 
-from fer_ros.ros.pipeline_services import NOT_CONFIGURED, PipelineServices
+from fer_ros.ros.pipeline_services import NOT_CONFIGURED, PipelineServices, pipeline_lock, refused_when_busy
 
 
 class PeopleServices(PipelineServices):
@@ -26,13 +26,14 @@ class PeopleServices(PipelineServices):
                           node.create_service(ForgetPerson, '~/forget_person', self._on_forget),
                           node.create_service(ListPeople, '~/list_people', self._on_list)]
 
+    @refused_when_busy
     def _on_enroll(self, request, response):
         pipeline = self._pipeline()
         if pipeline is None:
             response.accepted, response.message = False, NOT_CONFIGURED
             return response
         face_id = request.face_id.strip()
-        with self._lock:
+        with pipeline_lock(self._lock):
             in_view = pipeline.visible_face_ids()
             response.faces_in_view = in_view
             if not face_id and len(in_view) != 1:
@@ -49,24 +50,26 @@ class PeopleServices(PipelineServices):
         self._logger.info(f'enroll_person: {response.message}')
         return response
 
+    @refused_when_busy
     def _on_forget(self, request, response):
         pipeline = self._pipeline()
         if pipeline is None:
             response.message = NOT_CONFIGURED
             return response
-        with self._lock:
+        with pipeline_lock(self._lock):
             response.removed = pipeline.people.forget(request.person)
         response.message = f"forgot {', '.join(response.removed)}" if response.removed else \
             f'no enrolled person {request.person!r}'
         self._logger.info(f'forget_person: {response.message}')
         return response
 
+    @refused_when_busy
     def _on_list(self, request, response):
         pipeline = self._pipeline()
         if pipeline is None:
             response.store = NOT_CONFIGURED
             return response
-        with self._lock:
+        with pipeline_lock(self._lock):
             people = pipeline.people
             for person in people.enrolled:
                 response.person_ids.append(person.person_id)

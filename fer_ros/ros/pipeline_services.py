@@ -1,10 +1,46 @@
 """What the node's service groups share: they act on the current pipeline under the node's pipeline lock
-and report their state in /diagnostics without stalling the executor."""
+and report their state in /diagnostics, never stalling the executor: a call waits at most BUSY_TIMEOUT_S
+for the frame worker (an inference that hangs must not take diagnostics and every other callback of the
+executor with it), then is refused with BUSY."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
 
 NOT_CONFIGURED = 'no pipeline (node not configured)'
+BUSY_TIMEOUT_S = 1.0
+BUSY = f'the frame worker has been busy for more than {BUSY_TIMEOUT_S:g} s (see /diagnostics); try again'
+
+
+class Busy(RuntimeError):
+    """The pipeline lock was not free within BUSY_TIMEOUT_S."""
+
+
+@contextlib.contextmanager
+def pipeline_lock(lock: threading.Lock):
+    """``lock``, waited for at most BUSY_TIMEOUT_S; raises Busy."""
+    if not lock.acquire(timeout=BUSY_TIMEOUT_S):
+        raise Busy(BUSY)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def refused_when_busy(handler):
+    """A service handler that answers BUSY (in ``message``, else ``store``; ``accepted`` False where the
+    response has it) when the pipeline lock stays taken (``pipeline_lock``)."""
+    @functools.wraps(handler)
+    def wrapper(self, request, response):
+        try:
+            return handler(self, request, response)
+        except Busy:
+            if hasattr(response, 'accepted'):
+                response.accepted = False
+            setattr(response, 'message' if hasattr(response, 'message') else 'store', BUSY)
+            return response
+    return wrapper
 
 
 class PipelineServices:

@@ -3,20 +3,25 @@
 FerRuntime is attached to an rclpy node (a plain Node or a LifecycleNode) and has the four steps of
 a managed node; fer_node runs configure + activate at start, fer_lifecycle_node on transitions:
 
-- ``configure``: validate the parameters, load the models (the Pipeline), create the publishers;
-- ``activate``: subscribe to the camera, start the worker thread and the command timer;
-- ``deactivate``: stop processing, publish HOLD;
+- ``configure``: validate the parameters, load the models (the Pipeline, refused when it could not
+  STOP), warm every session up, create the publishers;
+- ``activate``: publish HOLD (nothing seen yet), subscribe to the camera, start the frame worker and
+  the command clock;
+- ``deactivate`` (and ``finish``, the end of the process): publish the final HOLD and wait until the
+  command's subscribers acknowledged it, stop processing, forget tracks, timelines, evidence and any
+  calibration in progress. A frame worker that does not stop (inference hung) fails the transition
+  and keeps the models;
 - ``cleanup``: destroy the publishers, free the models.
 
 Data path: the subscription callback only stores the newest frame with its arrival time
-(LatestFrameSlot) and returns; one worker thread decodes, runs the pipeline and publishes; a timer
-feeds the command mapper when frames stop (HOLD, heartbeats); a timer publishes /diagnostics.
-Every received frame ends in exactly one count: processed, dropped (replaced in the slot), a decode
-or pipeline error, or a stamp skip (fer_ros.hri.stamps.SKIP_REASONS).
+(LatestFrameSlot) and returns; one worker thread decodes, runs the pipeline and publishes the frame's
+outputs (``_publish_frame``: the place to add another output of a processed frame); commands go out
+only through the command channel (fer_ros.ros.command_channel), from inside the pipeline's command
+section (fer_ros.hri.decisions), whether a frame, the command clock (its own thread, which no
+inference, parameter change or service call can block) or a transition decided them.
 """
 from __future__ import annotations
 
-import collections
 import threading
 import time
 
@@ -27,33 +32,36 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from fer_ros.core.types import Command
-from fer_ros.hri.stamps import SKIP_REASONS, to_seconds, to_stamp
+from fer_ros.core.types import FrameResult
+from fer_ros.hri.stamps import to_seconds, to_stamp
 from fer_ros.io.image_codec import ImageDecodeError, decode_message
 from fer_ros.io.overlay import draw_overlay
-from fer_ros.msg import FaceExpressionArray, HriCommand
+from fer_ros.msg import FaceExpressionArray
 from fer_ros.ros import parameters
 from fer_ros.ros.calibration import NeutralCalibrationServices
-from fer_ros.ros.convert import bgr_to_image, command_to_msg, result_to_msg
+from fer_ros.ros.command_channel import CommandChannel, CommandTicker
+from fer_ros.ros.convert import bgr_to_image, result_to_msg
+from fer_ros.ros.health import ERROR_WINDOW_S, NodeHealth
 from fer_ros.ros.hri_output import HriOutput
 from fer_ros.ros.people_services import PeopleServices
+from fer_ros.ros.pipeline_services import BUSY, BUSY_TIMEOUT_S
 from fer_ros.settings import params, params_files
 from fer_ros.util.frame_slot import LatestFrameSlot
 from fer_ros.util.processes import STATUS_NAME
-from fer_ros.util.stats import RateMeter, StageTimes
 
-LOG_THROTTLE_S = 5.0
-ERROR_WINDOW_S = 10.0       # diagnostics are WARN while an error happened this recently
 STALE_S = 2.0               # no frame processed for this long while frames were coming: WARN
 SILENT_PUBLISHER_S = 3.0    # a matched camera that delivers nothing for this long: explain why
-COUNTERS = ('processed', 'decode_errors', 'pipeline_errors') + SKIP_REASONS + ('clock_resets', 'commands',
-                                                                             'scan_errors')
-FRAME_OUTCOMES = ('processed', 'decode_errors', 'pipeline_errors') + SKIP_REASONS   # one per frame
+JOIN_TIMEOUT_S = 5.0        # a frame worker that has not stopped by then is stuck (inference hung)
+ACK_TIMEOUT_S = 1.0         # how long a transition waits for the final HOLD to be acknowledged
 LARGE_FRAME_HINT = (
     'frames larger than the DDS transport carries are lost without trace (Fast DDS defaults: a best-effort '
     'frame over its 512 KB shared-memory segment). Fix: set FASTDDS_DEFAULT_PROFILES_FILE (Humble/Jazzy: '
     'FASTRTPS_DEFAULT_PROFILES_FILE) to share/fer_ros/config/fastdds_large_images.xml for the camera and this '
     'node (the launch file does), or use reliability:=reliable, or image_transport:=compressed')
+
+
+class WorkerStuck(RuntimeError):
+    """The frame worker did not stop within JOIN_TIMEOUT_S: inference hangs. The models stay allocated."""
 
 
 class FerRuntime:
@@ -71,59 +79,57 @@ class FerRuntime:
         self._values = parameters.declare(node, validate=not lifecycle, enforce_read_only=not lifecycle)
         params_files.check_overrides(node)
         node.add_on_set_parameters_callback(self._on_set_parameters)
-        self._lock = threading.Lock()                # pipeline state: worker vs tick timer vs params
+        self._lock = threading.Lock()                # pipeline state: frame worker vs parameters vs services
         self._pipeline = None
         self._calibration = NeutralCalibrationServices(node, lambda: self._pipeline, self._lock,
                                                        lambda: self._values['neutral_calibration_s'])
         self._people = PeopleServices(node, lambda: self._pipeline, self._lock)
-        self._sub = self._tick_timer = self._worker = None
+        self._sub = self._worker = self._ticker = self._channel = None
         self._pubs: list = []
         self._hri: HriOutput | None = None
         self._slot = LatestFrameSlot()
         self._received_before = self._dropped_before = 0   # counts of the slots of earlier activations
         self._wake = threading.Event()               # wakes the worker's rate wait on a parameter change
-        self._in_rate, self._out_rate = RateMeter(), RateMeter()
-        self._stage_times = StageTimes()
-        self._counts = dict.fromkeys(COUNTERS, 0)
-        self._faces_last = 0
-        self._recent_errors: collections.deque[float] = collections.deque(maxlen=1000)
-        self._last_error = ''
-        self._last_log: dict[str, float] = {}
-        self._last_processed = self._last_received = None   # monotonic times
-        self._subscribed_at = None
-        self._current_command: Command | None = None
+        self.health = NodeHealth(node.get_logger())
+        self._subscribed_at: float | None = None
         self.state = 'unconfigured'
-        self.reason = ''                             # why the last configure failed
+        self.reason = ''                             # why the last configure (or deactivate) failed
         self._diag_pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
         period = self._values['diagnostics_period_s']
         # Timers run on the steady clock: with use_sim_time and no /clock (yet) they must still fire.
-        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._diag_timer = node.create_timer(period if isinstance(period, float) and period >= 0.1 else 1.0,
-                                             self._publish_diagnostics, clock=self._steady)
+                                             self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     # ------------------------------------------------------------------ transitions
     def configure(self) -> None:
-        """Validate parameters, load the models, create the publishers. Raises on failure (nothing kept)."""
+        """Validate parameters, load and warm up the models, create the publishers. Raises on failure
+        (nothing kept)."""
         values = parameters.current_values(self.node) if self._lifecycle else self._values
         from fer_ros.backends import create_pipeline  # heavy imports after parameters are valid
-        self._pipeline = create_pipeline(params.pipeline_config(values))
-        for line in self._pipeline.placement:      # 'auto' says here, once per configure, what it picked and why
+        pipeline = create_pipeline(params.pipeline_config(values))
+        try:
+            warm = pipeline.warm_up()
+        except Exception:
+            pipeline.close()
+            raise
+        self._pipeline, self._values = pipeline, values
+        for line in pipeline.placement:      # 'auto' says here, once per configure, what it picked and why
             self.node.get_logger().info(line)
-        self._values = values
-        people = self._pipeline.people
-        if people.store_error:
-            self.node.get_logger().error(f'{people.store_error} (the node runs; enrolment is refused)')
-        for note in people.notes:
+        if pipeline.people.store_error:
+            self.node.get_logger().error(f'{pipeline.people.store_error} (the node runs; enrolment is refused)')
+        for note in pipeline.people.notes:
             self.node.get_logger().warning(f'people file: {note}')
         make = self.node.create_lifecycle_publisher if self._lifecycle else self.node.create_publisher
         self._expr_pub = make(FaceExpressionArray, 'expressions', 10)
-        self._cmd_pub = make(HriCommand, 'command', 10)
+        self._channel = CommandChannel(make, pipeline.command_config.heartbeat_period_s,
+                                       pipeline.command_config.clock_reset_s)
         self._debug_pub = make(Image, 'debug_image', 1)
-        self._pubs = [self._expr_pub, self._cmd_pub, self._debug_pub]
+        self._pubs = [self._expr_pub, self._channel.publisher, self._debug_pub]
         self._hri = HriOutput(self.node, make) if values['hri_output'] else None   # REP-155 topics
         if self._hri is not None:
             self._pubs.append(self._hri.tracked_publisher)
         self.state, self.reason = 'inactive', ''
+        self.node.get_logger().info('warmed up: ' + ', '.join(f'{k} {v:.1f} ms' for k, v in warm.items()))
 
     def activate(self) -> None:
         qos = QoSProfile(
@@ -133,6 +139,9 @@ class FerRuntime:
             durability=DurabilityPolicy.VOLATILE)
         msg_type, topic = (CompressedImage, 'image/compressed') if self._values['image_transport'] == 'compressed' \
             else (Image, 'image')
+        self._channel.open()
+        # The command in force from the first moment: nobody has been seen yet (latched for late joiners).
+        self._pipeline.hold(time.monotonic(), publish=self._publish_timed)
         self._received_before += self._slot.received      # keep the counts of earlier activations
         self._dropped_before += self._slot.dropped
         self._slot = LatestFrameSlot()
@@ -140,8 +149,9 @@ class FerRuntime:
         self._worker.start()
         self._sub = self.node.create_subscription(msg_type, topic, self._on_image, qos)
         self._subscribed_at = time.monotonic()
-        self._tick_timer = self.node.create_timer(1.0 / self._values['command_tick_hz'], self._on_tick,
-                                                  clock=self._steady)
+        self._ticker = CommandTicker(self._on_tick, 1.0 / self._values['command_tick_hz'],
+                                     lambda exc: self.health.report('command_clock_errors',
+                                                                    f'command clock: {type(exc).__name__}: {exc}'))
         self.state = 'active'
         self.node.get_logger().info(
             f"active: {self._sub.topic_name} ({self._values['image_transport']}, {self._values['reliability']}) "
@@ -149,57 +159,70 @@ class FerRuntime:
             f"detector={self._pipeline.detector_name}")
 
     def deactivate(self) -> None:
-        """Stop processing, then publish HOLD (the robot must not act on a node that no longer looks)."""
-        self._stop_processing()
+        """The final HOLD (acknowledged or timed out), then stop processing and forget the scene.
+
+        Raises:
+            WorkerStuck: the frame worker did not stop (HOLD is out, processing is not: the transition
+                fails and may be retried; the models stay allocated)."""
+        if self._sub is not None:
+            self.node.destroy_subscription(self._sub)
+            self._sub = None
+            self._ticker.stop()
+            self._final_hold()
+            self._slot.close()
+            self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout=JOIN_TIMEOUT_S)
+            if self._worker.is_alive():
+                self.reason = f'the frame worker did not stop within {JOIN_TIMEOUT_S:g} s (inference hangs)'
+                raise WorkerStuck(self.reason)
+            self._worker = None
+            self._slot.discard()           # a frame still waiting counts as dropped: the counts keep adding up
         with self._lock:
-            self._pipeline.reset_commands()
-        hold = Command(command='HOLD', priority=self._pipeline.command_config.priority('HOLD'))
-        self._publish_commands([hold], self._timer_header())
+            self._pipeline.reset(keep_command=False)     # tracks, timelines, evidence, calibration
         if self._hri is not None:
             self._hri.clear(self._timer_header())
-        self.state = 'inactive'
+        self.state, self.reason = 'inactive', ''
 
     def cleanup(self) -> None:
-        if self._sub is not None:
-            self._stop_processing()
+        """Destroy the publishers and free the models (refused while a stuck worker may still use them)."""
+        if self._worker is not None:
+            self.deactivate()
         destroy = getattr(self.node, 'destroy_lifecycle_publisher', None) if self._lifecycle else None
         if self._hri is not None:
             self._hri.close()
             self._hri = None
         for pub in self._pubs:
             (destroy or self.node.destroy_publisher)(pub)
-        self._pubs = []
+        self._pubs, self._channel = [], None
         if self._pipeline is not None:
             self._pipeline.close()
             self._pipeline = None
         self.state = 'unconfigured'
 
-    def close(self) -> None:
-        """End of the process: stop the worker, then release the pipeline's threads and sessions (publishers go
-        with the node) unless the worker is still inside it. Left to the interpreter's teardown, the exit
-        aborted ('terminate called without an active exception', exit -6) on 2 of 8 runs of
-        test_node_robustness's bomb test once the people networks were loaded; 0 of 10 with this."""
-        if self._sub is not None:
-            self._stop_processing()
-        if self._pipeline is not None and not (self._worker is not None and self._worker.is_alive()):
-            self._pipeline.close()
-            self._pipeline = None
+    def finish(self) -> None:
+        """End of the process (SIGINT, SIGTERM, a lifecycle shutdown): the final HOLD (acknowledged, or
+        ACK_TIMEOUT_S) if active, then the models and publishers freed. A stuck worker is reported and
+        left to die with the process: the models are not freed under it."""
+        try:
+            if self.state == 'active' or self._worker is not None:
+                self.deactivate()
+            self.cleanup()
+        except WorkerStuck as exc:
+            self.node.get_logger().error(f'at shutdown: {exc}')
 
-    def _stop_processing(self) -> None:
-        self.node.destroy_subscription(self._sub)
-        self.node.destroy_timer(self._tick_timer)
-        self._sub = self._tick_timer = None
-        self._slot.close()
-        self._wake.set()
-        self._worker.join(timeout=5.0)
-        # a frame still waiting in the slot is counted as dropped, so the counts keep adding up
-        self._slot.discard()
+    def _final_hold(self) -> None:
+        """HOLD as the last word of this activation, then wait for its acknowledgement."""
+        self._pipeline.hold(time.monotonic(), final=True, publish=self._publish_timed)
+        self._channel.close()          # a frame still in flight may decide, but publishes nothing more
+        if not self._channel.wait_acknowledged(ACK_TIMEOUT_S):
+            self.node.get_logger().warning(f'the final HOLD was not acknowledged by every subscriber of '
+                                           f'{self._channel.topic} within {ACK_TIMEOUT_S:g} s')
 
     # ------------------------------------------------------------------ input
     def _on_image(self, msg) -> None:
         now = time.monotonic()
-        self._last_received = now
-        self._in_rate.mark(now)
+        self.health.received(now)
         self._slot.put((msg, now))
 
     def _work(self) -> None:
@@ -219,49 +242,53 @@ class FerRuntime:
             try:
                 self._process(msg, arrival)
             except Exception as exc:  # a bug must not kill the worker: report and go on
-                self._report('pipeline_errors', f'{self._topic()}: {self._describe(msg)}: pipeline failed: '
-                             f'{type(exc).__name__}: {str(exc).strip()}')
+                self.health.report('pipeline_errors', f'{self._topic()}: {self._describe(msg)}: pipeline failed: '
+                                   f'{type(exc).__name__}: {str(exc).strip()}')
 
     def _process(self, msg, arrival: float) -> None:
         try:
             bgr = decode_message(msg, self._values['max_image_pixels'])
         except ImageDecodeError as exc:
-            self._report('decode_errors', f'{self._topic()}: bad image: {exc}')
+            self.health.report('decode_errors', f'{self._topic()}: bad image: {exc}')
             return
         stamp = to_seconds(msg.header.stamp.sec, msg.header.stamp.nanosec)
         with self._lock:
-            result = self._pipeline.process(bgr, stamp, camera=msg.header.frame_id, arrival=arrival)
+            result = self._pipeline.process(bgr, stamp, camera=msg.header.frame_id, arrival=arrival,
+                                            publish=lambda commands: self._channel.publish(commands, msg.header))
         if result.scan_error:     # not a frame outcome: the frame itself was processed (ROI path)
-            self._report('scan_errors', f'{self._topic()}: {result.scan_error}')
+            self.health.report('scan_errors', f'{self._topic()}: {result.scan_error}')
         if result.skipped:
-            self._report(result.skipped, f'{self._topic()}: {self._describe(msg)}: skipped ({result.skipped}, '
-                         'see fer_ros/hri/stamps.py)')
+            self.health.report(result.skipped, f'{self._topic()}: {self._describe(msg)}: skipped '
+                               f'({result.skipped}, see fer_ros/hri/stamps.py)')
             return
         if result.new_timeline:
-            self._counts['clock_resets'] += 1
-            self._log_throttled('clock_resets', f'{self._topic()}: camera {msg.header.frame_id!r} clock jumped '
-                                f'to {stamp:.3f}: its tracks were reset (the current command is kept)', warn=True)
-        self._counts['processed'] += 1
-        self._last_processed = time.monotonic()
-        self._faces_last = len(result.faces)
-        self._stage_times.add(result.timing_ms)
-        self._out_rate.mark(self._last_processed)
-        self._expr_pub.publish(result_to_msg(result, msg.header, bgr.shape[1], bgr.shape[0]))
-        self._publish_commands(result.commands, msg.header)
-        if self._hri is not None:
-            self._hri.publish(result.faces, msg.header, bgr)
-        if self._values['publish_debug_image'] and self._debug_pub.get_subscription_count() > 0:
-            self._debug_pub.publish(bgr_to_image(draw_overlay(bgr, result.faces, self._current_command),
-                                                 msg.header))
+            self.health.count('clock_resets')
+            self.health.log_throttled('clock_resets', f'{self._topic()}: camera {msg.header.frame_id!r} clock '
+                                      f'jumped to {stamp:.3f}: its tracks were reset (the current command is kept)',
+                                      warn=True)
+        self.health.processed(len(result.faces), result.timing_ms)
+        self._publish_frame(result, msg.header, bgr)
 
-    def _publish_commands(self, commands, header) -> None:
-        for command in commands:
-            self._current_command = command
-            self._counts['commands'] += 1
-            self._cmd_pub.publish(command_to_msg(command, header))
+    def _publish_frame(self, result: FrameResult, header, bgr) -> None:
+        """The outputs of one processed frame (its commands went out already, through the channel): the
+        expressions, the ROS4HRI topics (hri_output), the debug image. Another output is one more call here."""
+        self._expr_pub.publish(result_to_msg(result, header, bgr.shape[1], bgr.shape[0]))
+        if self._hri is not None:
+            self._hri.publish(result.faces, header, bgr)
+        if self._values['publish_debug_image'] and self._debug_pub.get_subscription_count() > 0:
+            self._debug_pub.publish(bgr_to_image(draw_overlay(bgr, result.faces, self._channel.current), header))
+
+    # ------------------------------------------------------------------ the command clock
+    def _on_tick(self) -> None:
+        """HOLD and heartbeats; on the command clock's own thread, never waiting for inference."""
+        self._pipeline.tick(time.monotonic(), publish=self._publish_timed)
+
+    def _publish_timed(self, commands) -> None:
+        """Commands the clock or a transition decided (called inside the pipeline's command section)."""
+        self._channel.publish(commands, self._timer_header())
 
     def _timer_header(self) -> Header:
-        """Header of timer-driven commands: the clock of the camera they follow (saturated to int32)."""
+        """Header of clock-driven commands: the clock of the camera they follow (saturated to int32)."""
         clock = self._pipeline.camera_clock(time.monotonic()) if self._pipeline else None
         if clock is None:
             return Header(stamp=self.node.get_clock().now().to_msg())
@@ -269,20 +296,7 @@ class FerRuntime:
         header.stamp.sec, header.stamp.nanosec = to_stamp(clock[1])
         return header
 
-    def _on_tick(self) -> None:
-        """HOLD / heartbeats when frames stop arriving."""
-        # Never make the executor wait for a frame being processed: that frame updates the commands anyway.
-        if not self._lock.acquire(blocking=False):
-            return
-        try:
-            commands = self._pipeline.tick(time.monotonic())
-            header = self._timer_header() if commands else None
-        finally:
-            self._lock.release()
-        if commands:
-            self._publish_commands(commands, header)
-
-    # ------------------------------------------------------------------ errors and diagnostics
+    # ------------------------------------------------------------------ diagnostics
     def _topic(self) -> str:
         return self._sub.topic_name if self._sub is not None else '(image)'
 
@@ -292,75 +306,68 @@ class FerRuntime:
         stamp = msg.header.stamp
         return f'frame {size} from {msg.header.frame_id!r} stamped {stamp.sec}.{stamp.nanosec:09d}'
 
-    def _report(self, counter: str, message: str) -> None:
-        """Count a bad input or failure, keep it for diagnostics, log it at most every 5 s per kind."""
-        self._counts[counter] += 1
-        self._last_error = message
-        self._recent_errors.append(time.monotonic())
-        self._log_throttled(counter, f'{message} ({self._counts[counter]} so far)')
-
-    def _log_throttled(self, kind: str, message: str, warn: bool = False) -> None:
-        now = time.monotonic()
-        if now - self._last_log.get(kind, -1e9) >= LOG_THROTTLE_S:
-            self._last_log[kind] = now
-            if warn:      # rclpy fixes one severity per call site: two calls, not one
-                self.node.get_logger().warning(message)
-            else:
-                self.node.get_logger().error(message)
-
     def diagnostics_status(self) -> DiagnosticStatus:
         now = time.monotonic()
-        recent = sum(1 for t in self._recent_errors if now - t <= ERROR_WINDOW_S)
-        p = self._pipeline
+        counts, recent, last_error = self.health.snapshot(now)
+        p, channel, health = self._pipeline, self._channel, self.health
+        stalled = p.stalled_for(now) if p is not None and self.state == 'active' else 0.0
+        current = channel.current if channel is not None else None
         values = {
             'state': self.state,
-            'input_rate_hz': f'{self._in_rate.rate(now):.2f}',
-            'processed_rate_hz': f'{self._out_rate.rate(now):.2f}',
-            'frames_received': str(self._slot_received()),
-            'frames_processed': str(self._counts['processed']),
-            'frames_dropped': str(self._slot_dropped()),
-            'faces': str(self._faces_last),
+            'input_rate_hz': f'{health.in_rate.rate(now):.2f}',
+            'processed_rate_hz': f'{health.out_rate.rate(now):.2f}',
+            'frames_received': str(self._received_before + self._slot.received),
+            'frames_processed': str(counts['processed']),
+            'frames_dropped': str(self._dropped_before + self._slot.dropped),
+            'faces': str(health.faces_last),
             'backend': p.backend_name if p else '',
             'model': p.spec.name if p else '',
             'detector': p.detector_name if p else '',
-            'current_command': self._current_command.command if self._current_command else '',
+            'current_command': current.command if current else '',
+            'command_subscribers': str(channel.subscriber_count()) if channel is not None else '0',
+            'command_deadline_s': f'{channel.deadline_s:g}' if channel is not None else '',
+            'processing_stalled_s': f'{stalled:.1f}',
             f'errors_last_{ERROR_WINDOW_S:g}s': str(recent),
-            'last_error': self._last_error,
+            'last_error': last_error,
         }
-        values.update({k: str(v) for k, v in self._counts.items() if k != 'processed'})
+        values.update({k: str(v) for k, v in counts.items() if k != 'processed'})
         values.update(self._calibration.diagnostic_values())
         values.update(self._people.diagnostic_values())
-        for stage, pct in self._stage_times.summary().items():
+        for stage, pct in health.stage_times.summary().items():
             for name, ms in pct.items():
                 values[f'latency_{stage}_{name}_ms'] = f'{ms:.2f}'
-        level, text = DiagnosticStatus.OK, self.state
-        if self.state == 'unconfigured':
-            level, text = DiagnosticStatus.ERROR, f'unconfigured: {self.reason}' if self.reason else 'unconfigured'
-        elif self.state == 'active':
-            store_error = p.people.store_error if p else ''
-            if store_error:     # enrolment refused, and with command_authority enrolled nobody commands
-                level, text = DiagnosticStatus.WARN, f'people file refused: {store_error}'
-            if recent:
-                level, text = DiagnosticStatus.WARN, f'{recent} bad frames/errors in the last {ERROR_WINDOW_S:g} s; ' \
-                    f'last: {self._last_error}'
-            if self._last_received is not None and now - self._last_received < STALE_S and \
-                    self._last_processed is not None and now - self._last_processed > STALE_S:
-                level, text = DiagnosticStatus.WARN, f'frames arrive but none was processed for more than {STALE_S:g} s'
-            silent_since = self._last_received if self._last_received is not None else self._subscribed_at
-            publishers = self._sub.get_publisher_count() if self._sub is not None else 0
-            if publishers and now - silent_since > SILENT_PUBLISHER_S:
-                level = DiagnosticStatus.WARN
-                text = (f'{publishers} publisher(s) matched on {self._topic()} but no frame arrived for '
-                        f'{now - silent_since:.0f} s: {LARGE_FRAME_HINT}')
+        level, text = self._level(now, recent, last_error, stalled)
         return DiagnosticStatus(level=level, name=f'{self.node.get_name()}: {STATUS_NAME}',
                                 message=text, hardware_id=values['backend'],
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
-    def _slot_received(self) -> int:
-        return self._received_before + self._slot.received
-
-    def _slot_dropped(self) -> int:
-        return self._dropped_before + self._slot.dropped
+    def _level(self, now: float, recent: int, last_error: str, stalled: float) -> tuple[bytes, str]:
+        """The status level and message, the most serious condition first."""
+        if self.state == 'unconfigured':
+            return DiagnosticStatus.ERROR, f'unconfigured: {self.reason}' if self.reason else 'unconfigured'
+        if self.reason:                                # a transition failed (a stuck worker)
+            return DiagnosticStatus.ERROR, self.reason
+        if self.state != 'active':
+            return DiagnosticStatus.OK, self.state
+        if stalled > 0:
+            return DiagnosticStatus.ERROR, (f'a frame has been in processing for {stalled:.1f} s beyond the '
+                                            'stall bound (inference hangs?): HOLD is published')
+        health = self.health
+        silent_since = health.last_received if health.last_received is not None else self._subscribed_at
+        publishers = self._sub.get_publisher_count() if self._sub is not None else 0
+        if publishers and silent_since is not None and now - silent_since > SILENT_PUBLISHER_S:
+            return DiagnosticStatus.WARN, (f'{publishers} publisher(s) matched on {self._topic()} but no frame '
+                                           f'arrived for {now - silent_since:.0f} s: {LARGE_FRAME_HINT}')
+        if health.last_received is not None and now - health.last_received < STALE_S and \
+                health.last_processed is not None and now - health.last_processed > STALE_S:
+            return DiagnosticStatus.WARN, f'frames arrive but none was processed for more than {STALE_S:g} s'
+        if recent:
+            return DiagnosticStatus.WARN, f'{recent} bad frames/errors in the last {ERROR_WINDOW_S:g} s; ' \
+                f'last: {last_error}'
+        store_error = self._pipeline.people.store_error if self._pipeline is not None else ''
+        if store_error:     # enrolment refused, and with command_authority enrolled nobody commands
+            return DiagnosticStatus.WARN, f'people file refused: {store_error}'
+        return DiagnosticStatus.OK, self.state
 
     def _publish_diagnostics(self) -> None:
         self._diag_pub.publish(DiagnosticArray(header=Header(stamp=self.node.get_clock().now().to_msg()),
@@ -383,9 +390,14 @@ class FerRuntime:
             detector_config = params.detector_config(updated) if self._pipeline is not None else None
         except ValueError as exc:   # ParameterError, or a detector config rejecting the combination
             return SetParametersResult(successful=False, reason=str(exc))
-        with self._lock:
+        # The executor must never wait on a stuck inference: refuse rather than block.
+        if not self._lock.acquire(timeout=BUSY_TIMEOUT_S):
+            return SetParametersResult(successful=False, reason=BUSY)
+        try:
             if detector_config is not None and detector_config != params.detector_config(self._values):
                 self._pipeline.set_detector_config(detector_config)
             self._values = updated
+        finally:
+            self._lock.release()
         self._wake.set()
         return SetParametersResult(successful=True)

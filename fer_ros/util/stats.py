@@ -69,3 +69,36 @@ class StageTimes:
     def summary(self) -> dict[str, dict[str, float]]:
         with self._lock:
             return {stage: percentiles(values) for stage, values in self._data.items()}
+
+
+class WindowCounter:
+    """How many events happened in the last ``window_s`` seconds of a monotonic clock, to within one of
+    ``buckets`` time slices, in bounded memory however many events come (a deque of timestamps capped at
+    some length would saturate at that length); thread-safe."""
+
+    def __init__(self, window_s: float = 10.0, buckets: int = 100) -> None:
+        if window_s <= 0 or buckets < 1:
+            raise ValueError(f'window_s must be > 0 and buckets >= 1, got {window_s}, {buckets}')
+        self.window_s = float(window_s)
+        self._width = self.window_s / buckets
+        self._slices: collections.deque[list[int]] = collections.deque()    # [slice index, count]
+        self._lock = threading.Lock()
+
+    def add(self, now: float, n: int = 1) -> None:
+        index = int(now // self._width)
+        with self._lock:
+            if self._slices and self._slices[-1][0] == index:
+                self._slices[-1][1] += n
+            else:
+                self._slices.append([index, n])
+            self._trim(index)
+
+    def count(self, now: float) -> int:
+        with self._lock:
+            self._trim(int(now // self._width))
+            return sum(n for _, n in self._slices)
+
+    def _trim(self, index: int) -> None:
+        oldest = index - int(round(self.window_s / self._width)) + 1
+        while self._slices and self._slices[0][0] < oldest:
+            self._slices.popleft()
