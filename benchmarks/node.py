@@ -27,7 +27,6 @@ detector's five points, no re-identification; docs/people.md's cost figures comp
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -42,6 +41,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from std_msgs.msg import Header
 
+from benchmarks import write_report
 from fer_ros.hri.stamps import SKIP_REASONS
 from fer_ros.msg import FaceExpressionArray
 from fer_ros.ros.fastdds_profile import apply_profile
@@ -255,12 +255,7 @@ def main(argv=None) -> int:
     finally:
         probe.destroy_node()
         rclpy.try_shutdown()
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(results, f, indent=2)
-        print(f'bench-node: wrote {args.json}')
-    print(f'bench-node: load average at the end {[round(v, 2) for v in os.getloadavg()]}')
+    write_report(args.json, results, 'bench-node')
     return 0
 
 

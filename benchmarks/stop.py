@@ -26,7 +26,6 @@ A benchmark, not a test: it prints figures with the machine's load; nothing is a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import signal
@@ -38,6 +37,7 @@ from pathlib import Path
 import rclpy
 from rclpy.node import Node
 
+from benchmarks import write_report
 from fer_ros.msg import FaceExpressionArray, HriCommand
 from fer_ros.ros.command_channel import command_qos, subscription_event_callbacks
 from fer_ros.ros.fastdds_profile import apply_profile
@@ -293,12 +293,8 @@ def main(argv=None) -> int:
     finally:
         probe.destroy_node()
         rclpy.try_shutdown()
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(results, f, indent=2)
-        print(f'bench-stop: wrote {args.json}')
-    print(f'bench-stop: load average at the end {[round(v, 2) for v in os.getloadavg()]}; node logs in {logs}')
+    write_report(args.json, results, 'bench-stop')
+    print(f'bench-stop: node logs in {logs}')
     return 0
 
 

@@ -98,3 +98,40 @@ def test_invalid_transition_is_refused_and_the_node_lives_on(tmp_path, collector
         assert life.state(node) == 'unconfigured' and node.popen.poll() is None
     finally:
         assert node.stop() == 0
+
+
+def test_deactivate_forgets_the_scene_and_cancels_a_calibration(tmp_path, collector):
+    """A calibration running at deactivate does not finish later on frames from before it, and the next
+    activation starts from nothing: no track, no evidence, HOLD until a face is seen again."""
+    from fer_ros.srv import CalibrateNeutral
+
+    from ros_harness import start_camera
+    node = _start(tmp_path)
+    life = Lifecycle(collector)
+    camera = None
+    try:
+        assert life.transition('configure', node) and life.transition('activate', node)
+        collector.wait_node_ready(node)
+        camera = start_camera(tmp_path, {'rate_hz': 15.0})
+        collector.wait_for(lambda: any(m.faces for _, m in collector.snapshot()[0]), 60, node, 'a tracked face')
+        calibrate = collector.node.create_client(CalibrateNeutral, '/fer_node/calibrate_neutral')
+        assert calibrate.wait_for_service(timeout_sec=30.0)
+        future = calibrate.call_async(CalibrateNeutral.Request(face_id='', duration_s=60.0))
+        collector.wait_for(future.done, 30, node, 'the calibration request')
+        assert future.result().accepted
+        collector.wait_for(lambda: latest_diag(collector).get('neutral_calibration', '').startswith('collecting'),
+                           30, node, 'the calibration running')
+        assert life.transition('deactivate', node)
+        collector.wait_for(lambda: latest_diag(collector).get('neutral_calibration') == 'idle', 30, node,
+                           'the calibration cancelled')
+        camera.stop()
+        after = len(collector.snapshot()[1])
+        assert life.transition('activate', node)
+        collector.wait_for(lambda: any(m.command == 'HOLD' and not m.heartbeat
+                                       for _, m in collector.snapshot()[1][after:]),
+                           30, node, 'HOLD at activation: nothing is known any more')
+        assert latest_diag(collector).get('neutral_baselines') == 'none'
+    finally:
+        if camera is not None:
+            camera.stop()
+        assert node.stop() == 0
