@@ -129,7 +129,7 @@ def test_the_error_window_counts_every_error_however_many():
 def test_warm_up_runs_every_session_before_the_first_frame():
     from fer_ros.backends import create_pipeline
     from fer_ros.pipeline import PipelineConfig
-    pipeline = create_pipeline(PipelineConfig(model_path=DEFAULT_ONNX, backend='onnxruntime'))
+    pipeline = create_pipeline(PipelineConfig(model_path=DEFAULT_ONNX, backend='cpu'))
     try:
         detector = pipeline._detector
         assert list(detector._networks) == [detector.config.threads]    # only the full-frame session so far
@@ -146,7 +146,7 @@ def test_reset_forgets_the_scene_and_cancels_a_calibration():
     from fer_ros.backends import create_pipeline
     from fer_ros.pipeline import PipelineConfig
     from fer_ros.sample_frames import sample_frame
-    pipeline = create_pipeline(PipelineConfig(model_path=DEFAULT_ONNX, backend='onnxruntime'))
+    pipeline = create_pipeline(PipelineConfig(model_path=DEFAULT_ONNX, backend='cpu'))
     try:
         frame = sample_frame(1)[0]
         for k in range(3):
