@@ -98,8 +98,10 @@ def test_only_the_enrolled_face_commands_and_the_enrolment_survives_a_restart(tm
         faces = _faces(collector, restart_at)
         assert faces['left'].person_id == 'op1' and faces['left'].may_command and not faces['right'].may_command
         assert list(_call(collector, listing, ListPeople.Request()).names) == ['eileen']
-        collector.wait_for(lambda: any(c.command == 'CONFIRM' and c.source_face_id == faces['left'].face_id
-                                       for c in _commands(collector, restart_at)), 30, restarted,
+        # every command message carries the command in force (docs/commands.md, safety contract): the change
+        # itself may be published before this process matched the new node, its heartbeats are not
+        collector.wait_for(lambda: any(m.command == 'CONFIRM' and m.source_face_id == faces['left'].face_id
+                                       for t, m in collector.snapshot()[1] if t > restart_at), 30, restarted,
                            "eileen's CONFIRM after the restart")
         assert not any(c.command == 'ASSIST' for c in _commands(collector, 0.0))
         assert restarted.popen.poll() is None
