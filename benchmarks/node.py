@@ -112,7 +112,8 @@ def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: 
              params: list[str] = (), executable: str | None = None, newcomer: bool = False) -> dict:
     overrides = dict(p.split(':=', 1) for p in params)
     logs = tempfile.mkdtemp(prefix='fer_bench_node_')
-    node = start_node({'backend': 'cpu', **overrides}, log_path=Path(logs) / 'node.log',
+    # a baseline checkout runs with its own defaults (its backend vocabulary may differ; 'auto' is the CPU here)
+    node = start_node(overrides if executable else {'backend': 'cpu', **overrides}, log_path=Path(logs) / 'node.log',
                       executable=executable)
     camera = None
     try:
@@ -214,7 +215,8 @@ def main(argv=None) -> int:
     ap.add_argument('--newcomer-seconds', type=float, default=40.0,
                     help='length of the newcomer case per profile (0: none; default 40)')
     ap.add_argument('--baseline', metavar='CHECKOUT',
-                    help="also run another checkout's built fer_node (its defaults) as profile 'baseline'")
+                    help="also run another checkout's built fer_node (its defaults) as profile 'baseline'; its "
+                         'messages must be this checkout\'s (a changed FaceExpression does not match across them)')
     ap.add_argument('--rounds', type=int, default=1, help='repeat every case this many times, interleaved')
     ap.add_argument('--soak-seconds', type=float, default=0.0, help='add a soak run of this length (e.g. 600)')
     ap.add_argument('--json', help='write all figures here')
