@@ -149,7 +149,10 @@ def test_a_consumer_asking_for_a_shorter_deadline_is_told_it_cannot_have_it(tmp_
 
 @pytest.mark.parametrize('how', ['killed', 'frozen'])
 def test_the_consumer_learns_when_the_node_is_gone(tmp_path, collector, how):
-    """kill -9 or SIGSTOP: the middleware's deadline and liveliness events reach the consumer."""
+    """kill -9 or SIGSTOP: the middleware's deadline event reaches the consumer, and for a frozen process
+    the liveliness event too. (For a killed one Fast DDS removes the writer; in `make bench-stop` no
+    liveliness change came within 30 s of a kill -9, so a consumer must not wait for it: the deadline is
+    the signal.)"""
     from fer_ros.ros.command_channel import command_qos
     node = start_node(tmp_path, FAST_DIAG)
     try:
@@ -157,8 +160,8 @@ def test_the_consumer_learns_when_the_node_is_gone(tmp_path, collector, how):
         consumer = Consumer(collector, command_qos(CONTRACT_DEADLINE_S))
         collector.wait_for(lambda: consumer.messages, 30, node, 'the first command (HOLD from activation)')
         os.kill(node.popen.pid, signal.SIGKILL if how == 'killed' else signal.SIGSTOP)
-        collector.wait_for(lambda: {'deadline', 'liveliness_lost'} <= set(consumer.events), 30,
-                           what='deadline missed and liveliness lost')
+        expected = {'deadline'} if how == 'killed' else {'deadline', 'liveliness_lost'}
+        collector.wait_for(lambda: expected <= set(consumer.events), 30, what=' and '.join(sorted(expected)))
     finally:
         if how == 'frozen':
             os.kill(node.popen.pid, signal.SIGKILL)
