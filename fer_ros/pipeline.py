@@ -437,6 +437,7 @@ class Pipeline:
     def _locate_landmarks(self, bgr: np.ndarray, faces: list[FaceResult], now: float) -> None:
         """Each face's 68 landmarks: located (one batched call) when its last ones are older than
         landmark_interval_s, else those moved and scaled with its box."""
+        assert self.landmarker is not None, 'called only with a landmarker'
         due = [f for f in faces if f.face_id not in self._located
                or now - self._located[f.face_id][0] >= self.config.landmark_interval_s]
         for face, points in zip(due, self.landmarker.locate(bgr, [f.box for f in due]) if due else []):
@@ -497,7 +498,7 @@ class Pipeline:
         width, height = size
         frame = np.full((height, width, 3), 128, np.uint8)
         side = min(width, height) / 4
-        times = {}
+        times: dict[str, float] = {}
         t0 = time.perf_counter()
         self._detector.detect(frame)
         t1 = time.perf_counter()

@@ -130,7 +130,7 @@ class CommandMapper:
                              f"file{where} maps to STOP (rules.{missing[0]}): this model could never show "
                              'it, so a STOP could be missed; use a model with these labels or change the rules')
         self._stop_terms: list[tuple[Rule, int]] = [(r, self.labels.index(r.expression)) for r in stop_rules]
-        self._commands = list(dict.fromkeys(r.command for r in self._active_rules.values()))
+        self._commands = list(dict.fromkeys(r.command for r in self._active_rules.values() if r.command))
         self._s = _State()
 
     @property
@@ -245,9 +245,9 @@ class CommandMapper:
                      for rule, k in self._stop_terms]
             if sum(share for _, share in terms) < 1.0:
                 return None
-            rule = max(terms, key=lambda t: t[1])[0]
+            strongest = max(terms, key=lambda t: t[1])[0]
             total = sum(float(face.probabilities[k]) for _, k in self._stop_terms)
-            return _Support(face, rule.expression, total, rule.confirm_s)
+            return _Support(face, strongest.expression, total, strongest.confirm_s)
         # Every other command follows the face's winning expression, and only from a face that may command
         # (attending, and enrolled under command_authority 'enrolled'; fer_ros.hri.people). STOP above is
         # taken from every face: a frightened bystander or a turned-away operator must still stop the robot.
@@ -281,6 +281,7 @@ class CommandMapper:
                     continue
                 found[command] = _Candidate(command, cfg.priority(command), run.face_id, run.expression,
                                             run.confidence)
+        assert s.last_face is not None, 'set by _accept before any decision'
         if stamp - s.last_face >= cfg.hold_timeout_s - TIME_EPS:
             found[HOLD] = _Candidate(HOLD, cfg.priority(HOLD))
         return found

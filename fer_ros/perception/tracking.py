@@ -42,6 +42,7 @@ as no time passed.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,8 +129,8 @@ class FaceTracker:
         # Optional per-face hooks (the Pipeline's neutral baselines): observe(face_id, raw float32[K],
         # stamp) sees every classified face; correct(face_id, smoothed float32[K]) -> float32[K]
         # changes what is published (expression, confidence, valence/arousal follow it).
-        self.observe = None
-        self.correct = None
+        self.observe: Callable[[str, np.ndarray, float], None] | None = None
+        self.correct: Callable[[str, np.ndarray], np.ndarray] | None = None
         self._command_faces: list[FaceResult] = []
 
     @property

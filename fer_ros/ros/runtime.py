@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
@@ -48,6 +49,9 @@ from fer_ros.ros.pipeline_services import BUSY, BUSY_TIMEOUT_S
 from fer_ros.settings import params, params_files
 from fer_ros.util.frame_slot import LatestFrameSlot
 from fer_ros.util.processes import STATUS_NAME
+
+if TYPE_CHECKING:
+    from fer_ros.pipeline import Pipeline
 
 STALE_S = 2.0               # no frame processed for this long while frames were coming: WARN
 SILENT_PUBLISHER_S = 3.0    # a matched camera that delivers nothing for this long: explain why
@@ -80,11 +84,14 @@ class FerRuntime:
         params_files.check_overrides(node)
         node.add_on_set_parameters_callback(self._on_set_parameters)
         self._lock = threading.Lock()                # pipeline state: frame worker vs parameters vs services
-        self._pipeline = None
+        self._pipeline: Pipeline | None = None
         self._calibration = NeutralCalibrationServices(node, lambda: self._pipeline, self._lock,
                                                        lambda: self._values['neutral_calibration_s'])
         self._people = PeopleServices(node, lambda: self._pipeline, self._lock)
-        self._sub = self._worker = self._ticker = self._channel = None
+        self._sub = None
+        self._worker: threading.Thread | None = None
+        self._ticker: CommandTicker | None = None
+        self._channel: CommandChannel | None = None
         self._pubs: list = []
         self._hri: HriOutput | None = None
         self._slot = LatestFrameSlot()
@@ -121,10 +128,10 @@ class FerRuntime:
             self.node.get_logger().warning(f'people file: {note}')
         make = self.node.create_lifecycle_publisher if self._lifecycle else self.node.create_publisher
         self._expr_pub = make(FaceExpressionArray, 'expressions', 10)
-        self._channel = CommandChannel(make, pipeline.command_config.heartbeat_period_s,
-                                       pipeline.command_config.clock_reset_s)
+        self._channel = channel = CommandChannel(make, pipeline.command_config.heartbeat_period_s,
+                                                 pipeline.command_config.clock_reset_s)
         self._debug_pub = make(Image, 'debug_image', 1)
-        self._pubs = [self._expr_pub, self._channel.publisher, self._debug_pub]
+        self._pubs = [self._expr_pub, channel.publisher, self._debug_pub]
         self._hri = HriOutput(self.node, make) if values['hri_output'] else None   # REP-155 topics
         if self._hri is not None:
             self._pubs.append(self._hri.tracked_publisher)
@@ -139,24 +146,24 @@ class FerRuntime:
             durability=DurabilityPolicy.VOLATILE)
         msg_type, topic = (CompressedImage, 'image/compressed') if self._values['image_transport'] == 'compressed' \
             else (Image, 'image')
-        self._channel.open()
+        pipeline, channel = self._configured()
+        channel.open()
         # The command in force from the first moment: nobody has been seen yet (latched for late joiners).
-        self._pipeline.hold(time.monotonic(), publish=self._publish_timed)
+        pipeline.hold(time.monotonic(), publish=self._publish_timed)
         self._received_before += self._slot.received      # keep the counts of earlier activations
         self._dropped_before += self._slot.dropped
         self._slot = LatestFrameSlot()
         self._worker = threading.Thread(target=self._work, name='fer_worker', daemon=True)
         self._worker.start()
-        self._sub = self.node.create_subscription(msg_type, topic, self._on_image, qos)
+        self._sub = sub = self.node.create_subscription(msg_type, topic, self._on_image, qos)
         self._subscribed_at = time.monotonic()
         self._ticker = CommandTicker(self._on_tick, 1.0 / self._values['command_tick_hz'],
                                      lambda exc: self.health.report('command_clock_errors',
                                                                     f'command clock: {type(exc).__name__}: {exc}'))
         self.state = 'active'
         self.node.get_logger().info(
-            f"active: {self._sub.topic_name} ({self._values['image_transport']}, {self._values['reliability']}) "
-            f"model={self._pipeline.spec.name} backend={self._pipeline.backend_name} "
-            f"detector={self._pipeline.detector_name}")
+            f"active: {sub.topic_name} ({self._values['image_transport']}, {self._values['reliability']}) "
+            f"model={pipeline.spec.name} backend={pipeline.backend_name} detector={pipeline.detector_name}")
 
     def deactivate(self) -> None:
         """The final HOLD (acknowledged or timed out), then stop processing and forget the scene.
@@ -167,7 +174,8 @@ class FerRuntime:
         if self._sub is not None:
             self.node.destroy_subscription(self._sub)
             self._sub = None
-            self._ticker.stop()
+            if self._ticker is not None:
+                self._ticker.stop()
             self._final_hold()
             self._slot.close()
             self._wake.set()
@@ -179,7 +187,7 @@ class FerRuntime:
             self._worker = None
             self._slot.discard()           # a frame still waiting counts as dropped: the counts keep adding up
         with self._lock:
-            self._pipeline.reset(keep_command=False)     # tracks, timelines, evidence, calibration
+            self._configured()[0].reset(keep_command=False)     # tracks, timelines, evidence, calibration
         if self._hri is not None:
             self._hri.clear(self._timer_header())
         self.state, self.reason = 'inactive', ''
@@ -213,11 +221,19 @@ class FerRuntime:
 
     def _final_hold(self) -> None:
         """HOLD as the last word of this activation, then wait for its acknowledgement."""
-        self._pipeline.hold(time.monotonic(), final=True, publish=self._publish_timed)
-        self._channel.close()          # a frame still in flight may decide, but publishes nothing more
-        if not self._channel.wait_acknowledged(ACK_TIMEOUT_S):
+        pipeline, channel = self._configured()
+        pipeline.hold(time.monotonic(), final=True, publish=self._publish_timed)
+        channel.close()          # a frame still in flight may decide, but publishes nothing more
+        if not channel.wait_acknowledged(ACK_TIMEOUT_S):
             self.node.get_logger().warning(f'the final HOLD was not acknowledged by every subscriber of '
-                                           f'{self._channel.topic} within {ACK_TIMEOUT_S:g} s')
+                                           f'{channel.topic} within {ACK_TIMEOUT_S:g} s')
+
+    def _configured(self) -> tuple[Pipeline, CommandChannel]:
+        """The pipeline and command channel, which exist from configure to cleanup: the only time the
+        callers (transitions, the worker, the command clock) run."""
+        if self._pipeline is None or self._channel is None:
+            raise RuntimeError(f'{self.node.get_name()} is not configured (state {self.state})')
+        return self._pipeline, self._channel
 
     # ------------------------------------------------------------------ input
     def _on_image(self, msg) -> None:
@@ -252,9 +268,10 @@ class FerRuntime:
             self.health.report('decode_errors', f'{self._topic()}: bad image: {exc}')
             return
         stamp = to_seconds(msg.header.stamp.sec, msg.header.stamp.nanosec)
+        pipeline, channel = self._configured()
         with self._lock:
-            result = self._pipeline.process(bgr, stamp, camera=msg.header.frame_id, arrival=arrival,
-                                            publish=lambda commands: self._channel.publish(commands, msg.header))
+            result = pipeline.process(bgr, stamp, camera=msg.header.frame_id, arrival=arrival,
+                                      publish=lambda commands: channel.publish(commands, msg.header))
         if result.scan_error:     # not a frame outcome: the frame itself was processed (ROI path)
             self.health.report('scan_errors', f'{self._topic()}: {result.scan_error}')
         if result.skipped:
@@ -276,16 +293,17 @@ class FerRuntime:
         if self._hri is not None:
             self._hri.publish(result.faces, header, bgr)
         if self._values['publish_debug_image'] and self._debug_pub.get_subscription_count() > 0:
-            self._debug_pub.publish(bgr_to_image(draw_overlay(bgr, result.faces, self._channel.current), header))
+            overlay = draw_overlay(bgr, result.faces, self._configured()[1].current)
+            self._debug_pub.publish(bgr_to_image(overlay, header))
 
     # ------------------------------------------------------------------ the command clock
     def _on_tick(self) -> None:
         """HOLD and heartbeats; on the command clock's own thread, never waiting for inference."""
-        self._pipeline.tick(time.monotonic(), publish=self._publish_timed)
+        self._configured()[0].tick(time.monotonic(), publish=self._publish_timed)
 
     def _publish_timed(self, commands) -> None:
         """Commands the clock or a transition decided (called inside the pipeline's command section)."""
-        self._channel.publish(commands, self._timer_header())
+        self._configured()[1].publish(commands, self._timer_header())
 
     def _timer_header(self) -> Header:
         """Header of clock-driven commands: the clock of the camera they follow (saturated to int32)."""
@@ -394,8 +412,9 @@ class FerRuntime:
         if not self._lock.acquire(timeout=BUSY_TIMEOUT_S):
             return SetParametersResult(successful=False, reason=BUSY)
         try:
-            if detector_config is not None and detector_config != params.detector_config(self._values):
-                self._pipeline.set_detector_config(detector_config)
+            pipeline = self._pipeline
+            if pipeline and detector_config is not None and detector_config != params.detector_config(self._values):
+                pipeline.set_detector_config(detector_config)
             self._values = updated
         finally:
             self._lock.release()
