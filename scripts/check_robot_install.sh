@@ -178,7 +178,7 @@ sys_pip "$SYSROOT" numpy==1.21.5 pyyaml==6.0.1 "opencv-python-headless==4.11.0.8
 VPIP=("$SYSROOT/venv/bin/python" -m pip install --disable-pip-version-check -q)
 "${VPIP[@]}" -r requirements-robot-humble.txt
 # the test tools, never replacing the run time's numpy
-"${VPIP[@]}" $(pin 'pytest|pytest-timeout|psutil|rosbags|mcap|matplotlib|tqdm' requirements-jetson.txt) \
+"${VPIP[@]}" $(pin 'pytest|pytest-timeout|psutil|hypothesis|rosbags|mcap|matplotlib|tqdm' requirements-jetson.txt) \
   -c <(pin numpy requirements-robot-humble.txt)
 "$SYSROOT/venv/bin/python" - <<'EOF'
 import cv2, numpy, onnxruntime
