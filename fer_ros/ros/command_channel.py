@@ -3,7 +3,9 @@
 - ``command_qos``: the QoS the node offers and a consumer should request. RELIABLE and TRANSIENT_LOCAL
   with depth 1: the last message (always the current command, change or heartbeat) is latched, so a
   consumer that (re)starts and asks for transient-local receives it at once; one with default
-  (volatile) QoS still matches and learns the command at the next heartbeat. A deadline and an
+  (volatile) QoS still matches, gets no history, and learns the command from a repeat the channel
+  publishes when a subscriber matches (Jazzy and later; on Humble, which has no matched event, at the
+  next heartbeat). A deadline and an
   AUTOMATIC liveliness lease of ``2 x heartbeat_period_s``: a consumer that requests them (or any
   longer period) gets a middleware event when the node dies, freezes or stops publishing.
 - ``CommandChannel``: the ONE place that publishes commands. The Pipeline calls it from its command
@@ -16,6 +18,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -28,9 +31,9 @@ from fer_ros.msg import HriCommand
 from fer_ros.ros.convert import command_to_msg
 
 try:   # Jazzy and later
-    from rclpy.event_handler import SubscriptionEventCallbacks
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 except ImportError:  # Humble
-    from rclpy.qos_event import SubscriptionEventCallbacks
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
 
 COMMAND_TOPIC = 'command'
 # The deadline and liveliness lease the node offers, in heartbeat periods: one period of slack for a
@@ -54,6 +57,14 @@ def subscription_event_callbacks(**callbacks) -> SubscriptionEventCallbacks:
     return SubscriptionEventCallbacks(**callbacks)
 
 
+def publisher_matched_callbacks(on_matched) -> PublisherEventCallbacks | None:
+    """PublisherEventCallbacks with a matched callback; None where rclpy has no matched event (Humble)."""
+    try:
+        return PublisherEventCallbacks(matched=on_matched)
+    except TypeError:
+        return None
+
+
 def _nanoseconds(stamp) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
@@ -70,11 +81,13 @@ class CommandChannel:
 
     def __init__(self, create_publisher, heartbeat_period_s: float, clock_reset_s: float) -> None:
         self.deadline_s = DEADLINE_HEARTBEATS * heartbeat_period_s
-        self._publisher = create_publisher(HriCommand, COMMAND_TOPIC, command_qos(self.deadline_s))
+        self._publisher = create_publisher(HriCommand, COMMAND_TOPIC, command_qos(self.deadline_s),
+                                           event_callbacks=publisher_matched_callbacks(self._on_matched))
         self._clock_reset_ns = int(clock_reset_s * 1e9)
         self._lock = threading.Lock()      # callers already serialise; this keeps the counters coherent
         self._open = False                 # closed: after the final HOLD, until the next activation
         self._last_ns: int | None = None
+        self._last_header = None
         self.current: Command | None = None
         self.published = 0
         self.last_published: float | None = None      # time.monotonic() of the last message
@@ -110,11 +123,23 @@ class CommandChannel:
                 header.stamp.sec, header.stamp.nanosec = divmod(self._last_ns, 1_000_000_000)
                 stamp_ns = self._last_ns
             for command in commands:
-                self._publisher.publish(command_to_msg(command, header))
-                self.current = command
-                self.published += 1
+                self._publish(command, header)
             self._last_ns = stamp_ns
-            self.last_published = time.monotonic()
+
+    def _publish(self, command: Command, header) -> None:
+        self._publisher.publish(command_to_msg(command, header))
+        self.current, self._last_header = command, header
+        self.published += 1
+        self.last_published = time.monotonic()
+
+    def _on_matched(self, info) -> None:
+        """A new subscriber: repeat the command in force as a heartbeat with the last stamp, so that one
+        with volatile QoS (no history) learns it now rather than at the next heartbeat (up to a period)."""
+        if info.current_count_change <= 0:
+            return
+        with self._lock:
+            if self._open and self.current is not None:
+                self._publish(dataclasses.replace(self.current, heartbeat=True), self._last_header)
 
     def wait_acknowledged(self, timeout_s: float) -> bool:
         """Wait until every matched reliable subscriber acknowledged what was published (or timeout)."""
