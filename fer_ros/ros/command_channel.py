@@ -135,7 +135,7 @@ class CommandChannel:
     def _on_matched(self, info) -> None:
         """A new subscriber: repeat the command in force as a heartbeat with the last stamp, so that one
         with volatile QoS (no history) learns it now rather than at the next heartbeat (up to a period)."""
-        if info.current_count_change <= 0:
+        if info.total_count_change <= 0:    # not current_count_change: a match and an unmatch may come as one event
             return
         with self._lock:
             if self._open and self.current is not None:
