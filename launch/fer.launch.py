@@ -46,6 +46,7 @@ PARAMETER_ARGUMENTS = {
     'detector': ('detector', 'str', 'face detector: yunet, yuface or haar'),
     'detector_backend': ('detector_backend', 'str', 'where the yunet detector runs (see the parameter table)'),
     'debug_image': ('publish_debug_image', 'bool', 'publish the annotated debug_image topic: true or false'),
+    'hri_output': ('hri_output', 'bool', "also publish ROS4HRI's REP-155 face topics (hri_msgs): true or false"),
 }
 _TYPES = {'str': str, 'bool': bool}
 
