@@ -134,21 +134,21 @@ def test_a_late_joiner_knows_the_current_command_at_once(tmp_path, collector):
 
 def test_a_default_qos_late_joiner_is_told_the_command_when_it_matches(tmp_path, collector):
     """A volatile subscriber gets no history: the channel repeats the command in force (a heartbeat with the
-    last stamp) when a subscriber matches, so it does not wait for the next heartbeat, here 10 s away."""
+    last stamp) when a subscriber matches, so it does not wait for the next heartbeat, here 30 s away."""
     from fer_ros.ros.command_channel import publisher_matched_callbacks
     if publisher_matched_callbacks(lambda info: None) is None:
         pytest.skip("this rclpy has no publisher matched event (Humble): the next heartbeat tells the subscriber")
     commands = tmp_path / 'commands.yaml'
     text = (REPO / 'config' / 'commands.yaml').read_text()
     assert 'heartbeat_period_s: 1.0\n' in text
-    commands.write_text(text.replace('heartbeat_period_s: 1.0\n', 'heartbeat_period_s: 10.0\n'))
+    commands.write_text(text.replace('heartbeat_period_s: 1.0\n', 'heartbeat_period_s: 30.0\n'))
     node = start_node(tmp_path, {**FAST_DIAG, 'commands_file': str(commands)})
     try:
         collector.wait_node_ready(node)
         collector.wait_for(lambda: collector.snapshot()[1], 30, node, 'the HOLD of activation')
         hold = collector.snapshot()[1][-1][1]
         default = Consumer(collector, 10)
-        collector.wait_for(lambda: default.messages, 5, node, 'the command in force, repeated at the match')
+        collector.wait_for(lambda: default.messages, 15, node, 'the command in force, repeated at the match')
         first = default.messages[0][1]
         assert (first.command, first.heartbeat, stamp_of(first)) == ('HOLD', True, stamp_of(hold))
     finally:
