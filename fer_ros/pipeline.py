@@ -356,7 +356,8 @@ class Pipeline:
             scan_ms = self._merge_scans(cam, verdict.stamp)
             regions = cam.tracker.active_boxes()
             key = (camera, cam.epoch)
-            inline = self._scans.plan(key, bgr, verdict.stamp, now, tracked=bool(regions))
+            check_bgr(bgr, 'Pipeline.process')     # before the scan schedule looks at it or hands it over
+            inline = self._scans.plan(key, bgr, verdict.stamp, now, regions, lost=cam.tracker.lost_any)
             analysis = analyze_frame(bgr, self._detector, self._backend, self.config.crop_margin,
                                      None if inline else regions, crop_mode=self.config.crop_mode,
                                      mirror=self.mirror)

@@ -100,9 +100,12 @@ def backend():
     return OnnxRuntimeBackend(DEFAULT_ONNX)
 
 
-def make_pipeline(backend) -> Pipeline:
+def make_pipeline(backend, idle_scan_s: float = 0.0) -> Pipeline:
     factory = Factory()
-    config = PipelineConfig(model_path=DEFAULT_ONNX, background_scan=True, detector=DetectorConfig(full_scan_s=SCAN_S))
+    # the scene-change gate off by default (idle_scan_s 0): these tests are about the worker thread, on
+    # scenes that stay still; the gate has its own tests (test/test_scene_change.py and the last one here)
+    config = PipelineConfig(model_path=DEFAULT_ONNX, background_scan=True,
+                            detector=DetectorConfig(full_scan_s=SCAN_S, idle_scan_s=idle_scan_s))
     pipe = Pipeline(config, backend, detector_factory=factory, scan_clock=SteppingClock())
     pipe.gated = factory.scan_detector
     pipe.gated.scans = 0           # not the warm-up scan of a blank frame
@@ -217,6 +220,27 @@ def test_a_failing_scan_is_reported_with_the_next_frame_which_is_still_processed
 
 def test_detector_settings_reach_the_scan_thread(pipeline, frames):
     one, _ = frames
-    pipeline.set_detector_config(DetectorConfig(full_scan_s=SCAN_S, confidence_threshold=0.99, max_faces=3))
+    pipeline.set_detector_config(DetectorConfig(full_scan_s=SCAN_S, idle_scan_s=0.0, confidence_threshold=0.99,
+                                                max_faces=3))
     assert pipeline.gated.config.confidence_threshold == 0.99 and pipeline.gated.config.num_threads == 1
     assert pipeline._scans.schedule.every_s == SCAN_S
+
+
+def test_with_the_gate_a_still_scene_is_scanned_every_idle_period_and_a_newcomer_at_once(backend, frames):
+    one, two = frames
+    pipeline = make_pipeline(backend, idle_scan_s=0.5)
+    try:
+        start_tracking(pipeline, one)                      # scan of frame 0, merged on frame 1
+        for i in range(2, 15):                             # still: no scan before 0.5 s (frame 15)
+            pipeline.process(one, i / FPS)
+            assert worker(pipeline).wait_idle(WAIT_S)
+        assert pipeline.gated.scans == 1
+        pipeline.process(one, 15 / FPS)                    # the idle scan
+        assert worker(pipeline).wait_idle(WAIT_S) and pipeline.gated.scans == 2
+        pipeline.process(two, 16 / FPS)                    # the newcomer appears: 33 ms after the last scan
+        pipeline.process(two, 18 / FPS)                    # full_scan_s (0.1 s) after it: handed over
+        assert worker(pipeline).wait_idle(WAIT_S) and pipeline.gated.scans == 3
+        assert len(pipeline.process(two, 19 / FPS).faces) == 2
+    finally:
+        pipeline.gated.gate.set()
+        pipeline._scans.close()

@@ -226,7 +226,8 @@ def test_haar_roi_detection(haar):
 @pytest.mark.parametrize('kwargs, name', [
     ({'full_scan_s': -0.1}, 'full_scan_s'), ({'full_scan_s': 61.0}, 'full_scan_s'),
     ({'full_scan_s': True}, 'full_scan_s'), ({'full_scan_share': 0.0}, 'full_scan_share'),
-    ({'full_scan_share': 1.5}, 'full_scan_share'), ({'roi_scale': 1.0}, 'roi_scale'),
+    ({'full_scan_share': 1.5}, 'full_scan_share'), ({'idle_scan_s': -1.0}, 'idle_scan_s'),
+    ({'idle_scan_s': 61.0}, 'idle_scan_s'), ({'roi_scale': 1.0}, 'roi_scale'),
     ({'roi_scale': 9}, 'roi_scale'), ({'roi_scale': 'x'}, 'roi_scale'), ({'roi_face_px': 8}, 'roi_face_px'),
     ({'roi_face_px': 64.0}, 'roi_face_px')])
 def test_roi_config_rejects_bad_values(kwargs, name):
@@ -236,7 +237,8 @@ def test_roi_config_rejects_bad_values(kwargs, name):
 
 def test_roi_config_defaults():
     config = DetectorConfig()
-    assert (config.full_scan_s, config.full_scan_share, config.roi_scale, config.roi_face_px) == (0.05, 0.25, 2.0, 64)
+    assert (config.full_scan_s, config.full_scan_share, config.idle_scan_s, config.roi_scale,
+            config.roi_face_px) == (0.05, 0.25, 0.5, 2.0, 64)
 
 
 def test_yuface_detection_does_not_leak_memory():

@@ -62,6 +62,20 @@ def test_schedule_budget_allows_back_to_back_scans_within_the_share():
     assert schedule.due('cam', 0.0, budget=True)
 
 
+def test_schedule_idle_waits_idle_s_without_the_budget_and_only_when_gated():
+    schedule = ScanSchedule(every_s=0.05, share=0.25, idle_s=0.5)
+    assert schedule.gated
+    schedule.started('cam', 0.0)
+    schedule.finished('cam', 0.01)
+    assert schedule.due('cam', 0.04, budget=True)                  # not idle: the share budget (40 ms)
+    assert not schedule.due('cam', 0.499, budget=True, idle=True)  # idle: the budget brings nothing forward
+    assert schedule.due('cam', 0.5, budget=True, idle=True)
+    for every_s, idle_s in ((0.05, 0.0), (0.05, 0.05), (0.0, 0.5)):  # off: idle is ignored
+        off = ScanSchedule(every_s=every_s, share=1.0, idle_s=idle_s)
+        off.started('cam', 0.0)
+        assert not off.gated and off.due('cam', every_s, budget=False, idle=True)
+
+
 def test_worker_scans_off_the_callers_thread_and_never_blocks_it():
     detector, clock = GatedDetector(), FakeClock(100.0)
     worker = FullScanWorker(detector, clock=clock)

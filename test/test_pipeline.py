@@ -130,7 +130,7 @@ def roi_pipeline(backend=None, **detector):
 
 @pytest.mark.parametrize('num_faces', [1, 5])
 def test_roi_mode_alternates_and_keeps_faces_and_ids(counting, num_faces):
-    pipeline = roi_pipeline(counting, full_scan_s=5 / 30)
+    pipeline = roi_pipeline(counting, full_scan_s=5 / 30, idle_scan_s=0.0)      # the scene-change gate off
     frame, _ = sample_frame(num_faces, seed=1)
     full_boxes = [d.box for d in stateless(pipeline, frame).detections]     # stateless full-frame detection
     modes, ids = [], []
@@ -209,7 +209,7 @@ def test_scan_interval_changes_at_run_time_and_reset_rescans():
 
 
 def test_haar_pipeline_uses_roi_mode_too():
-    pipeline = roi_pipeline(kind='haar', full_scan_s=3 / 30)
+    pipeline = roi_pipeline(kind='haar', full_scan_s=3 / 30, idle_scan_s=0.0)   # the scene-change gate off
     frame, _ = sample_frame(1, seed=0)
     results = [pipeline.process(frame, i / 30) for i in range(6)]
     assert [r.detect_mode for r in results] == ['full', 'roi', 'roi'] * 2

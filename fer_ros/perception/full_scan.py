@@ -40,13 +40,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from fer_ros.core.types import Detection
+from fer_ros.perception.scene_change import SceneChange
 
 # A scan's faces are merged while its frame is at most this much older than the frame being processed: a
 # box that old says nothing about where the face is now (the next scan looks again). Generous on purpose:
@@ -79,21 +80,34 @@ class ScanResult:
 
 class ScanSchedule:
     """Per-camera start times of full scans: due every ``every_s`` at the latest, and at most as often as
-    ``share`` allows (background only). Clock values are seconds of whatever clock the caller uses."""
+    ``share`` allows (background only); or, when the caller says the scene is idle, every ``idle_s``
+    (``gated``: only when ``idle_s`` > ``every_s`` > 0). Clock values are seconds of whatever clock the
+    caller uses."""
 
-    def __init__(self, every_s: float, share: float) -> None:
+    def __init__(self, every_s: float, share: float, idle_s: float = 0.0) -> None:
         self.every_s = float(every_s)
         self.share = float(share)
+        self.idle_s = float(idle_s)
         self._last: dict[Any, tuple[float, float]] = {}     # key -> (start, duration)
 
-    def due(self, key: Any, now: float, *, budget: bool) -> bool:
+    @property
+    def gated(self) -> bool:
+        """The scene-change gate is on: an idle scene waits ``idle_s``. Off when ``idle_s`` is not longer
+        than ``every_s``, and when ``every_s`` is 0 (every frame scanned: what was asked for)."""
+        return self.idle_s > self.every_s > 0.0
+
+    def due(self, key: Any, now: float, *, budget: bool, idle: bool = False) -> bool:
         """A scan for ``key`` may start at ``now``: ``every_s`` passed since its last start, or (when
-        ``budget``) the last scan's duration / share passed. Never scanned: due."""
+        ``budget``) the last scan's duration / share passed; with ``idle`` (and ``gated``) ``idle_s``
+        passed instead. Never scanned: due."""
         last = self._last.get(key)
         if last is None:
             return True
         start, duration = last
-        wait = min(self.every_s, duration / self.share) if budget else self.every_s
+        if idle and self.gated:
+            wait = self.idle_s
+        else:
+            wait = min(self.every_s, duration / self.share) if budget else self.every_s
         return now - start >= wait - 1e-6      # a microsecond of slack: stamps like i / 30 round
 
     def started(self, key: Any, now: float) -> None:
@@ -186,7 +200,8 @@ class FullScans:
     neither; and the worker's finished results.
 
     Args:
-        config: the DetectorConfig in force (``full_scan_s``, ``full_scan_share``, ``num_threads``).
+        config: the DetectorConfig in force (``full_scan_s``, ``full_scan_share``, ``idle_scan_s``,
+            ``num_threads``; ``roi_scale``, ``max_side``, ``min_face_size`` for the scene-change gate).
         detector_factory: ``f(DetectorConfig) -> FaceDetector``; called once here for the worker's own
             detector (background only: its own session, ``num_threads`` or 1 thread).
         background: scan on the worker thread (True) or inline (False).
@@ -197,7 +212,8 @@ class FullScans:
         self._factory = detector_factory
         self._clock = clock
         self.background = background
-        self.schedule = ScanSchedule(config.full_scan_s, config.full_scan_share)
+        self.schedule = ScanSchedule(config.full_scan_s, config.full_scan_share, config.idle_scan_s)
+        self.scene = SceneChange(config.roi_scale, config.max_side, config.min_face_size)
         self._running: tuple[Any, float] | None = None     # (key, now at offer) of the scan in the worker
         self.worker = self._new_worker(config) if background else None
 
@@ -221,6 +237,9 @@ class FullScans:
     def set_config(self, config, same_detector: bool) -> None:
         """Apply a new DetectorConfig: thresholds in place, a new worker detector when the kind/model changed."""
         self.schedule.every_s, self.schedule.share = config.full_scan_s, config.full_scan_share
+        self.schedule.idle_s = config.idle_scan_s
+        self.scene.roi_scale, self.scene.max_side = config.roi_scale, config.max_side
+        self.scene.min_face_size = config.min_face_size
         if self.worker is not None:
             if same_detector:
                 self.worker.detector.config = self._worker_config(config)
@@ -229,26 +248,40 @@ class FullScans:
                 self.worker = self._new_worker(config)
                 self._running = None
 
-    def plan(self, key: Any, bgr: np.ndarray, stamp: float, now: float, tracked: bool) -> bool:
+    def plan(self, key: Any, bgr: np.ndarray, stamp: float, now: float,
+             tracked: Sequence[Sequence[float]], lost: bool = False) -> bool:
         """Decide for one frame of camera ``key`` at ``now``; True = scan this frame inline.
 
-        Inline mode: when due by ``full_scan_s`` or when nothing is tracked. Background: hand the frame to
-        the worker when due (nothing tracked: due whenever the worker is free) and return False; True only
+        ``tracked``: the camera's tracked boxes (x, y, w, h); ``lost``: a track missed its last frame.
+        Inline mode: when due (below) or when nothing is tracked. Background: hand the frame to the
+        worker when due (nothing tracked: due whenever the worker is free) and return False; True only
         when the worker has been stalled (STALL_MIN_S, STALL_FACTOR) and a scan is due.
+        Due: ``full_scan_s`` after the last scan (the share budget may bring it forward); with the
+        scene-change gate on (``ScanSchedule.gated``) only while a track is ``lost`` or the view outside
+        the tracked faces changed since the last scan (``SceneChange``), otherwise ``idle_scan_s`` after it.
         """
+        thumb = None
         due = not tracked or self.schedule.due(key, now, budget=self.background)
+        if due and tracked and not lost and self.schedule.gated \
+                and not self.schedule.due(key, now, budget=False, idle=True):
+            due, thumb = self.scene.changed(key, bgr, tracked)
         if not due:
             return False
         if self.worker is not None:
             if self.worker.offer(key, bgr, stamp):
-                self.schedule.started(key, now)
+                self._started(key, bgr, now, thumb)
                 self._running = (key, now)
                 return False
             stalled = self._running is not None and now - self._running[1] > self.stall_s
             if not stalled:
                 return False
-        self.schedule.started(key, now)
+        self._started(key, bgr, now, thumb)
         return True
+
+    def _started(self, key: Any, bgr: np.ndarray, now: float, thumb: np.ndarray | None) -> None:
+        self.schedule.started(key, now)
+        if self.schedule.gated:              # the frame later ones are compared with
+            self.scene.keep(key, bgr, thumb)
 
     @property
     def stall_s(self) -> float:
@@ -268,10 +301,12 @@ class FullScans:
 
     def forget(self, key: Any) -> None:
         self.schedule.forget(key)
+        self.scene.forget(key)
 
     def reset(self) -> None:
         """Every camera's next frame is due for a scan."""
-        self.schedule = ScanSchedule(self.schedule.every_s, self.schedule.share)
+        self.schedule = ScanSchedule(self.schedule.every_s, self.schedule.share, self.schedule.idle_s)
+        self.scene = SceneChange(self.scene.roi_scale, self.scene.max_side, self.scene.min_face_size)
 
     def close(self) -> None:
         if self.worker is not None:

@@ -145,6 +145,11 @@ class FaceTracker:
         boxes = [t.box for t in sorted(self._tracks, key=lambda t: t.number)]
         return [(float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in boxes]
 
+    @property
+    def lost_any(self) -> bool:
+        """A live track was not found in the last frame ``update`` saw (the ROI search lost it)."""
+        return any(t.misses > 0 for t in self._tracks)
+
     def reset(self) -> None:
         """Drop every track. Ids keep counting: an id is never given to two faces by one tracker."""
         self._tracks.clear()

@@ -138,6 +138,12 @@ PARAMETERS: tuple[ParamDef, ...] = (
     ParamDef.of('detector_full_scan_share', DetectorConfig, 'full_scan_share', 'the background scan also starts as '
                 'soon as the previous one finished while scanning takes at most this share of one core '
                 '(1 = back to back)', read_only=False),
+    ParamDef.of('detector_idle_scan_s', DetectorConfig, 'idle_scan_s', 'scene-change gate: while every tracked '
+                'face was found in the last frame and the view outside them has not changed since the last scan '
+                '(a gray thumbnail), the whole frame is scanned only every this many seconds instead of every '
+                'detector_full_scan_s; saves CPU in a still scene. 0 (or not above detector_full_scan_s) = off. '
+                'Bounds how late a face that appears without visible change is seen (docs/performance.md)',
+                read_only=False),
     # the node scans in the background by default; PipelineConfig's own default (inline) is for offline use
     replace(ParamDef.of('detector_background_scan', PipelineConfig, 'background_scan', 'scan the whole frame on a '
                         'thread of its own, concurrently with the frames (no frame waits for it); false = on the '
@@ -273,6 +279,7 @@ def detector_config(values: dict[str, Any]) -> DetectorConfig:
                           model_path=values['detector_model_path'], max_side=values['detector_max_side'],
                           full_scan_s=values['detector_full_scan_s'],
                           full_scan_share=values['detector_full_scan_share'],
+                          idle_scan_s=values['detector_idle_scan_s'],
                           min_face_size=values['min_face_size'], confidence_threshold=values['detection_threshold'],
                           max_faces=values['max_faces'])
 

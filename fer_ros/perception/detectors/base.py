@@ -77,6 +77,10 @@ class DetectorConfig:
         frame). Time, not frames: the bound on finding a new face holds whatever the frame rate.
     full_scan_share: the background scan may also start as soon as the previous one finished, as long
         as scanning takes at most this share of one core on average (0.01..1; 1 = back to back).
+    idle_scan_s: the scene-change gate (fer_ros.perception.scene_change): while faces are tracked, all
+        of them were found in the last frame and the view outside them has not changed since the last
+        scan, the whole frame is scanned only every this many seconds (0..60; 0, or not longer than
+        ``full_scan_s``, turns the gate off: every ``full_scan_s``; ``full_scan_s`` 0 scans every frame).
     roi_scale: side of the square searched around a tracked box, as a multiple of the box's longer
         side, 1.2..8 (2: the face may move half its size between frames and stay inside).
     roi_face_px: each region is resized so the tracked face is about this many pixels (16..512;
@@ -95,6 +99,7 @@ class DetectorConfig:
     num_threads: int = setting(0, low=0, high=64)
     full_scan_s: float = setting(0.05, low=0.0, high=60.0)
     full_scan_share: float = setting(0.25, low=0.01, high=1.0)
+    idle_scan_s: float = setting(0.5, low=0.0, high=60.0)
     roi_scale: float = setting(2.0, low=1.2, high=8.0)
     roi_face_px: int = setting(64, low=16, high=512)
 
