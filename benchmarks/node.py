@@ -15,10 +15,14 @@ Newcomer case (--newcomer-seconds > 0): the camera shows 2 faces, the second lea
 NEWCOMER_PERIOD_S (fer_camera's newcomer mode); for each return, the time from the stamp of its first frame
 to the receipt of the first `expressions` message with both faces (target: p99 <= 100 ms).
 
+Pan case (--pan-seconds > 0): one face, the camera panning (fer_camera's pan_px_s, PAN_PX_S): every frame
+changes, the worst case of the scan's scene-change gate (detector_idle_scan_s).
+
 Profiles (node parameters; every case of a round runs one after the other, the rounds repeat that, so
 they share the load): 'default' (the whole-frame scan on its own thread, at least every
 detector_full_scan_s), 'inline' (the same schedule, the scan on the frame it is due on: the old
-structure), 'scan_every_100ms' (default with detector_full_scan_s 0.1: less CPU, newcomers later).
+structure), 'scan_every_100ms' (default with detector_full_scan_s 0.1: less CPU, newcomers later),
+'no_scene_gate' (default with detector_idle_scan_s 0: a scan every detector_full_scan_s even in a still scene).
 --baseline CHECKOUT adds the profile 'baseline': the fer_node of another checkout's colcon install tree
 (e.g. a worktree of main before a change) with its defaults, so before and after run side by side.
 'without_people' (the default without the 68-landmark and face-embedding networks: head pose from the
@@ -50,8 +54,10 @@ from fer_ros.util.stats import percentiles
 
 PROFILES = {'default': [], 'inline': ['detector_background_scan:=false'],
             'scan_every_100ms': ['detector_full_scan_s:=0.1'],
+            'no_scene_gate': ['detector_idle_scan_s:=0.0'],
             'without_people': ['identify_people:=false', 'head_pose_landmarks:=false']}
 BASELINE = 'baseline'
+PAN_PX_S = 60.0                # the pan case's camera turns this many pixels a second (2 px a frame at 30 Hz)
 NEWCOMER_PERIOD_S = 1.2        # the newcomer is away 0.6 s (its track ends), then back 0.6 s
 WARMUP_S = 1.0                 # dropped from every figure: discovery, first inference, arena allocation
 
@@ -109,7 +115,8 @@ def newcomer_latencies(receipts, appearances, faces: int, period_s: float) -> tu
 
 
 def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: float = 0.0,
-             params: list[str] = (), executable: str | None = None, newcomer: bool = False) -> dict:
+             params: list[str] = (), executable: str | None = None, newcomer: bool = False,
+             pan: bool = False) -> dict:
     overrides = dict(p.split(':=', 1) for p in params)
     logs = tempfile.mkdtemp(prefix='fer_bench_node_')
     # a baseline checkout runs with its own defaults (its backend vocabulary may differ; 'auto' is the CPU here)
@@ -126,6 +133,8 @@ def run_case(probe: Probe, faces: int, seconds: float, rate: float, rss_period: 
         camera_params = {'rate_hz': rate, 'duration_s': seconds, 'num_faces': faces}
         if newcomer:
             camera_params['newcomer_period_s'] = NEWCOMER_PERIOD_S
+        if pan:
+            camera_params['pan_px_s'] = PAN_PX_S
         camera = start_camera(camera_params, log_path=Path(logs) / 'camera.log')
         rss: list[tuple[float, float]] = []
         cpu: list[tuple[float, float, int]] = []     # (monotonic, node CPU seconds, messages received)
@@ -195,7 +204,8 @@ def describe(case: dict, rate: float) -> str:
             f"{case['processed_fps']:.1f} frames/s; latency stamp->expressions median {lat.get('p50', nan):.1f} ms, "
             f"p90 {lat.get('p90', nan):.1f}, p99 {lat.get('p99', nan):.1f}; CPU "
             f"{case.get('cpu_ms_per_frame', nan):.2f} ms per processed frame, "
-            f"{100 * case.get('cpu_core_share', nan):.0f} % of a core at {rate:.0f} Hz; load {case['load_average']}")
+            f"{100 * case.get('cpu_core_share', nan):.0f} % of a core at {rate:.0f} Hz; load {case['load_average']}"
+            f" -> {case.get('load_average_end')}")
     if 'newcomer' in case:
         nc = case['newcomer']
         text += (f"\n  newcomer: {nc['appearances']} appearances, {nc['never_reported']} never reported; stamp -> "
@@ -214,6 +224,8 @@ def main(argv=None) -> int:
                     help='node parameter sets to run (default: all, side by side)')
     ap.add_argument('--newcomer-seconds', type=float, default=40.0,
                     help='length of the newcomer case per profile (0: none; default 40)')
+    ap.add_argument('--pan-seconds', type=float, default=0.0,
+                    help='length of the panning-camera case (1 face) per profile (0: none, the default)')
     ap.add_argument('--baseline', metavar='CHECKOUT',
                     help="also run another checkout's built fer_node (its defaults) as profile 'baseline'; its "
                          'messages must be this checkout\'s (a changed FaceExpression does not match across them)')
@@ -231,20 +243,25 @@ def main(argv=None) -> int:
     results = {'machine': f'{platform.node()} {os.cpu_count()} cores', 'date': time.strftime('%Y-%m-%d %H:%M'),
                'load_average_at_start': [round(v, 2) for v in os.getloadavg()], 'baseline': args.baseline,
                'cases': []}
-    cases = [(f, args.seconds, False) for f in args.faces]
+    cases = [(f, args.seconds, '') for f in args.faces]
     if args.newcomer_seconds > 0:
-        cases.append((2, args.newcomer_seconds, True))
+        cases.append((2, args.newcomer_seconds, 'newcomer'))
+    if args.pan_seconds > 0:
+        cases.append((1, args.pan_seconds, 'pan'))
     try:
         for round_ in range(args.rounds):
-            for faces, seconds, newcomer in cases:
+            for faces, seconds, special in cases:
                 for profile, (params, exe) in profiles.items():
-                    what = 'newcomer (2nd face comes and goes)' if newcomer else f'{faces} face(s)'
+                    what = {'newcomer': 'newcomer (2nd face comes and goes)',
+                            'pan': f'1 face, camera panning {PAN_PX_S:g} px/s'}.get(special, f'{faces} face(s)')
                     print(f'bench-node [{profile}] round {round_ + 1}: {what}, {seconds:.0f} s at '
                           f'{args.rate:.0f} Hz ...', flush=True)
                     load = [round(v, 2) for v in os.getloadavg()]
-                    case = run_case(probe, faces, seconds, args.rate, params=params, executable=exe, newcomer=newcomer)
-                    case.update(profile=profile, round=round_ + 1, load_average=load, case='newcomer' if newcomer
-                                else f'{faces}_face' + ('s' if faces > 1 else ''))
+                    case = run_case(probe, faces, seconds, args.rate, params=params, executable=exe,
+                                    newcomer=special == 'newcomer', pan=special == 'pan')
+                    case.update(profile=profile, round=round_ + 1, load_average=load,
+                                load_average_end=[round(v, 2) for v in os.getloadavg()],
+                                case=special or f'{faces}_face' + ('s' if faces > 1 else ''))
                     results['cases'].append(case)
                     print(describe(case, args.rate), flush=True)
         if args.soak_seconds > 0:

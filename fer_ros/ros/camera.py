@@ -9,6 +9,10 @@ With `newcomer_period_s` > 0 (composed frames, `num_faces` >= 1) the last face c
 the first half of each period, present for the second; the stamp of each frame where it reappears is
 published on `newcomers` (std_msgs/Header), so an observer can time how soon the node reports a face
 that enters a running stream (`make bench-node`).
+
+With `pan_px_s` != 0 the frames turn like a panning camera: each is shifted sideways by `pan_px_s` pixels
+per second of its stream time (wrapping around), so nearly every pixel changes from frame to frame (the
+worst case of the whole-frame scan's scene-change gate, fer_ros.perception.scene_change).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import time
 from typing import Any
 
 import cv2
+import numpy as np
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -61,7 +66,7 @@ class CameraNode(Node):
             ('rate_hz', 30.0), ('duration_s', 0.0), ('num_faces', 1), ('width', 640), ('height', 480),
             ('transport', 'raw'), ('reliability', 'best_effort'), ('frame_id', 'camera'),
             ('images', ['']), ('distinct_frames', 1), ('wait_for_subscriber', True), ('jpeg_quality', 90),
-            ('newcomer_period_s', 0.0))}
+            ('newcomer_period_s', 0.0), ('pan_px_s', 0.0))}
         if p['rate_hz'] <= 0:
             raise ValueError(f"parameter 'rate_hz' must be > 0, got {p['rate_hz']}")
         newcomer = p['newcomer_period_s'] > 0
@@ -98,6 +103,9 @@ class CameraNode(Node):
                 self.newcomer_pub.publish(header)         # before the frame: the observer knows it first
         else:
             frame = self.frames[self.published % len(self.frames)]
+        if self.p['pan_px_s']:
+            shift = round(self.p['pan_px_s'] * self.published / self.p['rate_hz']) % frame.shape[1]
+            frame = np.roll(frame, shift, axis=1)
         if self.p['transport'] == 'compressed':
             msg = bgr_to_compressed(frame, header, 'jpeg', self.p['jpeg_quality'])
         else:
