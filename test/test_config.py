@@ -28,6 +28,7 @@ def test_node_defaults_are_the_core_defaults():
     ('max_faces', DetectorConfig, 'max_faces'),
     ('crop_margin', PipelineConfig, 'crop_margin'),
     ('detector_full_scan_s', DetectorConfig, 'full_scan_s'),
+    ('detector_idle_scan_s', DetectorConfig, 'idle_scan_s'),
     ('tensorrt_max_batch', BackendOptions, 'max_batch'),
 ])
 def test_node_and_core_accept_and_reject_the_same_bounds(name, config, field):
