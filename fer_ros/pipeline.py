@@ -336,8 +336,10 @@ class Pipeline:
         t0 = time.perf_counter()
         now = float(stamp if arrival is None else arrival)
         verdict = self._decisions.judge(camera, float(stamp), now)
-        for gone in verdict.forgotten:
-            self._cameras.pop(gone, None)
+        for gone in verdict.forgotten:       # its tracks, scan schedule and kept thumbnail go with it
+            dropped = self._cameras.pop(gone, None)
+            if dropped is not None:
+                self._scans.forget((gone, dropped.epoch))
         scan_error = self._collect_scans()
         if verdict.skip:
             return FrameResult(stamp=float(stamp), labels=self.labels, camera=camera, skipped=verdict.skip,
