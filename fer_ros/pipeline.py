@@ -41,6 +41,7 @@ from fer_ros.hri.stamps import StampConfig, StampPolicy
 from fer_ros.perception.detectors import DetectorConfig, FaceDetector, check_bgr
 from fer_ros.perception.full_scan import MAX_SCAN_AGE_S, FullScans, ScanResult
 from fer_ros.perception.head_pose import AttentionConfig, estimate_head_pose, judge_attention, sharpness
+from fer_ros.perception.landmarks import FaceLandmarker, landmarks_due
 from fer_ros.perception.preprocess import (
     CROP_MODES,
     MAX_MARGIN,
@@ -55,7 +56,6 @@ from fer_ros.perception.tracking import FaceTracker, TrackerConfig
 if TYPE_CHECKING:  # annotations only: at run time core never imports the backends package
     from fer_ros.backends.base import Backend
     from fer_ros.perception.embedding import FaceEmbedder
-    from fer_ros.perception.landmarks import FaceLandmarker
 
 
 @dataclass(frozen=True)
@@ -264,6 +264,7 @@ class Pipeline:
         self.landmarker = landmarker
         self._attending: dict[str, bool] = {}      # face id -> attending in its last frame (hysteresis)
         self._located: dict[str, tuple[float, tuple, np.ndarray]] = {}   # face id -> (when, box, 68 landmarks)
+        self._last_landmark_frame = float('inf')     # when landmarks were last considered (frame period)
 
     @property
     def spec(self) -> ModelSpec:
@@ -438,11 +439,13 @@ class Pipeline:
             face.may_command = face.attending and self.people.may_command(face.person_id)
 
     def _locate_landmarks(self, bgr: np.ndarray, faces: list[FaceResult], now: float) -> None:
-        """Each face's 68 landmarks: located (one batched call) when its last ones are older than
-        landmark_interval_s, else those moved and scaled with its box."""
+        """Each face's 68 landmarks: located (one batched call) when due (``landmarks_due``: new faces, and
+        spread over the frames those older than landmark_interval_s), else those moved and scaled with its box."""
         assert self.landmarker is not None, 'called only with a landmarker'
-        due = [f for f in faces if f.face_id not in self._located
-               or now - self._located[f.face_id][0] >= self.config.landmark_interval_s]
+        period, self._last_landmark_frame = now - self._last_landmark_frame, now
+        ids = landmarks_due([f.face_id for f in faces], {f: v[0] for f, v in self._located.items()}, now,
+                            self.config.landmark_interval_s, period)
+        due = [f for f in faces if f.face_id in ids]
         for face, points in zip(due, self.landmarker.locate(bgr, [f.box for f in due]) if due else []):
             self._located[face.face_id] = (now, face.box, points)
         for face in faces:

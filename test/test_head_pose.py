@@ -19,6 +19,7 @@ from fer_ros.perception.head_pose import (
     judge_attention,
     sharpness,
 )
+from fer_ros.perception.landmarks import landmarks_due
 from fer_ros.sample_frames import load_asset
 from fer_ros.util.paths import default_detector_model_path, default_landmark_model_path
 
@@ -160,3 +161,17 @@ def test_sharpness_drops_with_blur():
     blurred = sharpness(cv2.GaussianBlur(astronaut, (0, 0), 8), box)
     assert sharp > 100 and blurred < 15 < sharp
     assert sharpness(astronaut, (-50, -50, 10, 10)) == 0.0
+
+
+def test_landmarks_due_spreads_faces_that_fell_due_together():
+    located = {'f1': 0.0, 'f2': 0.0, 'f3': 0.05, 'f4': 0.0, 'f5': 0.0}
+    faces = ['f1', 'f2', 'f3', 'f4', 'f5', 'f6']
+    # 30 Hz, 0.2 s: ceil(6 / 30 / 0.2) = 1 stale face per frame, the longest waiting; a new face always
+    assert landmarks_due(faces, located, 0.2, 0.2, 1 / 30) == ['f6', 'f1']
+    assert landmarks_due(faces[:5], located, 0.2, 0.2, 1 / 30) == ['f1']
+    # 10 Hz: ceil(5 * 0.1 / 0.2) = 3; f3 is not due yet
+    assert landmarks_due(faces[:5], located, 0.2, 0.2, 0.1) == ['f1', 'f2', 'f4']
+    assert landmarks_due(faces[:5], located, 0.1, 0.2, 1 / 30) == []                 # nothing stale yet
+    assert landmarks_due(faces[:5], located, 0.3, 0.0, 1 / 30) == ['f1', 'f2', 'f4', 'f5', 'f3']   # 0: all
+    assert landmarks_due(faces[:5], located, 9.0, 0.2, 5.0) == ['f1', 'f2', 'f4', 'f5', 'f3']  # a long gap
+    assert landmarks_due(faces[:5], located, 0.3, 0.2, float('-inf')) == ['f1']      # the first frame: 1

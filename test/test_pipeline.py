@@ -276,3 +276,37 @@ def test_a_model_with_an_unknown_label_is_refused_at_start(tmp_path):
     words = ('angry', 'contempt', 'scared', 'happy', 'sad', 'surprised', 'neutral')
     with pytest.raises(ValueError, match=r"labels \['angry', 'contempt', .*\] contain \['contempt'\]"):
         build(PipelineConfig(model_path=relabelled_model(tmp_path, words), backend='cpu'))
+
+
+class CountingLandmarker:
+    """The pipeline's real landmarker, recording how many faces each call located."""
+
+    def __init__(self, real) -> None:
+        self.real, self.calls = real, []
+
+    def locate(self, bgr, boxes):
+        self.calls.append(len(boxes))
+        return self.real.locate(bgr, boxes)
+
+
+def test_five_faces_landmarks_are_spread_over_the_frames():
+    """Five faces found together: all located at once on the first frame (nothing to follow their boxes
+    with), then refreshed one per frame at 30 Hz (5 x 1/30 s < landmark_interval_s 0.2 s), not all five on
+    one frame every 0.2 s; each face still refreshed about every interval."""
+    pipeline = build(PipelineConfig(model_path=DEFAULT_ONNX, tracker=TrackerConfig(min_hits=1)))
+    if pipeline.landmarker is None:
+        pytest.skip('the landmark network is not converted (make setup)')
+    pipeline.landmarker = counting = CountingLandmarker(pipeline.landmarker)
+    frame, _ = sample_frame(5)
+    refreshed: dict[str, list[float]] = {}
+    for i in range(31):                                   # 1 s at 30 Hz
+        faces = pipeline.process(frame, i / 30).faces
+        assert len(faces) == 5 and all(f.face_points is not None and f.head_pose is not None for f in faces)
+        for face_id, (when, _, _) in pipeline._located.items():
+            refreshed.setdefault(face_id, [])
+            if when not in refreshed[face_id]:
+                refreshed[face_id].append(when)
+    assert counting.calls[0] == 5 and max(counting.calls[1:]) == 1
+    for times in refreshed.values():                      # every face refreshed, at most 5 frames late
+        gaps = np.diff(times)
+        assert len(times) >= 4 and gaps.max() <= 0.2 + 5 / 30 + 1e-6, times

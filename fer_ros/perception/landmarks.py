@@ -14,6 +14,7 @@ iBUG 300-W order (0-16 jaw, 17-26 brows, 27-35 nose, 36-41 the person's right ey
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -55,6 +56,27 @@ class LandmarkSpec(MetadataSpec):
             raise ValueError(f'LandmarkSpec: needs BGR input, {NUM_POINTS} points and size >= 16, got '
                              f'{self.channel_order}, {self.points}, {self.size}')
 
+
+
+def landmarks_due(faces: Sequence[str], located: dict[str, float], now: float, interval_s: float,
+                  frame_period_s: float) -> list[str]:
+    """Which of ``faces`` (ids) get new landmarks on this frame; the others' follow their boxes.
+
+    located: face id -> when its landmarks were last located (absent: never). A face never located is
+    always due (it has nothing to follow its box with). Of the others, those located ``interval_s`` ago or
+    more are due, the longest-waiting first, but only as many as refresh every face once per
+    ``interval_s`` at this frame rate: ceil(len(faces) * frame_period_s / interval_s), at least one. Why
+    a limit: faces found together fall due together, and locating all of them on one frame (~2 ms each
+    on a 2-core CPU, 5 faces ~10 ms) made that frame the slowest of every ``interval_s``; spread over the
+    frames, they cost each frame a little and fall due apart from then on. ``interval_s`` 0: every face,
+    every frame.
+    """
+    new = [f for f in faces if f not in located]
+    stale = sorted((f for f in faces if f in located and now - located[f] >= interval_s), key=located.__getitem__)
+    if interval_s <= 0:
+        return new + stale
+    budget = max(1, math.ceil(len(faces) * max(0.0, frame_period_s) / interval_s - 1e-9))
+    return new + stale[:budget]
 
 
 def five_points(points: np.ndarray) -> np.ndarray:

@@ -186,7 +186,8 @@ PARAMETERS: tuple[ParamDef, ...] = (
     ParamDef.of('head_pose_landmarks', PipelineConfig, 'face_landmarks', "load the 68-point landmark network for "
                 "head pose and the embedding crop (false: the detector's five points; roll then unreliable)"),
     ParamDef.of('landmark_interval_s', PipelineConfig, 'landmark_interval_s', "a face's 68 landmarks (head pose) "
-                'are located at most this often; in between they follow its box (0 = every frame)'),
+                'are located at most this often, faces due together spread over the frames; in between they follow '
+                'its box (0 = every frame)'),
     ParamDef.of('identify_people', PipelineConfig, 'identify', 'load the face embedding network: person ids '
                 'that survive track loss, enrolment (false: every track is its own anonymous person)'),
     ParamDef.of('face_embedder_model_path', PipelineConfig, 'embedder_model_path',
