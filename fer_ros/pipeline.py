@@ -375,6 +375,7 @@ class Pipeline:
             self.neutral.end_frame(verdict.command_time, self.visible_face_ids())
             commands = self._decisions.frame(self._faces_in_view(verdict.command_time), verdict.command_time,
                                              publish)
+            self._scans.hand_over()       # the background scan starts once this frame's work is done
         except BaseException:
             self._decisions.abandon()     # the clock must not wait for a frame that will never decide
             raise

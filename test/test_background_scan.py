@@ -154,6 +154,40 @@ def test_a_newcomer_is_published_on_the_first_frame_after_its_scan_and_no_frame_
     assert merged.detect_mode == 'roi' and merged.num_detections == 2
 
 
+class WatchingBackend:
+    """The real classifier; records at each call whether the scan thread had a frame (busy) by then."""
+
+    def __init__(self, backend) -> None:
+        self._backend, self.pipeline, self.busy_at_infer = backend, None, []
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def infer(self, batch):
+        self.busy_at_infer.append(worker(self.pipeline).busy)
+        return self._backend.infer(batch)
+
+
+def test_the_scan_gets_its_frame_after_that_frame_is_classified(backend, frames):
+    """A scan handed over before the frame's own detection and classification slowed that frame (they
+    share the cores' memory bandwidth and the interpreter): the worker is idle while the frame is
+    classified, and busy (blocked at the gate) once process returns."""
+    one, _ = frames
+    watching = WatchingBackend(backend)
+    pipeline = make_pipeline(watching)
+    watching.pipeline = pipeline
+    try:
+        start_tracking(pipeline, one)
+        pipeline.gated.gate.clear()
+        pipeline.process(one, 2 / FPS)
+        watching.busy_at_infer.clear()
+        pipeline.process(one, 3 / FPS)                    # due: its scan blocks in the worker
+        assert watching.busy_at_infer == [False] and worker(pipeline).busy
+    finally:
+        pipeline.gated.gate.set()
+        pipeline._scans.close()
+
+
 @pytest.mark.parametrize('max_age_s, merged', [(None, True), (0.3, False)])
 def test_a_late_scan_is_merged_unless_older_than_the_bound(backend, frames, max_age_s, merged, monkeypatch):
     one, two = frames
