@@ -38,14 +38,14 @@ track expires unmatched after coast_s) and the next scan finds it, whereas dropp
 a machine so busy that every scan is late, never find anyone. Faces a track claims only move that
 track's search window when the track missed its last frame (the ROI path lost it; the scan re-finds it).
 
-Bound on finding a new face (background, one camera, scan time d, frame period T, the merging frame's own
-processing p): the scan that sees the face's first frame starts at most P after it (later only while the
-previous scan still runs, at most d), ends d later and is merged into the next frame processed: at most
-max(P, d) + d + T + p, plus (``min_hits`` - 2) frames. P = full_scan_s for a face the gate sees (it
-changes at least the thumbnail pixels of the smallest face a scan finds, outside the tracked faces'
-windows); P = idle_scan_s for one it does not see (a face appearing with almost no pixel change: turning
-towards the camera inside an unchanged silhouette, or a change below the gate's level), the gate's
-worst case: 0.5 + ~0.05 s with the defaults at 30 Hz.
+Bound on finding a new face (background, one camera, scan time d, frame period T, one frame's own processing
+p): the scan that sees the face's first frame is planned at most P after it (later only while the previous
+scan still runs, at most d), starts once that frame is processed (``hand_over``), ends d later and is merged
+into the next frame processed: at most max(P, d) + p + d + T + p, plus (``min_hits`` - 2) frames. P =
+full_scan_s for a face the gate sees (it changes at least the thumbnail pixels of the smallest face a scan
+finds, outside the tracked faces' windows); P = idle_scan_s for one it does not see (a face appearing with
+almost no pixel change: turning towards the camera inside an unchanged silhouette, or a change below the
+gate's level), the gate's worst case: 0.5 + ~0.05 s with the defaults at 30 Hz.
 """
 from __future__ import annotations
 
