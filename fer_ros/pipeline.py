@@ -264,7 +264,6 @@ class Pipeline:
         self.landmarker = landmarker
         self._attending: dict[str, bool] = {}      # face id -> attending in its last frame (hysteresis)
         self._located: dict[str, tuple[float, tuple, np.ndarray]] = {}   # face id -> (when, box, 68 landmarks)
-        self._last_landmark_frame = float('inf')     # when landmarks were last considered (frame period)
 
     @property
     def spec(self) -> ModelSpec:
@@ -369,7 +368,9 @@ class Pipeline:
             # the mapper weighs tentative and coasting faces too: a missed detection never ends evidence
             t_people = time.perf_counter()
             command_faces = cam.tracker.command_faces()      # the published faces first (the same objects)
-            self._attend_and_identify(bgr, command_faces, verdict.command_time)
+            # cam.command_time is still its previous frame's: the camera's frame period for the landmarks
+            self._attend_and_identify(bgr, command_faces, verdict.command_time,
+                                      verdict.command_time - cam.command_time)
             people_ms = (time.perf_counter() - t_people) * 1e3
             cam.faces, cam.command_time = command_faces, verdict.command_time
             self.neutral.end_frame(verdict.command_time, self.visible_face_ids())
@@ -415,17 +416,18 @@ class Pipeline:
         cam.scans = []
         return merged
 
-    def _attend_and_identify(self, bgr: np.ndarray, faces: list[FaceResult], now: float) -> None:
+    def _attend_and_identify(self, bgr: np.ndarray, faces: list[FaceResult], now: float, period: float) -> None:
         """Head pose and attention of each face detected in this frame, its person (fer_ros.hri.people), and
         whether its non-STOP expressions may command: attending, and enrolled under command_authority
         'enrolled'. A face the mapper weighs without a detection in this frame (tentative or coasting)
-        keeps its track's last attention verdict (a new one: not attending) and person."""
+        keeps its track's last attention verdict (a new one: not attending) and person. ``period``: the time
+        since the camera's previous frame (command clock)."""
         alive = self.visible_face_ids()
         self._attending = {f: a for f, a in self._attending.items() if f in alive}
         self._located = {f: v for f, v in self._located.items() if f in alive}
         seen = [f for f in faces if f.tracking == TRACKED]
         if self.landmarker is not None and seen:
-            self._locate_landmarks(bgr, seen, now)
+            self._locate_landmarks(bgr, seen, now, period)
         for face in seen:
             face.head_pose = estimate_head_pose(face.face_points if face.face_points is not None else face.landmarks)
             face.attending, face.attention = judge_attention(face.head_pose, face.box, sharpness(bgr, face.box),
@@ -439,11 +441,10 @@ class Pipeline:
                 face.person_id, face.person_name = self.people.person(face.face_id)
             face.may_command = face.attending and self.people.may_command(face.person_id)
 
-    def _locate_landmarks(self, bgr: np.ndarray, faces: list[FaceResult], now: float) -> None:
+    def _locate_landmarks(self, bgr: np.ndarray, faces: list[FaceResult], now: float, period: float) -> None:
         """Each face's 68 landmarks: located (one batched call) when due (``landmarks_due``: new faces, and
         spread over the frames those older than landmark_interval_s), else those moved and scaled with its box."""
         assert self.landmarker is not None, 'called only with a landmarker'
-        period, self._last_landmark_frame = now - self._last_landmark_frame, now
         ids = landmarks_due([f.face_id for f in faces], {f: v[0] for f, v in self._located.items()}, now,
                             self.config.landmark_interval_s, period)
         due = [f for f in faces if f.face_id in ids]

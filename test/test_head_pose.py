@@ -174,4 +174,5 @@ def test_landmarks_due_spreads_faces_that_fell_due_together():
     assert landmarks_due(faces[:5], located, 0.1, 0.2, 1 / 30) == []                 # nothing stale yet
     assert landmarks_due(faces[:5], located, 0.3, 0.0, 1 / 30) == ['f1', 'f2', 'f4', 'f5', 'f3']   # 0: all
     assert landmarks_due(faces[:5], located, 9.0, 0.2, 5.0) == ['f1', 'f2', 'f4', 'f5', 'f3']  # a long gap
-    assert landmarks_due(faces[:5], located, 0.3, 0.2, float('-inf')) == ['f1']      # the first frame: 1
+    assert landmarks_due(faces[:5], located, 0.3, 0.2, float('-inf')) == ['f1']      # a clock jump back: 1
+    assert landmarks_due(faces[:5], located, 9.0, 0.2, float('inf')) == ['f1', 'f2', 'f4', 'f5', 'f3']  # first

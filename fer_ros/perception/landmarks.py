@@ -65,7 +65,8 @@ def landmarks_due(faces: Sequence[str], located: dict[str, float], now: float, i
     located: face id -> when its landmarks were last located (absent: never). A face never located is
     always due (it has nothing to follow its box with). Of the others, those located ``interval_s`` ago or
     more are due, the longest-waiting first, but only as many as refresh every face once per
-    ``interval_s`` at this frame rate: ceil(len(faces) * frame_period_s / interval_s), at least one. Why
+    ``interval_s`` at this frame rate (``frame_period_s``: the time since the camera's previous frame):
+    ceil(len(faces) * frame_period_s / interval_s), at least one, at most all. Why
     a limit: faces found together fall due together, and locating all of them on one frame (~2 ms each
     on a 2-core CPU, 5 faces ~10 ms) made that frame the slowest of every ``interval_s``; spread over the
     frames, they cost each frame a little and fall due apart from then on. ``interval_s`` 0: every face,
@@ -75,7 +76,8 @@ def landmarks_due(faces: Sequence[str], located: dict[str, float], now: float, i
     stale = sorted((f for f in faces if f in located and now - located[f] >= interval_s), key=located.__getitem__)
     if interval_s <= 0:
         return new + stale
-    budget = max(1, math.ceil(len(faces) * max(0.0, frame_period_s) / interval_s - 1e-9))
+    share = min(max(0.0, frame_period_s), interval_s) / interval_s    # a camera's first frame: +inf -> 1
+    budget = max(1, math.ceil(len(faces) * share - 1e-9))
     return new + stale[:budget]
 
 
