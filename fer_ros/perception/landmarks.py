@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
 from fer_ros.core.spec import MetadataSpec
 from fer_ros.perception.preprocess import crop_square, square_box
+from fer_ros.perception.resample import resample
 
 NUM_POINTS = 68
 # The detector's five points (right eye, left eye, nose tip, right mouth corner, left mouth corner) from
@@ -113,8 +113,7 @@ class FaceLandmarker:
         for i, box in enumerate(boxes):
             origins[i] = square_box(box, 0.0)
             crop = crop_square(bgr, box, 0.0)
-            chips[i] = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if crop.shape[0] > size
-                                  else cv2.INTER_LINEAR)
+            chips[i] = resample(crop, (size, size))
         batch = np.ascontiguousarray(chips.transpose(0, 3, 1, 2), dtype=np.float32)
         out = np.asarray(self.runner.run({self.spec.input_name: batch}, [self.spec.output_name])[self.spec.output_name],
                          np.float32)
