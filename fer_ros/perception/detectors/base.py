@@ -198,7 +198,8 @@ class FaceDetector(ABC):
 
         Each box (x, y, w, h) gives a square of side ``roi_scale * max(w, h)`` centred on it, clipped
         to the frame, and the factor that makes the face ``roi_face_px`` pixels (at most 4x
-        enlargement). Boxes entirely outside the frame or empty give no window.
+        enlargement; the resized window at most ``roi_scale * roi_face_px`` pixels a side). Boxes entirely
+        outside the frame or empty give no window.
 
         Returns:
             [((x0, y0, x1, y1) integer pixels of the frame, scale factor), ...]
@@ -218,7 +219,10 @@ class FaceDetector(ABC):
             x0, y0 = max(0, int(np.floor(cx - half))), max(0, int(np.floor(cy - half)))
             x1, y1 = min(width, int(np.ceil(cx + half))), min(height, int(np.ceil(cy + half)))
             if x1 - x0 >= 2 and y1 - y0 >= 2:
-                windows.append(((x0, y0, x1, y1), min(MAX_ROI_UPSCALE, cfg.roi_face_px / side)))
+                # at most roi_scale * roi_face_px (128) pixels after resizing: the window's pixel rounding would
+                # make it 129 and the network's input 160 (sizes go up in steps of 32): 1.56x the work
+                longest = cfg.roi_scale * cfg.roi_face_px / max(x1 - x0, y1 - y0)
+                windows.append(((x0, y0, x1, y1), min(MAX_ROI_UPSCALE, cfg.roi_face_px / side, longest)))
         return windows
 
     def _detect_window(self, bgr: np.ndarray, window: tuple[int, int, int, int], scale: float, threads: int):
