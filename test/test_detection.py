@@ -162,6 +162,18 @@ def test_roi_windows_are_squares_around_the_boxes_clipped_to_the_frame():
         detector.roi_windows([(1, 2, 3)], 640, 480)
 
 
+def test_a_resized_roi_window_never_exceeds_roi_scale_times_roi_face_px():
+    """The window's pixel rounding (floor/ceil of its corners) must not make it 129 px after resizing: the
+    network's input would be 160 (a multiple of 32), 1.56x the work of 128."""
+    detector = create_face_detector(DetectorConfig(roi_scale=2.0, roi_face_px=64))
+    sides = []
+    for x in np.arange(100.0, 110.0, 0.37):
+        for side in np.arange(40.0, 200.0, 3.3):
+            ((x0, y0, x1, y1), scale), = detector.roi_windows([(x, 150.0 - side / 2, side, side)], 640, 480)
+            sides.append(max(round((x1 - x0) * scale), round((y1 - y0) * scale)))
+    assert max(sides) == 128 and min(sides) >= 126
+
+
 @pytest.mark.parametrize('num_faces, seed', [(1, 0), (1, 2), (5, 0), (5, 1), (5, 3)])
 def test_roi_detection_finds_the_faces_full_detection_finds(cnn, num_faces, seed):
     frame, _ = sample_frame(num_faces, seed=seed)
