@@ -26,7 +26,9 @@ structure), 'scan_every_100ms' (default with detector_full_scan_s 0.1: less CPU,
 --baseline CHECKOUT adds the profile 'baseline': the fer_node of another checkout's colcon install tree
 (e.g. a worktree of main before a change) with its defaults, so before and after run side by side.
 'without_people' (the default without the 68-landmark and face-embedding networks: head pose from the
-detector's five points, no re-identification; docs/people.md's cost figures compare the two).
+detector's five points, no re-identification; docs/people.md's cost figures compare the two), 'no_mirror'
+(the default with mirror_tta never: N classifier rows instead of 2N; docs/evaluation.md has its accuracy cost),
+'lean' (both: the lowest-latency configuration, docs/performance.md).
 """
 from __future__ import annotations
 
@@ -55,7 +57,9 @@ from fer_ros.util.stats import percentiles
 PROFILES = {'default': [], 'inline': ['detector_background_scan:=false'],
             'scan_every_100ms': ['detector_full_scan_s:=0.1'],
             'no_scene_gate': ['detector_idle_scan_s:=0.0'],
-            'without_people': ['identify_people:=false', 'head_pose_landmarks:=false']}
+            'without_people': ['identify_people:=false', 'head_pose_landmarks:=false'],
+            'no_mirror': ['mirror_tta:=never'],
+            'lean': ['mirror_tta:=never', 'identify_people:=false', 'head_pose_landmarks:=false']}
 BASELINE = 'baseline'
 PAN_PX_S = 60.0                # the pan case's camera turns this many pixels a second (2 px a frame at 30 Hz)
 NEWCOMER_PERIOD_S = 1.2        # the newcomer is away 0.6 s (its track ends), then back 0.6 s
