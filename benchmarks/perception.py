@@ -18,7 +18,7 @@ A development script (not installed with the package; run from the checkout).
    costs), and the same recall in ROI mode (the face searched around its box of the previous frame,
    the face having moved by a quarter of its size).
 2. Classifier alone: batches of 1, 8 and 32 real face crops for every model (the default model, any
-   other .onnx in models/, --model files) on every backend available here (onnxruntime; tensorrt
+   other classifier .onnx in models/, --model files) on every backend available here (onnxruntime; tensorrt
    when it imports and a GPU is present; torch when torch imports and a checkpoint .pt sits beside
    the .onnx).
 3. The peer: the same frames through the `fer` PyPI library's own pipeline (its Haar cascade +
@@ -323,9 +323,11 @@ def classifier_targets(extra: list[str]) -> list[tuple[str, str]]:
     """(model path, backend) pairs available on this machine."""
     import importlib.util
 
+    from fer_ros.backends.onnxruntime_backend import read_onnx_metadata
     from fer_ros.backends.selection import probe_machine
     from fer_ros.core.backend_options import ENGINE_SUFFIXES, TORCH_SUFFIXES
-    from fer_ros.util.paths import DEFAULT_DETECTOR_MODEL, default_model_path
+    from fer_ros.core.spec import ModelSpec
+    from fer_ros.util.paths import default_model_path
 
     models = []
     try:
@@ -341,8 +343,8 @@ def classifier_targets(extra: list[str]) -> list[tuple[str, str]]:
         if real in seen:
             continue
         seen.add(real)
-        if os.path.basename(path) == DEFAULT_DETECTOR_MODEL:
-            continue            # the face detector, timed in part 1
+        if path.endswith('.onnx') and ModelSpec.METADATA_KEY not in read_onnx_metadata(path):
+            continue            # not a classifier: the face detector (timed in part 1), the people networks
         if path.endswith('.onnx'):
             pairs.append((path, 'cpu'))
             if trt:
