@@ -127,6 +127,12 @@ class FrameAnalysis:
     detect_mode: str = 'full'                 # 'full' (whole frame) or 'roi' (only the given regions)
 
 
+def mirror_enabled(mirror_tta: str, spec) -> bool:
+    """Whether faces are classified with their mirror image: ``mirror_tta`` 'always' / 'never', or 'model'
+    (the model file's ``ModelSpec.mirror_tta``). One rule for the node, the bag evaluation and fer-infer."""
+    return {'always': True, 'never': False}.get(mirror_tta, bool(spec.mirror_tta))
+
+
 def analyze_frame(bgr: np.ndarray, detector: FaceDetector, backend: Backend, margin: float,
                   regions=None, *, crop_mode: str = 'square', mirror: bool = False) -> FrameAnalysis:
     """Detect and classify every face of one frame (stateless; used by Pipeline and fer-infer).
@@ -258,7 +264,7 @@ class Pipeline:
         self._cameras: dict[str, _Camera] = {}
         self._epochs = itertools.count(1)
         self._scans = FullScans(config.detector, detector_factory, config.background_scan, scan_clock)
-        self.mirror = {'always': True, 'never': False}.get(config.mirror_tta, self._backend.spec.mirror_tta)
+        self.mirror = mirror_enabled(config.mirror_tta, self._backend.spec)
         self.neutral = NeutralBaselines(config.neutral, self._labels, stop_guards(self._mapper.config))
         self.people = People(config.people, embedder, config.people_file, self._labels, self.neutral)
         self.landmarker = landmarker

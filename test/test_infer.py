@@ -41,6 +41,27 @@ def test_good_images(capsys):
     assert coffee['faces'] == [] and coffee['timing_ms']['infer'] == 0
 
 
+def test_faces_read_as_the_node_reads_them_with_the_mirrored_view(capsys):
+    """fer-infer follows the model file's mirror_tta (on for the mini-Xception) as the node does, so the same
+    face gets the same probabilities in both; --mirror-tta never gives the single view."""
+    import cv2
+
+    from fer_ros.backends import create_backend, create_face_detector
+    from fer_ros.pipeline import PipelineConfig, analyze_frame
+    path = os.path.join(ASSETS, 'scared_face.jpg')
+    frame = cv2.imread(path, cv2.IMREAD_COLOR)
+    config = PipelineConfig(model_path=DEFAULT_ONNX, backend='cpu')
+    detector, backend = create_face_detector(config.detector), create_backend(DEFAULT_ONNX, 'cpu')
+    assert backend.spec.mirror_tta
+    readings = {}
+    for option, mirror in (('model', True), ('never', False)):
+        _, (line,), _ = run(capsys, '--mirror-tta', option, path)
+        expected = analyze_frame(frame, detector, backend, config.crop_margin, mirror=mirror).probabilities[0]
+        readings[option] = [line['faces'][0]['probabilities'][label] for label in backend.labels]
+        assert readings[option] == pytest.approx(expected.tolist(), abs=1e-3)
+    assert readings['model'] != pytest.approx(readings['never'], abs=1e-3)
+
+
 def test_bad_files_are_reported_and_the_rest_processed(capsys, tmp_path):
     empty = tmp_path / 'empty.jpg'
     empty.write_bytes(b'')

@@ -24,7 +24,8 @@ from fer_ros.core.validate import field_limits
 from fer_ros.io.files import read_image
 from fer_ros.io.image_codec import DEFAULT_MAX_PIXELS
 from fer_ros.perception.detectors import DETECTOR_BACKENDS, DETECTOR_KINDS, DetectorConfig
-from fer_ros.pipeline import PipelineConfig, analyze_frame
+from fer_ros.perception.preprocess import MIRROR_TTA_CHOICES
+from fer_ros.pipeline import PipelineConfig, analyze_frame, mirror_enabled
 
 
 def face_json(detection, probabilities: np.ndarray, labels: tuple[str, ...]) -> dict:
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--threshold', type=float, default=DetectorConfig.confidence_threshold,
                         help='detector confidence threshold 0..1 (default %(default)s)')
     parser.add_argument('--max-faces', type=int, default=DetectorConfig.max_faces)
+    parser.add_argument('--mirror-tta', default=PipelineConfig.mirror_tta, choices=MIRROR_TTA_CHOICES,
+                        help="classify each face with its mirror image too, as the node does: 'model' "
+                        '(default: what the model file says), always or never')
     margin = field_limits(PipelineConfig, 'crop_margin')
     parser.add_argument('--margin', type=float, default=margin.default,
                         help=f'crop margin {margin.low:g}..{margin.high:g} (default %(default)s)')
@@ -72,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                                                         max_faces=args.max_faces))
         detector = create_face_detector(config.detector)
         backend = backend_for(config)
+        mirror = mirror_enabled(args.mirror_tta, backend.spec)
     except (ValueError, FileNotFoundError, BackendError, RuntimeError) as exc:
         print(f'fer-infer: {exc}', file=sys.stderr)
         return 2
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.images:
         try:
             image = read_image(path, args.max_pixels)
-            result = analyze_frame(image, detector, backend, config.crop_margin)
+            result = analyze_frame(image, detector, backend, config.crop_margin, mirror=mirror)
         except (ValueError, BackendError) as exc:   # one bad file never stops the batch
             failed += 1
             print(json.dumps({'image': path, 'error': str(exc)}), flush=True)
