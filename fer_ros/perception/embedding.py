@@ -20,13 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
-import cv2
 import numpy as np
 
 from fer_ros.core.spec import MetadataSpec
 from fer_ros.perception.align import eyes_level_transform
 from fer_ros.perception.landmarks import NUM_POINTS, five_points
 from fer_ros.perception.preprocess import crop_square, warp_face
+from fer_ros.perception.resample import resample
 from fer_ros.util.vectors import unit_rows
 
 # The chip's side in face measures, and how far below the eyes' centre its centre lies (face measures).
@@ -90,8 +90,7 @@ def face_chips(bgr: np.ndarray, boxes: Sequence[Sequence[float]], landmarks: Seq
             chips[i] = warp_face(bgr, matrix, (size, size))
         else:
             crop = crop_square(bgr, box, BOX_MARGIN)
-            chips[i] = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA
-                                  if crop.shape[0] >= size else cv2.INTER_LINEAR)
+            chips[i] = resample(crop, (size, size))
     return np.ascontiguousarray(chips.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
